@@ -1,0 +1,72 @@
+"""The `sealdrop` command: one subcommand per job, each implemented in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sealdrop",
+        description="An anonymous dropbox whose uploads are sealed to an offline reviewer.",
+    )
+    parser.add_argument("--version", action="version", version=f"sealdrop {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keygen = commands.add_parser(
+        "keygen", help="make a reviewer key pair (run this on the offline machine)"
+    )
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
+    keygen.set_defaults(run=_run_keygen)
+
+    open_ = commands.add_parser("open", help="decrypt spool files into folders (offline)")
+    open_.add_argument("spool", type=Path, metavar="SPOOL")
+    open_.add_argument("--key", type=Path, required=True, metavar="FILE")
+    open_.add_argument("--out", type=Path, required=True, metavar="DIR")
+    open_.add_argument(
+        "--remove", action="store_true", help="delete each spool file once it is safely written out"
+    )
+    open_.set_defaults(run=_run_open)
+
+    spool = commands.add_parser("spool", help="list what a spool holds, without any key")
+    spool.add_argument("spool", type=Path, metavar="SPOOL")
+    spool.set_defaults(run=_run_spool)
+
+    return parser
+
+
+def _run_keygen(args: argparse.Namespace) -> int:
+    from .reviewer.keygen import run_keygen
+
+    return run_keygen(args)
+
+
+def _run_open(args: argparse.Namespace) -> int:
+    from .reviewer.opener import run_open
+
+    return run_open(args)
+
+
+def _run_spool(args: argparse.Namespace) -> int:
+    from .reviewer.listing import run_spool
+
+    return run_spool(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        print("sealdrop: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The sealed spool file's cryptographic layer: header and chunked payload stream.
+
+A spool file is::
+
+    MAGIC (8) | VERSION (1) | sealed file key (80) | secretstream header (24) | chunks...
+
+The file key is a fresh random secretstream key, sealed with libsodium's
+``crypto_box_seal`` to the reviewer's X25519 public key. The payload is cut into
+fixed 64 KiB plaintext chunks, each pushed through secretstream
+XChaCha20-Poly1305 with the whole 113-byte header as additional data; the last
+chunk carries TAG_FINAL. docs/FORMAT.md is the normative description.
+
+This module is pure: bytes, binary streams and key objects in and out. It knows
+nothing of files on disk, the web, or the records inside the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from nacl import bindings
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+
+MAGIC = b"sealdrop"
+VERSION = 1
+CHUNK_SIZE = 64 * 1024
+
+_KEY_BYTES = bindings.crypto_secretstream_xchacha20poly1305_KEYBYTES
+_STREAM_HEADER_BYTES = bindings.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+_ABYTES = bindings.crypto_secretstream_xchacha20poly1305_ABYTES
+_SEALED_KEY_BYTES = bindings.crypto_box_SEALBYTES + _KEY_BYTES
+_TAG_MESSAGE = bindings.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+_TAG_FINAL = bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+
+PREFIX_BYTES = len(MAGIC) + 1
+HEADER_BYTES = PREFIX_BYTES + _SEALED_KEY_BYTES + _STREAM_HEADER_BYTES
+ENCRYPTED_CHUNK_BYTES = CHUNK_SIZE + _ABYTES
+
+
+class SpoolFileError(Exception):
+    """Root of every reason a spool file is refused. Never shown to a source."""
+
+    cause = "unreadable"
+
+
+class NotASealdropFile(SpoolFileError):
+    """The file does not start with sealdrop's magic bytes: it is not ours."""
+
+    cause = "not a sealdrop file"
+
+
+class UnsupportedVersion(SpoolFileError):
+    """The magic is ours but the version byte is one this reader does not know."""
+
+    cause = "unsupported version"
+
+
+class WrongKey(SpoolFileError):
+    """The sealed file key does not open with this secret key.
+
+    Either the file was sealed to another reviewer key, or its header was
+    altered; the two cannot be told apart, by design of the sealed box.
+    """
+
+    cause = "wrong key"
+
+
+class TruncatedFile(SpoolFileError):
+    """The file ends before its final chunk: it was cut short (copy, crash, disk)."""
+
+    cause = "truncated"
+
+
+class TamperedChunk(SpoolFileError):
+    """A chunk fails authentication: bits were changed, chunks reordered or duplicated."""
+
+    cause = "tampered"
+
+
+class TrailingData(SpoolFileError):
+    """Bytes follow the final chunk; something was appended to the file."""
+
+    cause = "trailing data"
+
+
+class MalformedStream(SpoolFileError):
+    """Authenticated chunks break the framing rules (wrong size, empty, unknown tag).
+
+    Only a faulty or hostile writer holding the file key can produce this.
+    """
+
+    cause = "malformed stream"
+
+
+class PayloadSealer:
+    """Seals a payload written in pieces, without knowing its length in advance.
+
+    Memory is bounded by one chunk plus the piece being written: a chunk is only
+    encrypted once more data proves it is not the last one, so that the final
+    chunk can be tagged FINAL even when the payload is a whole number of chunks.
+    """
+
+    def __init__(self, recipient: PublicKey) -> None:
+        file_key = bindings.crypto_secretstream_xchacha20poly1305_keygen()
+        sealed_key = SealedBox(recipient).encrypt(file_key)
+        self._state = bindings.crypto_secretstream_xchacha20poly1305_state()
+        stream_header = bindings.crypto_secretstream_xchacha20poly1305_init_push(
+            self._state, file_key
+        )
+        self.header = MAGIC + bytes([VERSION]) + sealed_key + stream_header
+        assert len(self.header) == HEADER_BYTES
+        self._pending = bytearray()
+        self._finished = False
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Take more plaintext; return the ciphertext that is ready (often empty)."""
+        if self._finished:
+            raise RuntimeError("payload already finalized")
+        self._pending += data
+        if len(self._pending) <= CHUNK_SIZE:
+            return b""
+        out = []
+        # Keep at least one byte back: the last chunk must be pushed with TAG_FINAL.
+        while len(self._pending) > CHUNK_SIZE:
+            out.append(self._push(bytes(self._pending[:CHUNK_SIZE]), _TAG_MESSAGE))
+            del self._pending[:CHUNK_SIZE]
+        return b"".join(out)
+
+    def finalize(self) -> bytes:
+        """Return the final chunk's ciphertext. The sealer cannot be used afterwards."""
+        if self._finished:
+            raise RuntimeError("payload already finalized")
+        self._finished = True
+        last = self._push(bytes(self._pending), _TAG_FINAL)
+        self._pending = bytearray()
+        return last
+
+    def _push(self, chunk: bytes, tag: int) -> bytes:
+        ciphertext: bytes = bindings.crypto_secretstream_xchacha20poly1305_push(
+            self._state, chunk, self.header, tag
+        )
+        return ciphertext
+
+
+def sealed_size(payload_length: int) -> int:
+    """The exact size of a spool file whose payload is `payload_length` bytes."""
+    chunks = max(1, -(-payload_length // CHUNK_SIZE))
+    return HEADER_BYTES + payload_length + chunks * _ABYTES
+
+
+def read_prefix(source: BinaryIO) -> bytes:
+    """Read and check magic and version; return those bytes. Needs no key."""
+    prefix = _read_exactly(source, PREFIX_BYTES)
+    if prefix[: len(MAGIC)] != MAGIC[: len(prefix)]:
+        raise NotASealdropFile("the file does not start with sealdrop's magic bytes")
+    if len(prefix) < PREFIX_BYTES:
+        raise TruncatedFile("the file ends inside its header")
+    if prefix[len(MAGIC)] != VERSION:
+        raise UnsupportedVersion(
+            f"format version {prefix[len(MAGIC)]} is not supported (this reader knows "
+            f"version {VERSION}); upgrade sealdrop on the reviewer machine"
+        )
+    return prefix
+
+
+def open_payload(source: BinaryIO, key: PrivateKey) -> Iterator[bytes]:
+    """Yield the plaintext chunks of the spool file read from `source`.
+
+    Every chunk is authenticated before it is yielded, but the stream as a whole
+    is only proven complete when the iterator ends without raising: a caller must
+    treat what it received as unverified until then.
+    """
+    prefix = read_prefix(source)
+    rest = _read_exactly(source, HEADER_BYTES - PREFIX_BYTES)
+    if len(rest) < HEADER_BYTES - PREFIX_BYTES:
+        raise TruncatedFile("the file ends inside its header")
+    header = prefix + rest
+    sealed_key = rest[:_SEALED_KEY_BYTES]
+    stream_header = rest[_SEALED_KEY_BYTES:]
+    try:
+        file_key = SealedBox(key).decrypt(sealed_key)
+    except CryptoError:
+        raise WrongKey(
+            "the file key does not open with this secret key: the file was sealed to "
+            "another reviewer key, or its header was altered"
+        ) from None
+    state = bindings.crypto_secretstream_xchacha20poly1305_state()
+    bindings.crypto_secretstream_xchacha20poly1305_init_pull(state, stream_header, file_key)
+    yield from _pull_chunks(source, state, header)
+
+
+def _pull_chunks(
+    source: BinaryIO,
+    state: bindings.crypto_secretstream_xchacha20poly1305_state,
+    header: bytes,
+) -> Iterator[bytes]:
+    index = 0
+    while True:
+        ciphertext = _read_exactly(source, ENCRYPTED_CHUNK_BYTES)
+        if not ciphertext:
+            raise TruncatedFile(f"the file ends after chunk {index}, before the final chunk")
+        try:
+            plaintext, tag = bindings.crypto_secretstream_xchacha20poly1305_pull(
+                state, ciphertext, header
+            )
+        except CryptoError:
+            at_end = len(ciphertext) < ENCRYPTED_CHUNK_BYTES
+            hint = " (the file may have been cut short)" if at_end else ""
+            raise TamperedChunk(f"chunk {index} fails authentication{hint}") from None
+        if tag == _TAG_FINAL:
+            if not plaintext and index > 0:
+                raise MalformedStream(f"the final chunk {index} is empty")
+            if source.read(1):
+                raise TrailingData(f"data follows the final chunk {index}")
+            yield plaintext
+            return
+        if tag != _TAG_MESSAGE:
+            raise MalformedStream(f"chunk {index} has an unexpected tag {tag}")
+        if len(plaintext) != CHUNK_SIZE:
+            raise MalformedStream(f"non-final chunk {index} is {len(plaintext)} bytes, not full")
+        yield plaintext
+        index += 1
+
+
+def _read_exactly(source: BinaryIO, size: int) -> bytes:
+    """Read `size` bytes, fewer only at end of file (a pipe may return short reads)."""
+    data = source.read(size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    have = len(data)
+    while have < size:
+        more = source.read(size - have)
+        if not more:
+            break
+        parts.append(more)
+        have += len(more)
+    return b"".join(parts)

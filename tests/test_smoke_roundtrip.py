@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import io
+
+from nacl.public import PrivateKey
+
+from sealdrop import crypto, records
+
+
+def test_payload_round_trip_recovers_the_attachment() -> None:
+    key = PrivateKey.generate()
+    sealer = crypto.PayloadSealer(key.public_key)
+    out = io.BytesIO()
+    out.write(sealer.header)
+    writer = records.PayloadWriter(lambda data: out.write(sealer.update(data)), "2026-11-29")
+    writer.message("hello")
+    writer.begin_attachment("a.txt", "text/plain")
+    writer.attachment_data(b"x" * 70_000)
+    writer.end_attachment()
+    writer.close()
+    out.write(sealer.finalize())
+
+    events = list(records.read_payload(crypto.open_payload(io.BytesIO(out.getvalue()), key)))
+
+    body = b"".join(e.data for e in events if isinstance(e, records.AttachmentBytes))
+    assert body == b"x" * 70_000
+    assert isinstance(events[-1], records.PayloadEnd)

@@ -1,7 +1,8 @@
 """The typed records inside a sealed payload: written in one pass, read as a stream.
 
 Each record is ``type (u8) | length (u32, big-endian) | body``. The order is
-fixed: one SUBMISSION record (the day), MESSAGE records (the text, in pieces),
+fixed: one SUBMISSION record (the day), one RECEIPT record (the number the
+source was shown), MESSAGE records (the text, in pieces),
 then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*, ATTACHMENT_END; one
 MANIFEST closing record with each attachment's size and SHA-256; then PADDING
 records up to the Padmé length. Types 0x80-0xFE are optional: an old reader
@@ -26,6 +27,7 @@ ATTACHMENT_BEGIN = 0x03
 ATTACHMENT_DATA = 0x04
 ATTACHMENT_END = 0x05
 MANIFEST = 0x06
+RECEIPT = 0x07
 FIRST_OPTIONAL_TYPE = 0x80
 
 RECORD_HEADER = struct.Struct(">BI")
@@ -77,7 +79,7 @@ def padded_payload_length(unpadded: int) -> int:
 class PayloadWriter:
     """Encodes a submission as records and hands the bytes to `sink`, in one pass."""
 
-    def __init__(self, sink: Callable[[bytes], object], day: str) -> None:
+    def __init__(self, sink: Callable[[bytes], object], day: str, receipt: str) -> None:
         self._sink = sink
         self._written = 0
         self._attachments: list[AttachmentSummary] = []
@@ -85,6 +87,7 @@ class PayloadWriter:
         self._current_size = 0
         self._closed = False
         self._record(SUBMISSION, day.encode("ascii"))
+        self._record(RECEIPT, receipt.encode("ascii"))
 
     @property
     def attachments(self) -> list[AttachmentSummary]:
@@ -172,6 +175,11 @@ def _truncate_utf8(data: bytes, limit: int) -> bytes:
 @dataclass(frozen=True)
 class Day:
     day: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    receipt: str
 
 
 @dataclass(frozen=True)
@@ -282,6 +290,10 @@ def read_payload(chunks: Iterable[bytes]) -> Iterator[Event]:
     if record_type != SUBMISSION:
         raise MalformedPayload("the payload does not start with a SUBMISSION record")
     yield Day(_decode_day(body))
+    record_type, body = _next_small_record(queue)
+    if record_type != RECEIPT:
+        raise MalformedPayload("the SUBMISSION record is not followed by a RECEIPT record")
+    yield Receipt(_decode_receipt(body))
 
     computed: list[AttachmentSummary] = []
     seen_attachment = False
@@ -353,6 +365,12 @@ def _decode_day(body: bytes) -> str:
     if len(text) != 10 or len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
         raise MalformedPayload("the SUBMISSION record does not hold a YYYY-MM-DD day")
     return text
+
+
+def _decode_receipt(body: bytes) -> str:
+    if not body or len(body) > 64 or not all(c in b"0123456789-" for c in body):
+        raise MalformedPayload("the RECEIPT record does not hold a receipt number")
+    return body.decode("ascii")
 
 
 def _decode_text(body: bytes, what: str) -> str:

@@ -12,7 +12,9 @@ def test_payload_round_trip_recovers_the_attachment() -> None:
     sealer = crypto.PayloadSealer(key.public_key)
     out = io.BytesIO()
     out.write(sealer.header)
-    writer = records.PayloadWriter(lambda data: out.write(sealer.update(data)), "2026-11-29")
+    writer = records.PayloadWriter(
+        lambda data: out.write(sealer.update(data)), "2026-11-29", "1234-5678-9012"
+    )
     writer.message("hello")
     writer.begin_attachment("a.txt", "text/plain")
     writer.attachment_data(b"x" * 70_000)

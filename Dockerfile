@@ -1,0 +1,37 @@
+# sealdrop server image. It never holds the reviewer's secret key: mount only
+# reviewer.pub. Run with a read-only root file system and two volumes:
+#   docker run --read-only --tmpfs /tmp:size=16m,mode=1777 \
+#     -v sealdrop-spool:/var/lib/sealdrop/spool -v sealdrop-state:/var/lib/sealdrop/state \
+#     -v "$PWD/reviewer.pub:/etc/sealdrop/reviewer.pub:ro" sealdrop
+FROM python:3.11-slim-bookworm
+
+# Debian's tor publishes the onion service; nothing else from apt is needed.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tor \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --system --home-dir /var/lib/sealdrop --shell /usr/sbin/nologin sealdrop \
+    && install -d -o sealdrop -g sealdrop -m 0700 /var/lib/sealdrop /var/lib/sealdrop/spool /var/lib/sealdrop/state \
+    && install -d -m 0755 /etc/sealdrop
+
+WORKDIR /opt/sealdrop
+COPY pyproject.toml README.md ./
+COPY . ./src/
+# The repository root is the package; install it from a copy so the image holds
+# no tests, docs or git history at run time.
+RUN pip install --no-cache-dir ./src && rm -rf ./src
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SEALDROP_SPOOL_DIR=/var/lib/sealdrop/spool \
+    SEALDROP_STATE_DIR=/var/lib/sealdrop/state \
+    SEALDROP_PUBLIC_KEY_FILE=/etc/sealdrop/reviewer.pub
+
+VOLUME ["/var/lib/sealdrop/spool", "/var/lib/sealdrop/state"]
+USER sealdrop
+
+HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["sealdrop", "check", "--quiet"]
+
+ENTRYPOINT ["sealdrop", "serve"]

@@ -1,0 +1,419 @@
+"""The spool writer: the only code that creates, writes, renames or deletes spool files.
+
+A submission is sealed as it arrives into ``<random>.sealed.part`` and becomes
+``<random>.sealed`` only once complete: the payload is closed (manifest and
+padding), the last chunk written, the file fsync'd, renamed, and the directory
+fsync'd. A failed submission leaves nothing behind.
+
+Time is the enemy here: a spool file's timestamps could tie an upload to a
+moment a source was seen online. So the finished file's atime/mtime and the
+directory's are set back to midnight UTC of the day, and the payload records
+only that day. The inode change time (ctime) of the file and of the directory
+cannot be set by any system call: it keeps the moment of the last rename or
+timestamp change, to the nanosecond, for anyone with access to the live disk.
+Only collecting files promptly and the file system's own protection (full-disk
+encryption, a tmpfs, a short-lived VM) limit that.
+
+Nothing here logs, and no message names a source, a content or a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import stat
+from datetime import UTC, datetime, time
+from pathlib import Path
+from types import TracebackType
+from typing import NoReturn
+
+from nacl.public import PublicKey
+
+from ..crypto import PayloadSealer
+from ..records import PayloadWriter
+
+SEALED_SUFFIX = ".sealed"
+PART_SUFFIX = ".part"
+# How much may be written between two checks of the free space against the reserve.
+RESERVE_CHECK_INTERVAL = 8 * 1024 * 1024
+_RECEIPT_GROUPS = 4
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# O_NOFOLLOW: a symlink planted at the name is refused, never written through.
+# O_EXCL: the name must be new, so nothing planted is ever reused.
+_CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PART_MODE = 0o600
+
+
+class StorageError(Exception):
+    """Root of the spool's failures: the spool cannot take or keep a submission.
+
+    Raised on its own when the operating system refuses an operation for a reason
+    other than a full disk (an I/O error, permissions changed under the running
+    service, a file planted in the spool). The message is for the operator; a
+    source must only ever see a calm, generic failure.
+    """
+
+
+class StorageFull(StorageError):
+    """The disk (or the user's quota) is full, or free space fell below the reserve.
+
+    Raised by `Spool.begin` when free space is already below the reserve, and by
+    a submission's writes or commit on ENOSPC/EDQUOT or when a periodic check finds
+    free space below the reserve. The submission is aborted before this is raised.
+    """
+
+
+class SpoolUnusable(StorageError):
+    """The spool directory is missing, not a directory, not writable, or open to others.
+
+    Raised by `Spool.check` at start-up; the service must not start.
+    """
+
+
+def random_name() -> str:
+    """A fresh file stem carrying 128 random bits: names reveal nothing, guess nothing."""
+    return secrets.token_hex(16)
+
+
+def random_receipt() -> str:
+    """A number the source can quote to the organisation, like ``4821-7730-1159-6603``."""
+    digits = f"{secrets.randbelow(10 ** (4 * _RECEIPT_GROUPS)):0{4 * _RECEIPT_GROUPS}d}"
+    return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+
+
+def utc_day() -> str:
+    """Today's date in UTC, ``YYYY-MM-DD``: the only time a submission records."""
+    return datetime.now(UTC).date().isoformat()
+
+
+def midnight_utc(day: str) -> int:
+    """Seconds since the epoch at 00:00 UTC of `day` (``YYYY-MM-DD``)."""
+    return int(datetime.combine(datetime.fromisoformat(day).date(), time(), UTC).timestamp())
+
+
+class Spool:
+    """A directory of sealed submissions, written only through this class."""
+
+    def __init__(self, directory: Path, recipient: PublicKey, *, reserve_bytes: int = 0) -> None:
+        if reserve_bytes < 0:
+            raise ValueError("reserve_bytes must not be negative")
+        self.directory = Path(directory)
+        self.reserve_bytes = reserve_bytes
+        self._recipient = recipient
+
+    def check(self) -> None:
+        """Refuse a spool that is missing, not a directory, not writable or open to others."""
+        where = self.directory
+        try:
+            info = os.stat(where)
+        except FileNotFoundError:
+            raise SpoolUnusable(
+                f"the spool folder {where} does not exist; create it with `mkdir -m 700 {where}`"
+            ) from None
+        except OSError as err:
+            raise SpoolUnusable(
+                f"the spool folder {where} cannot be examined ({err.strerror}); "
+                "check the path and its parents' permissions"
+            ) from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise SpoolUnusable(
+                f"the spool path {where} is not a folder; point the spool setting at a "
+                f"folder, or move the file away and run `mkdir -m 700 {where}`"
+            )
+        if info.st_mode & 0o077:
+            raise SpoolUnusable(
+                f"the spool folder {where} is open to other users "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); fix it with `chmod 700 {where}`"
+            )
+        if not os.access(where, os.W_OK | os.X_OK):
+            raise SpoolUnusable(
+                f"the spool folder {where} is not writable by this user; give it to the "
+                f"service's user with `chown USER {where}` (mode stays 700)"
+            )
+
+    def free_bytes(self) -> int:
+        """Space an unprivileged writer may still use on the spool's file system."""
+        try:
+            info = os.statvfs(self.directory)
+        except OSError as err:
+            raise _storage_error(err, "measure the free space of", self.directory) from None
+        return info.f_bavail * info.f_frsize
+
+    def ensure_reserve(self) -> None:
+        """Raise StorageFull if free space is below the reserve."""
+        if self.reserve_bytes and self.free_bytes() < self.reserve_bytes:
+            raise StorageFull(
+                f"free space in the spool folder {self.directory} is below the reserve of "
+                f"{self.reserve_bytes} bytes; collect and remove opened submissions or add "
+                "disk space (or lower the reserve)"
+            )
+
+    def remove_stale_parts(self) -> int:
+        """Delete ``*.part`` files left by a crash; return how many were removed.
+
+        A file another process is still writing holds an exclusive lock, and is
+        kept: several workers may start while uploads run in others.
+        """
+        removed = 0
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as err:
+            raise _storage_error(err, "list", self.directory) from None
+        for entry in entries:
+            if entry.name.endswith(PART_SUFFIX) and self._remove_if_stale(entry):
+                removed += 1
+        if removed:
+            _blur_directory_times(self.directory, utc_day())
+        return removed
+
+    def begin(self) -> Submission:
+        """Start a submission: create its ``.part`` file and write the sealed header."""
+        self.ensure_reserve()
+        stem = random_name() + SEALED_SUFFIX
+        final = self.directory / stem
+        part = self.directory / (stem + PART_SUFFIX)
+        if os.path.lexists(final):
+            # 128 random bits never collide: something was planted. Refuse to go near it.
+            raise StorageError(
+                f"a file named {final} already exists although its name was just drawn at "
+                "random; someone is placing files in the spool folder: investigate"
+            )
+        try:
+            fd = os.open(part, _CREATE_FLAGS, _PART_MODE)
+        except OSError as err:
+            raise _storage_error(err, "create a file in", self.directory) from None
+        try:
+            # The lock tells remove_stale_parts in other workers that this file is live.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.fchmod(fd, _PART_MODE)  # exact mode whatever the umask
+            still_ours = os.lstat(part).st_ino == os.fstat(fd).st_ino
+        except OSError as err:
+            _close_quietly(fd)
+            _unlink_quietly(part)
+            raise _storage_error(err, "lock a new file in", self.directory) from None
+        if not still_ours:
+            # Another worker's remove_stale_parts took the name between create and lock.
+            _close_quietly(fd)
+            raise StorageError(
+                f"a new file in the spool folder {self.directory} was removed as it was "
+                "created, by another process cleaning the spool; the next attempt will work"
+            )
+        day = utc_day()
+        try:
+            _blur_directory_times(self.directory, day)
+        except OSError as err:
+            _close_quietly(fd)
+            _unlink_quietly(part)
+            raise _storage_error(err, "set the times of", self.directory) from None
+        return Submission(self, fd, part, final, random_receipt(), day)
+
+    def _remove_if_stale(self, entry: os.DirEntry[str]) -> bool:
+        path = Path(entry.path)
+        try:
+            if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False):
+                    return False  # never ours; leave it to the operator
+                os.unlink(path)  # a planted link or device: remove the name only
+                return True
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            raise _storage_error(err, "remove a stale file from", self.directory) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live upload in another process
+        except OSError as err:
+            raise _storage_error(err, "lock a stale file in", self.directory) from None
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+            except OSError as err:
+                raise _storage_error(err, "remove a stale file from", self.directory) from None
+            return True
+        finally:
+            _close_quietly(fd)
+
+
+class Submission:
+    """One submission being sealed into the spool. Use as a context manager.
+
+    Memory stays bounded by a few chunks whatever the upload's size: every piece
+    goes through the record writer and the sealer straight to the file.
+    Leaving the ``with`` block without `commit` aborts: nothing is left behind.
+    """
+
+    def __init__(
+        self, spool: Spool, fd: int, part: Path, final: Path, receipt: str, day: str
+    ) -> None:
+        self.receipt = receipt
+        self._spool = spool
+        self._fd: int | None = fd
+        self._part = part
+        self._final = final
+        self._day = day
+        self._state = "open"
+        self._bytes_written = 0
+        self._unchecked_bytes = 0
+        self._sealer = PayloadSealer(spool._recipient)
+        self._file_write(self._sealer.header)
+        self._payload = PayloadWriter(
+            lambda data: self._file_write(self._sealer.update(data)), day, receipt
+        )
+
+    @property
+    def bytes_written(self) -> int:
+        """Sealed bytes on disk so far (header included)."""
+        return self._bytes_written
+
+    def __enter__(self) -> Submission:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._state != "committed":
+            self.abort()
+
+    def add_message(self, text: str) -> None:
+        """Add the source's message; may be called several times, before any attachment."""
+        self._require_open()
+        self._payload.message(text)
+
+    def begin_attachment(self, name: str, media_type: str) -> None:
+        self._require_open()
+        self._payload.begin_attachment(name, media_type)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes to the open attachment."""
+        self._require_open()
+        self._payload.attachment_data(data)
+
+    def end_attachment(self) -> None:
+        self._require_open()
+        self._payload.end_attachment()
+
+    def commit(self) -> str:
+        """Finish, fsync and publish the spool file; return the receipt once it is durable."""
+        self._require_open()
+        self._payload.close()
+        self._file_write(self._sealer.finalize())
+        fd = self._fd
+        assert fd is not None
+        midnight = midnight_utc(self._day)
+        try:
+            os.utime(fd, (midnight, midnight))
+            os.fsync(fd)
+        except OSError as err:
+            self._fail(err, "finish a file in")
+        self._fd = None
+        try:
+            os.close(fd)
+            os.rename(self._part, self._final)
+        except OSError as err:
+            self._fail(err, "finish a file in")
+        self._state = "renamed"
+        try:
+            _blur_directory_times(self._spool.directory, self._day)
+            _fsync_directory(self._spool.directory)
+        except OSError as err:
+            # Not provably durable: take it back, so the source is not told it arrived.
+            _unlink_quietly(self._final)
+            self._fail(err, "record a finished file in")
+        self._state = "committed"
+        return self.receipt
+
+    def abort(self) -> None:
+        """Discard the submission. Safe at any point, any number of times; never raises."""
+        if self._state in ("committed", "aborted"):
+            return
+        self._state = "aborted"
+        if self._fd is not None:
+            _close_quietly(self._fd)
+            self._fd = None
+        # A name that cannot be removed now is a `.part`, removed at the next start.
+        _unlink_quietly(self._part)
+        try:
+            _blur_directory_times(self._spool.directory, self._day)
+        except OSError:
+            pass  # the times are a precaution; abort must not raise
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"the submission is {self._state}; start a new one")
+
+    def _file_write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._require_open()
+        fd = self._fd
+        assert fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError as err:
+            self._fail(err, "write a file in")
+        self._bytes_written += len(data)
+        self._unchecked_bytes += len(data)
+        if self._unchecked_bytes >= RESERVE_CHECK_INTERVAL:
+            self._unchecked_bytes = 0
+            try:
+                self._spool.ensure_reserve()
+            except StorageError:
+                self.abort()
+                raise
+
+    def _fail(self, err: OSError, doing: str) -> NoReturn:
+        self.abort()
+        raise _storage_error(err, doing, self._spool.directory) from None
+
+
+def _storage_error(err: OSError, doing: str, directory: Path) -> StorageError:
+    if err.errno in _FULL_ERRNOS:
+        return StorageFull(
+            f"the disk holding the spool folder {directory} is full ({err.strerror}); "
+            "collect and remove opened submissions or add disk space"
+        )
+    return StorageError(
+        f"could not {doing} the spool folder {directory} ({err.strerror}); check the disk, "
+        "the folder's owner and mode (700), and the system log"
+    )
+
+
+def _blur_directory_times(directory: Path, day: str) -> None:
+    # Creating, renaming or removing a name sets the directory's mtime to that moment.
+    midnight = midnight_utc(day)
+    os.utime(directory, (midnight, midnight))
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass  # the descriptor is released by the kernel whatever close reports
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # already gone, or left as `.part` for remove_stale_parts at the next start

@@ -13,7 +13,9 @@ Pure like crypto.py: no files, no web, no keys.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -86,6 +88,12 @@ class PayloadWriter:
         self._current: hashlib._Hash | None = None
         self._current_size = 0
         self._closed = False
+        # Checked here with the reader's own rules: a writer that accepted them would
+        # produce a file no reader can open, and nobody would know until the review.
+        if not _is_day(day):
+            raise ValueError("the day must be a calendar date written YYYY-MM-DD")
+        if not _is_receipt(receipt.encode("ascii", "replace")):
+            raise ValueError("the receipt must be 1 to 64 ASCII digits and hyphens")
         self._record(SUBMISSION, day.encode("ascii"))
         self._record(RECEIPT, receipt.encode("ascii"))
 
@@ -98,8 +106,14 @@ class PayloadWriter:
         if self._attachments or self._current is not None:
             raise RuntimeError("the message must come before any attachment")
         encoded = text.encode("utf-8", "replace")
-        for start in range(0, len(encoded), MAX_RECORD_BODY):
-            self._record(MESSAGE, encoded[start : start + MAX_RECORD_BODY])
+        start = 0
+        while start < len(encoded):
+            # Each record must decode on its own: never split a multi-byte character.
+            end = min(start + MAX_RECORD_BODY, len(encoded))
+            while end < len(encoded) and encoded[end] & 0xC0 == 0x80:
+                end -= 1
+            self._record(MESSAGE, encoded[start:end])
+            start = end
 
     def begin_attachment(self, name: str, media_type: str) -> None:
         if self._current is not None:
@@ -219,6 +233,7 @@ class PayloadEnd:
 
 Event = (
     Day
+    | Receipt
     | MessageText
     | AttachmentStart
     | AttachmentBytes
@@ -359,16 +374,33 @@ def _next_small_record(queue: _ByteQueue) -> tuple[int, bytes]:
     return record_type, _small_body(queue, length)
 
 
+_DAY_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RECEIPT_SHAPE = re.compile(rb"[0-9-]{1,64}")
+
+
+def _is_day(text: str) -> bool:
+    if not _DAY_SHAPE.fullmatch(text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_receipt(body: bytes) -> bool:
+    return _RECEIPT_SHAPE.fullmatch(body) is not None
+
+
 def _decode_day(body: bytes) -> str:
     text = _decode_text(body, "day")
-    parts = text.split("-")
-    if len(text) != 10 or len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
+    if not _is_day(text):
         raise MalformedPayload("the SUBMISSION record does not hold a YYYY-MM-DD day")
     return text
 
 
 def _decode_receipt(body: bytes) -> str:
-    if not body or len(body) > 64 or not all(c in b"0123456789-" for c in body):
+    if not _is_receipt(body):
         raise MalformedPayload("the RECEIPT record does not hold a receipt number")
     return body.decode("ascii")
 

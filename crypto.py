@@ -199,8 +199,12 @@ def _pull_chunks(
     index = 0
     while True:
         ciphertext = _read_exactly(source, ENCRYPTED_CHUNK_BYTES)
-        if not ciphertext:
-            raise TruncatedFile(f"the file ends after chunk {index}, before the final chunk")
+        if len(ciphertext) < _ABYTES:
+            # Too short to be any chunk, even an empty one: the stream stops without
+            # its final chunk, whatever the stray bytes are.
+            raise TruncatedFile(
+                f"the file ends where chunk {index} should be, without a final chunk"
+            )
         try:
             plaintext, tag = bindings.crypto_secretstream_xchacha20poly1305_pull(
                 state, ciphertext, header

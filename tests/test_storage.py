@@ -406,3 +406,27 @@ def test_foreign_header_check_on_the_written_file(spool: Spool, spool_dir: Path)
         submission.commit()
     with only_file(spool_dir).open("rb") as source:
         assert crypto.read_prefix(source) == crypto.MAGIC + bytes([crypto.VERSION])
+
+
+def test_commit_fsyncs_the_file_before_rename_and_the_folder_after(
+    spool: Spool, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync, real_rename = os.fsync, os.rename
+    calls: list[str] = []
+
+    def recording_fsync(fd: int) -> None:
+        calls.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def recording_rename(source: Path, target: Path) -> None:
+        calls.append(f"rename {Path(source).name} -> {Path(target).name}")
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "rename", recording_rename)
+    with spool.begin() as submission:
+        submission.commit()
+    monkeypatch.undo()
+
+    name = only_file(spool_dir).name
+    assert calls == ["fsync file", f"rename {name}.part -> {name}", "fsync folder"]

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from nacl.public import PrivateKey
+
+from sealdrop import crypto
+from sealdrop.cli import main
+from sealdrop.storage import Spool
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+def row_for(output: str, name: str) -> str:
+    rows = [line for line in output.splitlines() if line.startswith(name)]
+    assert len(rows) == 1, output
+    return rows[0]
+
+
+def test_lists_submissions_parts_and_foreign_files(
+    spool_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spool = Spool(spool_dir, PrivateKey.generate().public_key)
+    for _ in range(2):
+        with spool.begin() as submission:
+            submission.add_message("hello")
+            submission.commit()
+    live = spool.begin()
+    (spool_dir / "holiday.jpg").write_bytes(b"\xff\xd8\xff\xe0 not ours")
+    (spool_dir / "future.sealed").write_bytes(crypto.MAGIC + bytes([99]) + bytes(200))
+    (spool_dir / "evil\x1b[2Jname").write_bytes(b"x")
+
+    status = main(["spool", str(spool_dir)])
+
+    out = capsys.readouterr().out
+    live.abort()
+    assert status == 0
+    today = datetime.now(UTC).date().isoformat()
+    finished = sorted(n for n in os.listdir(spool_dir) if n.endswith(".sealed") and len(n) > 20)
+    size = crypto.sealed_size(16 * 1024)
+    for name in finished:
+        row = row_for(out, name)
+        assert row.split()[1:] == ["submission", f"{size / 1024:.1f}", "KiB", today]
+    assert "in progress or crashed" in out
+    assert "not a sealdrop file" in row_for(out, "holiday.jpg")
+    assert "newer sealdrop version" in row_for(out, "future.sealed")
+    assert "\x1b" not in out and "evil\\x1b[2Jname" in out
+    assert "finished submissions: 2" in out
+    assert ".part files (upload in progress, or left by a crash): 1" in out
+    assert "other files (not finished submissions; look at them): 3" in out
+
+
+def test_columns_are_aligned(spool_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (spool_dir / "a").write_bytes(b"x")
+    (spool_dir / "a-much-longer-name.part").write_bytes(b"")
+
+    main(["spool", str(spool_dir)])
+
+    lines = capsys.readouterr().out.splitlines()
+    table = [line for line in lines[2:] if line][:3]
+    assert table[0].startswith("NAME")
+    kind_columns = {
+        line.index(word) for line, word in zip(table, ["KIND", "not a", "in progress"], strict=True)
+    }
+    assert len(kind_columns) == 1
+
+
+def test_empty_spool(spool_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spool", str(spool_dir)]) == 0
+    assert "finished submissions: 0" in capsys.readouterr().out
+
+
+def test_listing_changes_nothing(spool_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stale = spool_dir / "left.sealed.part"
+    stale.write_bytes(b"crash")
+    before = stale.stat()
+
+    main(["spool", str(spool_dir)])
+
+    assert stale.stat().st_mtime_ns == before.st_mtime_ns
+    assert os.listdir(spool_dir) == ["left.sealed.part"]
+
+
+def test_missing_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["spool", str(tmp_path / "absent")])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    assert "does not exist" in captured.err and str(tmp_path / "absent") in captured.err
+
+
+def test_a_file_instead_of_a_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "one.sealed"
+    a_file.write_bytes(b"")
+
+    assert main(["spool", str(a_file)]) == 1
+    assert "not a spool folder" in capsys.readouterr().err

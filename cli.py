@@ -22,6 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
         "keygen", help="make a reviewer key pair (run this on the offline machine)"
     )
     keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
+    # Tests only: a cheap key derivation. Hidden so no reviewer weakens a real key.
+    keygen.add_argument(
+        "--kdf-cost",
+        choices=["sensitive", "moderate", "min"],
+        default="sensitive",
+        help=argparse.SUPPRESS,
+    )
     keygen.set_defaults(run=_run_keygen)
 
     open_ = commands.add_parser("open", help="decrypt spool files into folders (offline)")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import getpass
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_keygen_with_mismatched_typed_passphrases_writes_nothing(
 ) -> None:
     typed = _answers("first try", "frist try")
     monkeypatch.setattr(passphrase, "_has_terminal", lambda: True)
-    monkeypatch.setattr(passphrase.getpass, "getpass", lambda prompt: next(typed))
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: next(typed))
     assert _keygen(tmp_path / "keys") == 1
     assert "differ" in capsys.readouterr().err
     assert not (tmp_path / "keys").exists()
@@ -176,6 +177,6 @@ def test_no_terminal_is_refused_rather_than_reading_stdin_with_echo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(passphrase, "_has_terminal", lambda: False)
-    monkeypatch.setattr(passphrase.getpass, "getpass", lambda prompt: "echoed")
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: "echoed")
     with pytest.raises(passphrase.NoTerminal, match="no terminal"):
         passphrase.read_passphrase(False, environ={})

@@ -1,0 +1,226 @@
+"""Write one decrypted submission's events into a folder: message, files, manifest.
+
+The folder is a private temporary one; the caller renames it into view only
+after this returns, because until PayloadEnd nothing read is proven complete.
+Attachments go to disk piece by piece as they are decrypted, so memory stays at
+a chunk or two whatever their size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..records import (
+    AttachmentBytes,
+    AttachmentDone,
+    AttachmentStart,
+    Day,
+    Event,
+    MalformedPayload,
+    MessageText,
+    PayloadEnd,
+    Receipt,
+    SkippedRecord,
+)
+from .safe_names import contained_path, safe_name, unique_name
+
+MESSAGE_FILE = "message.txt"
+FILES_DIR = "files"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+# O_EXCL + O_NOFOLLOW: nothing already at a name is ever reused or written through.
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class SavedAttachment:
+    index: int
+    original_name: str
+    saved_as: str
+    media_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """What was written for one submission."""
+
+    day: str
+    receipt: str
+    message_bytes: int
+    attachments: tuple[SavedAttachment, ...]
+    skipped: tuple[SkippedRecord, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.message_bytes + sum(a.size for a in self.attachments)
+
+
+def unpack(
+    events: Iterable[Event],
+    folder: Path,
+    spool_name: str,
+    after_event: Callable[[], None] = lambda: None,
+) -> Unpacked:
+    """Write the submission into the empty `folder`; fsync everything before returning.
+
+    Raises whatever the event stream raises (SpoolFileError and subclasses) and
+    OSError from the disk; the caller discards the folder in either case.
+    """
+    writer = _FolderWriter(folder)
+    try:
+        result = writer.consume(events, after_event)
+        writer.write_manifest(result, spool_name)
+        writer.sync()
+    finally:
+        writer.close()
+    return result
+
+
+class _FolderWriter:
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._files_dir = folder / FILES_DIR
+        os.mkdir(self._files_dir, DIR_MODE)
+        os.chmod(self._files_dir, DIR_MODE)
+        self._message_fd: int | None = _create(folder / MESSAGE_FILE)
+        self._attachment_fd: int | None = None
+        self._taken: set[str] = set()
+
+    def consume(self, events: Iterable[Event], after_event: Callable[[], None]) -> Unpacked:
+        day = receipt = ""
+        message_bytes = 0
+        saved: list[SavedAttachment] = []
+        skipped: list[SkippedRecord] = []
+        current: AttachmentStart | None = None
+        current_name = ""
+        for event in events:
+            if isinstance(event, AttachmentBytes):
+                assert self._attachment_fd is not None
+                _write_all(self._attachment_fd, event.data)
+            elif isinstance(event, Day):
+                day = event.day
+            elif isinstance(event, Receipt):
+                receipt = event.receipt
+            elif isinstance(event, MessageText):
+                assert self._message_fd is not None
+                encoded = event.text.encode("utf-8")
+                _write_all(self._message_fd, encoded)
+                message_bytes += len(encoded)
+            elif isinstance(event, AttachmentStart):
+                current = event
+                current_name = self._open_attachment(event)
+            elif isinstance(event, AttachmentDone):
+                assert current is not None and current.index == event.index
+                self._close_attachment()
+                saved.append(
+                    SavedAttachment(
+                        index=event.index,
+                        original_name=current.name,
+                        saved_as=f"{FILES_DIR}/{current_name}",
+                        media_type=current.media_type,
+                        size=event.size,
+                        sha256=event.sha256.hex(),
+                    )
+                )
+                current = None
+            elif isinstance(event, SkippedRecord):
+                skipped.append(event)
+            elif isinstance(event, PayloadEnd):
+                return Unpacked(day, receipt, message_bytes, tuple(saved), tuple(skipped))
+            after_event()
+        # read_payload always ends with PayloadEnd or raises; never trust that blindly.
+        raise MalformedPayload("the payload ended without its closing records")
+
+    def write_manifest(self, result: Unpacked, spool_name: str) -> None:
+        manifest = {
+            "sealdrop_manifest": MANIFEST_VERSION,
+            "note": (
+                "original_name and declared_media_type were sent by the source's browser "
+                "or by whoever made the upload: they are untrusted data. The files were "
+                "verified against the sealed manifest (size and sha256)."
+            ),
+            "spool_file": spool_name,
+            "receipt": result.receipt,
+            "day": result.day,
+            "message": MESSAGE_FILE,
+            "message_bytes": result.message_bytes,
+            "attachments": [
+                {
+                    "index": a.index,
+                    "original_name": a.original_name,
+                    "saved_as": a.saved_as,
+                    "declared_media_type": a.media_type,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for a in result.attachments
+            ],
+            "skipped_optional_records": [
+                {"type": f"0x{s.record_type:02x}", "length": s.length} for s in result.skipped
+            ],
+        }
+        # ensure_ascii: control and bidi characters in names appear as \\uXXXX
+        # escapes, so viewing the manifest in a terminal cannot be hijacked by them.
+        text = json.dumps(manifest, indent=2, ensure_ascii=True) + "\n"
+        fd = _create(self._folder / MANIFEST_FILE)
+        try:
+            _write_all(fd, text.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def sync(self) -> None:
+        assert self._message_fd is not None
+        os.fsync(self._message_fd)
+        _fsync_directory(self._files_dir)
+        _fsync_directory(self._folder)
+
+    def close(self) -> None:
+        for fd in (self._message_fd, self._attachment_fd):
+            if fd is not None:
+                os.close(fd)
+        self._message_fd = self._attachment_fd = None
+
+    def _open_attachment(self, start: AttachmentStart) -> str:
+        name = unique_name(safe_name(start.name, start.index), self._taken)
+        path = contained_path(self._files_dir, name)
+        self._attachment_fd = _create(path)
+        return name
+
+    def _close_attachment(self) -> None:
+        fd = self._attachment_fd
+        assert fd is not None
+        self._attachment_fd = None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _create(path: Path) -> int:
+    fd = os.open(path, _CREATE_FLAGS, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # exact, whatever the umask
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,466 @@
+"""Regenerate the spool format test vectors in tests/vectors/ (format version 1).
+
+Run from the repository root::
+
+    .venv/bin/python tests/make_vectors.py
+
+Sealed boxes and file keys are random, so each run writes different `.sealed`
+bytes; everything a vector is checked against (`*.expected.json`, `*.expected`)
+is deterministic, and the tests check outcomes only. The vectors are committed
+once: regenerate them only on purpose, never to make a failing test pass. The
+reviewer key pair in tests/vectors/ is reused when it exists, so the worked
+example in docs/FORMAT.md stays valid for the key.
+
+Good vectors are written by the real PayloadWriter and PayloadSealer; this
+script also encodes the same payloads with its own minimal encoder (built from
+docs/FORMAT.md alone) and stops if the two disagree by a single byte. Fail
+vectors are built from good ones by the smallest change that breaks one rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nacl import bindings
+from nacl.public import PrivateKey, PublicKey, SealedBox
+
+from sealdrop import crypto, keys, records
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+# Test-only: this passphrase and the key it protects are public. Never use them.
+PASSPHRASE = "sealdrop test vectors only - this key is public"
+DAY = "2026-11-29"
+RECEIPT = "4821-0937-5561"
+# Attachments up to this size have their content in the expected JSON as base64.
+INLINE_CONTENT_LIMIT = 4096
+_HEADER = records.RECORD_HEADER
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Submission:
+    message: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    # (position among the top-level records after RECEIPT, record type, body)
+    optional_records: tuple[tuple[int, int, bytes], ...] = field(default=())
+
+
+def filler(label: str, size: int) -> bytes:
+    """Deterministic, incompressible content, so expected digests never change."""
+    return hashlib.shake_256(label.encode("utf-8")).digest(size)
+
+
+# --- an independent encoder, from docs/FORMAT.md -------------------------------------
+
+
+def record(record_type: int, body: bytes) -> bytes:
+    return _HEADER.pack(record_type, len(body)) + body
+
+
+def top_level_records(sub: Submission) -> list[bytes]:
+    """SUBMISSION and RECEIPT, then the body records and optional ones, then MANIFEST."""
+    body: list[bytes] = []
+    if sub.message:
+        body.append(record(records.MESSAGE, sub.message.encode("utf-8")))
+    manifest = len(sub.attachments).to_bytes(4, "big")
+    for attachment in sub.attachments:
+        name = attachment.name.encode("utf-8")
+        media = attachment.media_type.encode("ascii")
+        begin = len(name).to_bytes(2, "big") + name + len(media).to_bytes(2, "big") + media
+        parts = [record(records.ATTACHMENT_BEGIN, begin)]
+        for start in range(0, len(attachment.content), records.MAX_RECORD_BODY):
+            piece = attachment.content[start : start + records.MAX_RECORD_BODY]
+            parts.append(record(records.ATTACHMENT_DATA, piece))
+        parts.append(record(records.ATTACHMENT_END, b""))
+        body.append(b"".join(parts))
+        manifest += len(attachment.content).to_bytes(8, "big")
+        manifest += hashlib.sha256(attachment.content).digest()
+    for position, record_type, optional_body in sorted(sub.optional_records, reverse=True):
+        body.insert(position, record(record_type, optional_body))
+    return [
+        record(records.SUBMISSION, DAY.encode("ascii")),
+        record(records.RECEIPT, RECEIPT.encode("ascii")),
+        *body,
+        record(records.MANIFEST, manifest),
+    ]
+
+
+def padme(length: int) -> int:
+    if length < 2:
+        return length
+    exponent = length.bit_length() - 1
+    low_bits = exponent - exponent.bit_length()
+    mask = (1 << low_bits) - 1
+    return (length + mask) & ~mask
+
+
+def pad(unpadded: bytes, *, fill: int = 0, adjust: int = 0) -> bytes:
+    """Append one PADDING record; `fill` and `adjust` exist only to break the rules."""
+    target = max(padme(len(unpadded) + _HEADER.size), 16 * 1024) + adjust
+    padding_body = target - len(unpadded) - _HEADER.size
+    return unpadded + record(records.PADDING, bytes([fill]) * padding_body)
+
+
+def encode_payload(sub: Submission) -> bytes:
+    return pad(b"".join(top_level_records(sub)))
+
+
+def unpadded_length(sub: Submission) -> int:
+    return sum(len(part) for part in top_level_records(sub))
+
+
+# --- the real writer and sealer -----------------------------------------------------
+
+
+def write_payload(sub: Submission) -> bytes:
+    if sub.optional_records:
+        # PayloadWriter never writes optional records; only the encoder above can.
+        return encode_payload(sub)
+    out = bytearray()
+    writer = records.PayloadWriter(out.extend, DAY, RECEIPT)
+    if sub.message:
+        writer.message(sub.message)
+    for attachment in sub.attachments:
+        writer.begin_attachment(attachment.name, attachment.media_type)
+        writer.attachment_data(attachment.content)
+        writer.end_attachment()
+    writer.close()
+    payload = bytes(out)
+    if payload != encode_payload(sub):
+        sys.exit("PayloadWriter and the FORMAT.md encoder disagree: fix one of them")
+    return payload
+
+
+def seal(payload: bytes, recipient: PublicKey) -> bytes:
+    sealer = crypto.PayloadSealer(recipient)
+    out = [sealer.header]
+    # Odd piece sizes so chunking never lines up with the writes by luck.
+    for start in range(0, len(payload), 10_007):
+        out.append(sealer.update(payload[start : start + 10_007]))
+    out.append(sealer.finalize())
+    sealed = b"".join(out)
+    assert len(sealed) == crypto.sealed_size(len(payload))
+    return sealed
+
+
+def seal_raw(chunks: list[tuple[bytes, int]], recipient: PublicKey) -> bytes:
+    """Seal chunks with tags of our choosing: the only way to break the chunk rules."""
+    file_key = bindings.crypto_secretstream_xchacha20poly1305_keygen()
+    state = bindings.crypto_secretstream_xchacha20poly1305_state()
+    stream_header = bindings.crypto_secretstream_xchacha20poly1305_init_push(state, file_key)
+    header = crypto.MAGIC + bytes([crypto.VERSION]) + SealedBox(recipient).encrypt(file_key)
+    header += stream_header
+    out = [header]
+    for plaintext, tag in chunks:
+        out.append(
+            bindings.crypto_secretstream_xchacha20poly1305_push(state, plaintext, header, tag)
+        )
+    return b"".join(out)
+
+
+def split_chunks(sealed: bytes) -> tuple[bytes, list[bytes]]:
+    header, rest = sealed[: crypto.HEADER_BYTES], sealed[crypto.HEADER_BYTES :]
+    size = crypto.ENCRYPTED_CHUNK_BYTES
+    return header, [rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def flip_bit(data: bytes, bit: int) -> bytes:
+    changed = bytearray(data)
+    changed[bit // 8] ^= 1 << (bit % 8)
+    return bytes(changed)
+
+
+# --- the vectors ----------------------------------------------------------------------
+
+
+def sized_attachment(label: str, payload_target: int) -> Submission:
+    """A submission whose records plus the first padding header are `payload_target`."""
+    base = Submission(message=label, attachments=(Attachment("fill.bin", "application/x", b""),))
+    # A non-empty attachment adds one ATTACHMENT_DATA header to the empty one's records.
+    size = payload_target - _HEADER.size - unpadded_length(base) - _HEADER.size
+    content = filler(label, size)
+    sub = Submission(message=label, attachments=(Attachment("fill.bin", "application/x", content),))
+    assert unpadded_length(sub) + _HEADER.size == payload_target
+    return sub
+
+
+GOOD: dict[str, Submission] = {
+    "good_empty_message": Submission(),
+    "good_one_byte": Submission(attachments=(Attachment("one-byte.txt", "text/plain", b"A"),)),
+    "good_chunk_minus_one": sized_attachment("chunk minus one", crypto.CHUNK_SIZE - 1),
+    "good_exactly_one_chunk": sized_attachment("exactly one chunk", crypto.CHUNK_SIZE),
+    "good_chunk_plus_one": sized_attachment("chunk plus one", crypto.CHUNK_SIZE + 1),
+    "good_two_full_chunks": sized_attachment("two full chunks", 2 * crypto.CHUNK_SIZE),
+    "good_several_attachments": Submission(
+        message="Three files.\nThe second one is empty.\n",
+        attachments=(
+            Attachment("notes.txt", "text/plain", b"Truck seen at the sawmill gate, 02:10.\n"),
+            Attachment("empty.dat", "application/octet-stream", b""),
+            Attachment("photo.jpg", "image/jpeg", filler("photo.jpg", 3000)),
+        ),
+    ),
+    "good_unicode_names": Submission(
+        message="Éléphants près de la rivière — 象牙 🐘 (NFD: e\u0301)",
+        attachments=(
+            Attachment("carte_forêt.pdf", "application/pdf", filler("carte", 100)),
+            Attachment("象牙交易.txt", "text/plain", "二〇二六年\n".encode()),
+            Attachment("🐘🌳.png", "image/png", filler("emoji", 50)),
+            Attachment("cafe\u0301 (NFD).txt", "text/plain", b"decomposed"),
+        ),
+    ),
+    "good_hostile_name": Submission(
+        message="Attachment names chosen to escape the output folder.",
+        attachments=(
+            Attachment("../../etc/passwd", "text/plain", b"root:x:0:0::/root:/bin/sh\n"),
+            Attachment("/etc/shadow", "text/plain", b"absolute"),
+            Attachment("..", "application/octet-stream", b"dot dot"),
+            Attachment("", "application/octet-stream", b"no name"),
+            Attachment("a\\..\\..\\evil.bat", "text/plain", b"backslashes"),
+            Attachment("nul\x00byte.txt", "text/plain", b"nul"),
+            Attachment("\u202etxt.exe", "application/x-msdownload", b"right-to-left override"),
+            Attachment("ok.txt", "text/html\r\nX-Injected: 1", b"control characters in type"),
+        ),
+    ),
+    "good_unknown_optional_record": Submission(
+        message="An old reader skips records 0x80-0xFE.",
+        attachments=(Attachment("kept.txt", "text/plain", b"still here"),),
+        optional_records=(
+            (0, 0x80, b"future optional data"),
+            (2, 0xFE, b""),
+        ),
+    ),
+}
+
+
+def expected_json(sub: Submission, payload: bytes, sealed: bytes) -> dict[str, object]:
+    return {
+        "day": DAY,
+        "receipt": RECEIPT,
+        "message": sub.message,
+        "attachments": [
+            {
+                "name": a.name,
+                "media_type": a.media_type,
+                "size": len(a.content),
+                "sha256": hashlib.sha256(a.content).hexdigest(),
+                **(
+                    {"content_base64": base64.b64encode(a.content).decode("ascii")}
+                    if len(a.content) <= INLINE_CONTENT_LIMIT
+                    else {}
+                ),
+            }
+            for a in sub.attachments
+        ],
+        "skipped_records": [
+            {"type": record_type, "length": len(body)}
+            for _, record_type, body in sorted(sub.optional_records)
+        ],
+        "payload_length": len(payload),
+        "file_size": len(sealed),
+    }
+
+
+def fail_vectors(
+    public: PublicKey, payloads: dict[str, bytes], sealed: dict[str, bytes]
+) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (expected error class, why, file bytes)."""
+    small = sealed["good_empty_message"]
+    one_full = sealed["good_exactly_one_chunk"]
+    two = sealed["good_chunk_plus_one"]
+    three_payload = sized_attachment("three chunks", 2 * crypto.CHUNK_SIZE + 1)
+    three = seal(write_payload(three_payload), public)
+    header3, chunks3 = split_chunks(three)
+    assert len(chunks3) == 3
+    sealed_key_at = crypto.PREFIX_BYTES
+    stream_header_at = (
+        crypto.HEADER_BYTES - bindings.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+    )
+    first_chunk_at = crypto.HEADER_BYTES
+
+    def record_level(sub_records: list[bytes], **pad_args: int) -> bytes:
+        return seal(pad(b"".join(sub_records), **pad_args), public)
+
+    plain = top_level_records(GOOD["good_one_byte"])  # SUBMISSION RECEIPT attachment MANIFEST
+    wrong_manifest = bytearray(plain[-1])
+    wrong_manifest[-1] ^= 0x01
+    tag_message = bindings.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+    tag_final = bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+    attachment = plain[2]
+    begin_end = len(attachment) - _HEADER.size  # split before ATTACHMENT_END
+
+    def build(make: Callable[[], bytes], error: str, why: str) -> tuple[str, str, bytes]:
+        return error, why, make()
+
+    return {
+        "fail_empty_file": build(lambda: b"", "TruncatedFile", "a zero-byte file"),
+        "fail_truncated_in_header": build(
+            lambda: small[:60], "TruncatedFile", "cut inside the sealed file key"
+        ),
+        "fail_truncated_after_header": build(
+            lambda: small[: crypto.HEADER_BYTES], "TruncatedFile", "the header and no chunk"
+        ),
+        "fail_truncated_mid_chunk": build(
+            lambda: small[: len(small) // 2],
+            "TamperedChunk",
+            "cut inside the only chunk; indistinguishable from a changed last chunk",
+        ),
+        "fail_truncated_at_chunk_boundary": build(
+            lambda: two[: crypto.HEADER_BYTES + crypto.ENCRYPTED_CHUNK_BYTES],
+            "TruncatedFile",
+            "cut after chunk 0 (tagged MESSAGE); the FINAL chunk is missing",
+        ),
+        "fail_truncated_chunk_stub": build(
+            lambda: two[: crypto.HEADER_BYTES + crypto.ENCRYPTED_CHUNK_BYTES + 16],
+            "TruncatedFile",
+            "16 bytes after chunk 0: too short to be any chunk",
+        ),
+        "fail_flipped_bit": build(
+            lambda: flip_bit(small, 8 * (first_chunk_at + 1000)),
+            "TamperedChunk",
+            "one bit changed inside chunk 0's ciphertext",
+        ),
+        "fail_flipped_bit_sealed_key": build(
+            lambda: flip_bit(small, 8 * (sealed_key_at + 40)),
+            "WrongKey",
+            "one bit changed inside the sealed file key",
+        ),
+        "fail_flipped_bit_stream_header": build(
+            lambda: flip_bit(small, 8 * stream_header_at),
+            "TamperedChunk",
+            "one bit changed in the secretstream header (key schedule and AD both change)",
+        ),
+        "fail_trailing_data": build(
+            lambda: one_full + b"\x00",
+            "TrailingData",
+            "one byte after a full (64 KiB) final chunk",
+        ),
+        "fail_trailing_data_after_short_final": build(
+            lambda: small + b"\x00",
+            "TamperedChunk",
+            "one byte after a short final chunk: it is read as part of that chunk",
+        ),
+        "fail_wrong_key": build(
+            lambda: seal(payloads["good_empty_message"], PrivateKey.generate().public_key),
+            "WrongKey",
+            "a valid file sealed to another reviewer key",
+        ),
+        "fail_bad_version": build(
+            lambda: crypto.MAGIC + bytes([2]) + small[crypto.PREFIX_BYTES :],
+            "UnsupportedVersion",
+            "version byte 2",
+        ),
+        "fail_not_ours": build(
+            lambda: b"age-encryption.org/v1\n-> X25519 " + bytes(200),
+            "NotASealdropFile",
+            "the start of another format's file",
+        ),
+        "fail_swapped_chunks": build(
+            lambda: header3 + chunks3[1] + chunks3[0] + chunks3[2],
+            "TamperedChunk",
+            "chunks 0 and 1 of a three-chunk file exchanged",
+        ),
+        "fail_duplicated_chunk": build(
+            lambda: header3 + chunks3[0] + chunks3[0] + chunks3[1] + chunks3[2],
+            "TamperedChunk",
+            "chunk 0 of a three-chunk file repeated",
+        ),
+        "fail_empty_final_chunk": build(
+            lambda: seal_raw(
+                [(payloads["good_exactly_one_chunk"], tag_message), (b"", tag_final)], public
+            ),
+            "MalformedStream",
+            "a full MESSAGE chunk holding a valid payload, then an empty FINAL chunk",
+        ),
+        "fail_unknown_critical_record": build(
+            lambda: record_level([*plain[:2], record(0x08, b"critical"), *plain[2:]]),
+            "MalformedPayload",
+            "a record of type 0x08 (unknown, below 0x80) after RECEIPT",
+        ),
+        "fail_reserved_record_ff": build(
+            lambda: record_level([*plain[:2], record(0xFF, b""), *plain[2:]]),
+            "MalformedPayload",
+            "a record of the reserved type 0xFF",
+        ),
+        "fail_optional_record_inside_attachment": build(
+            lambda: record_level(
+                [
+                    *plain[:2],
+                    attachment[:begin_end] + record(0x80, b"x") + attachment[begin_end:],
+                    plain[3],
+                ]
+            ),
+            "MalformedPayload",
+            "an optional 0x80 record between ATTACHMENT_DATA and ATTACHMENT_END",
+        ),
+        "fail_record_after_manifest": build(
+            lambda: record_level([*plain, record(0x80, b"late")]),
+            "MalformedPayload",
+            "an optional 0x80 record after MANIFEST (only PADDING may follow it)",
+        ),
+        "fail_manifest_mismatch": build(
+            lambda: record_level([*plain[:-1], bytes(wrong_manifest)]),
+            "MalformedPayload",
+            "the manifest's SHA-256 for attachment 0 has one bit changed",
+        ),
+        "fail_padding_not_zero": build(
+            lambda: record_level(plain, fill=0x01),
+            "MalformedPayload",
+            "the padding bytes are 0x01, not zero",
+        ),
+        "fail_padding_wrong_length": build(
+            lambda: record_level(plain, adjust=-1),
+            "MalformedPayload",
+            "the payload is one byte shorter than its Padmé length",
+        ),
+    }
+
+
+def main() -> int:
+    VECTORS.mkdir(exist_ok=True)
+    key_path = VECTORS / keys.SECRET_KEY_FILENAME
+    if not key_path.exists():
+        keys.write_key_pair(VECTORS, PASSPHRASE, cost=keys.KdfCost.MIN)
+    (VECTORS / "PASSPHRASE").write_text(PASSPHRASE, encoding="ascii")
+    secret = keys.load_secret_key(key_path, PASSPHRASE)
+    (VECTORS / "reviewer_secret_key.hex").write_text(bytes(secret).hex() + "\n")
+    public = secret.public_key
+
+    for stale in VECTORS.glob("*.sealed"):
+        stale.unlink()
+    for stale in VECTORS.glob("*.expected*"):
+        stale.unlink()
+
+    payloads: dict[str, bytes] = {}
+    sealed: dict[str, bytes] = {}
+    for name, sub in GOOD.items():
+        payloads[name] = write_payload(sub)
+        sealed[name] = seal(payloads[name], public)
+        (VECTORS / f"{name}.sealed").write_bytes(sealed[name])
+        expected = expected_json(sub, payloads[name], sealed[name])
+        text = json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
+        (VECTORS / f"{name}.expected.json").write_text(text, encoding="utf-8")
+
+    for name, (error, why, data) in fail_vectors(public, payloads, sealed).items():
+        (VECTORS / f"{name}.sealed").write_bytes(data)
+        (VECTORS / f"{name}.expected").write_text(f"{error}\n{why}\n", encoding="utf-8")
+
+    for path in sorted(VECTORS.glob("*.sealed")):
+        assert path.stat().st_size < 300_000, path
+        print(f"{path.stat().st_size:8d}  {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,624 @@
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from nacl import bindings
+from nacl.public import PrivateKey, PublicKey
+
+from sealdrop import cli, crypto, keys, records
+from sealdrop.reviewer import unpack
+from sealdrop.reviewer.progress import Progress
+from sealdrop.storage.spool import Spool
+
+DAY = "2026-11-29"
+RECEIPT = "1234-5678-9012-3456"
+PASSPHRASE = "correct horse battery staple"
+FIRST = "0" * 32 + ".sealed"
+GOOD = "3fa2c1d0" + "f" * 24 + ".sealed"
+LAST = "f" * 32 + ".sealed"
+
+Attachment = tuple[str, str, bytes]
+
+
+def seal(
+    path: Path,
+    recipient: PublicKey,
+    message: str = "",
+    attachments: Sequence[Attachment] = (),
+    optional: Sequence[tuple[int, bytes]] = (),
+) -> Path:
+    sealer = crypto.PayloadSealer(recipient)
+    with open(path, "wb") as out:
+        out.write(sealer.header)
+        writer = records.PayloadWriter(lambda data: out.write(sealer.update(data)), DAY, RECEIPT)
+        if message:
+            writer.message(message)
+        for record_type, body in optional:
+            writer._record(record_type, body)
+        for name, media_type, data in attachments:
+            writer.begin_attachment(name, media_type)
+            writer.attachment_data(data)
+            writer.end_attachment()
+        writer.close()
+        out.write(sealer.finalize())
+    return path
+
+
+@pytest.fixture
+def key_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, PrivateKey]:
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    _, secret_path = keys.write_key_pair(directory, PASSPHRASE, keys.KdfCost.MIN)
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
+    return secret_path, keys.load_secret_key(secret_path, PASSPHRASE)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Path:
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "out"
+
+
+@pytest.fixture
+def run(key_pair: tuple[Path, PrivateKey], spool: Path, out: Path) -> Callable[..., int]:
+    def run_open(*extra: str, key: Path | None = None) -> int:
+        argv = ["open", str(spool), "--key", str(key or key_pair[0]), "--out", str(out)]
+        return cli.main([*argv, *extra])
+
+    return run_open
+
+
+@pytest.fixture
+def public(key_pair: tuple[Path, PrivateKey]) -> PublicKey:
+    return key_pair[1].public_key
+
+
+def visible(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+
+
+def test_opens_a_good_submission_exactly(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    photo = bytes(range(256)) * 300  # 76800 bytes: more than one chunk
+    seal(
+        spool / GOOD,
+        public,
+        message="Logging trucks at night, km 42.\nФото прилагаю.",
+        attachments=[("photo.jpg", "image/jpeg", photo), ("empty.txt", "text/plain", b"")],
+        optional=[(0x81, b"future")],
+    )
+
+    assert run() == 0
+
+    folder = out / f"{DAY}_3fa2c1d0"
+    assert visible(out) == [folder.name]
+    message = (folder / "message.txt").read_text("utf-8")
+    assert message == "Logging trucks at night, km 42.\nФото прилагаю."
+    assert sorted(p.name for p in (folder / "files").iterdir()) == ["empty.txt", "photo.jpg"]
+    assert (folder / "files" / "photo.jpg").read_bytes() == photo
+    assert (folder / "files" / "empty.txt").read_bytes() == b""
+    manifest = json.loads((folder / "manifest.json").read_text("ascii"))
+    assert manifest["receipt"] == RECEIPT
+    assert manifest["day"] == DAY
+    assert manifest["spool_file"] == GOOD
+    assert manifest["message_bytes"] == len(message.encode("utf-8"))
+    assert manifest["attachments"] == [
+        {
+            "index": 0,
+            "original_name": "photo.jpg",
+            "saved_as": "files/photo.jpg",
+            "declared_media_type": "image/jpeg",
+            "size": len(photo),
+            "sha256": hashlib.sha256(photo).hexdigest(),
+        },
+        {
+            "index": 1,
+            "original_name": "empty.txt",
+            "saved_as": "files/empty.txt",
+            "declared_media_type": "text/plain",
+            "size": 0,
+            "sha256": hashlib.sha256(b"").hexdigest(),
+        },
+    ]
+    assert manifest["skipped_optional_records"] == [{"type": "0x81", "length": 6}]
+    assert (out / ".opened").read_text() == GOOD + "\n"
+    assert (spool / GOOD).exists()
+
+
+def test_output_is_private_to_the_reviewer(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    seal(spool / GOOD, public, "m", [("a.bin", "application/octet-stream", b"a")])
+    old_umask = os.umask(0o022)
+    try:
+        assert run() == 0
+    finally:
+        os.umask(old_umask)
+    folder = out / f"{DAY}_3fa2c1d0"
+    for path in [out, folder, folder / "files"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in [folder / "message.txt", folder / "manifest.json", folder / "files" / "a.bin"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((out / ".opened").stat().st_mode) == 0o600
+
+
+def test_hostile_names_stay_inside_the_folder(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    hostile = [
+        "../../etc/passwd",
+        "/abs",
+        "..",
+        ".bashrc",
+        "CON.txt",
+        "a\x00b",
+        "invoice\u202efdp.exe",
+        "x" * 300 + ".pdf",
+        "dup.txt",
+        "DUP.txt",
+        "dup.txt",
+        "sub\\..\\..\\win.ini",
+    ]
+    attachments = [(name, "text/plain", f"body {i}".encode()) for i, name in enumerate(hostile)]
+    seal(spool / GOOD, public, "names", attachments)
+
+    assert run() == 0
+
+    folder = out / f"{DAY}_3fa2c1d0"
+    files = folder / "files"
+    written = {p.name: p.read_bytes() for p in files.iterdir()}
+    expected = [
+        "passwd",
+        "abs",
+        "attachment-3",
+        "bashrc",
+        "_CON.txt",
+        "ab",
+        "invoicefdp.exe",
+        "x" * 196 + ".pdf",
+        "dup.txt",
+        "DUP (2).txt",
+        "dup (3).txt",
+        "win.ini",
+    ]
+    assert sorted(written) == sorted(expected)
+    for index, name in enumerate(expected):
+        assert written[name] == f"body {index}".encode()
+    assert sorted(p.name for p in folder.iterdir()) == ["files", "manifest.json", "message.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".opened", folder.name]
+    raw_manifest = (folder / "manifest.json").read_text("ascii")
+    assert "\u202e" not in raw_manifest and "\\u202e" in raw_manifest
+    manifest = json.loads(raw_manifest)
+    assert [a["original_name"] for a in manifest["attachments"]] == hostile
+    assert [a["saved_as"] for a in manifest["attachments"]] == [f"files/{n}" for n in expected]
+
+
+def _header_byte_changed(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
+
+
+def _malformed_stream(path: Path, recipient: PublicKey) -> None:
+    # A writer holding the file key broke a framing rule: a valid one-chunk payload
+    # pushed as an ordinary chunk, then an empty final chunk.
+    payload = io.BytesIO()
+    writer = records.PayloadWriter(payload.write, DAY, RECEIPT)
+    writer.begin_attachment("a", "text/plain")
+    writer.attachment_data(b"z" * 64_000)
+    writer.end_attachment()
+    writer.close()
+    assert len(payload.getvalue()) == crypto.CHUNK_SIZE
+    sealer = crypto.PayloadSealer(recipient)
+    tags = (
+        bindings.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE,
+        bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL,
+    )
+    full = sealer._push(payload.getvalue(), tags[0])
+    path.write_bytes(sealer.header + full + sealer._push(b"", tags[1]))
+
+
+def _malformed_payload(path: Path, recipient: PublicKey) -> None:
+    sealer = crypto.PayloadSealer(recipient)
+    path.write_bytes(sealer.header + sealer.update(b"\x02junk" * 100) + sealer.finalize())
+
+
+def _corrupt(change: Callable[[bytes], bytes]) -> Callable[[Path, PublicKey], None]:
+    def make(path: Path, recipient: PublicKey) -> None:
+        seal(path, recipient, "bad", [("a", "text/plain", b"z" * 100_000)])
+        path.write_bytes(change(path.read_bytes()))
+
+    return make
+
+
+def _appended(path: Path, recipient: PublicKey) -> None:
+    # A payload padded to exactly one chunk: the final chunk is full, so bytes after it
+    # are told apart from a damaged final chunk.
+    seal(path, recipient, "bad", [("a", "text/plain", b"z" * 64_000)])
+    assert path.stat().st_size == crypto.sealed_size(crypto.CHUNK_SIZE)
+    with open(path, "ab") as tail:
+        tail.write(b"extra")
+
+
+def _other_key(path: Path, recipient: PublicKey) -> None:
+    seal(path, PrivateKey.generate().public_key, "for someone else")
+
+
+def _not_ours(path: Path, recipient: PublicKey) -> None:
+    path.write_bytes(b"%PDF-1.7\n" + b"\x00" * 200)
+
+
+CHUNK_END = crypto.HEADER_BYTES + crypto.ENCRYPTED_CHUNK_BYTES
+BAD_FILES = [
+    ("not a sealdrop file", _not_ours, "not a spool file"),
+    ("unsupported version", _corrupt(lambda d: d[:8] + b"\x09" + d[9:]), "upgrade sealdrop"),
+    ("wrong key", _other_key, "another reviewer key"),
+    ("truncated", _corrupt(lambda d: d[:CHUNK_END]), "copy it again from the server"),
+    ("tampered", _corrupt(lambda d: _header_byte_changed(d, CHUNK_END - 5)), "damaged or altered"),
+    ("trailing data", _appended, "appended"),
+    ("malformed stream", _malformed_stream, "keep it for investigation"),
+    ("malformed payload", _malformed_payload, "keep it for investigation"),
+]
+
+
+@pytest.mark.parametrize(("cause", "make", "advice"), BAD_FILES, ids=[c for c, _, _ in BAD_FILES])
+def test_a_bad_file_is_quarantined_and_the_run_goes_on(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+    cause: str,
+    make: Callable[[Path, PublicKey], None],
+    advice: str,
+) -> None:
+    make(spool / FIRST, public)
+    bad_bytes = (spool / FIRST).read_bytes()
+    seal(spool / GOOD, public, "good one", [("ok.txt", "text/plain", b"fine")])
+
+    assert run() == 1
+
+    assert (out / "quarantine" / FIRST).read_bytes() == bad_bytes
+    assert not (spool / FIRST).exists()
+    assert visible(out) == [f"{DAY}_3fa2c1d0", "quarantine"]
+    assert (out / f"{DAY}_3fa2c1d0" / "files" / "ok.txt").read_bytes() == b"fine"
+    assert (out / ".opened").read_text() == GOOD + "\n"
+    captured = capsys.readouterr()
+    assert f"quarantined 1/2: {FIRST} — {cause}: " in captured.err
+    assert advice in captured.err
+    assert f"    {cause}" in captured.out
+    assert not [p for p in out.iterdir() if p.name.startswith(".incoming-")]
+
+
+def test_quarantine_never_replaces_a_file(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    (out / "quarantine").mkdir(parents=True)
+    (out / "quarantine" / FIRST).write_bytes(b"earlier")
+    _not_ours(spool / FIRST, public)
+
+    assert run() == 1
+
+    assert (out / "quarantine" / FIRST).read_bytes() == b"earlier"
+    assert (out / "quarantine" / ("0" * 32 + "-2.sealed")).read_bytes().startswith(b"%PDF")
+
+
+def test_a_second_run_skips_what_was_opened(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seal(spool / GOOD, public, "one")
+    assert run() == 0
+    seal(spool / LAST, public, "two")
+    capsys.readouterr()
+
+    assert run() == 0
+
+    assert visible(out) == [f"{DAY}_3fa2c1d0", f"{DAY}_ffffffff"]
+    assert (out / ".opened").read_text() == f"{GOOD}\n{LAST}\n"
+    summary = capsys.readouterr().out
+    assert "opened                       1" in summary
+    assert "skipped, already opened      1" in summary
+
+
+def test_an_existing_folder_is_never_overwritten(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    (out / f"{DAY}_3fa2c1d0").mkdir(parents=True)
+    seal(spool / GOOD, public, "new")
+
+    assert run() == 0
+
+    assert list((out / f"{DAY}_3fa2c1d0").iterdir()) == []
+    assert (out / f"{DAY}_3fa2c1d0-2" / "message.txt").read_text() == "new"
+
+
+def test_remove_deletes_only_recorded_spool_files(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    _not_ours(spool / FIRST, public)
+    seal(spool / GOOD, public, "one")
+    (spool / (LAST + ".part")).write_bytes(b"upload in progress")
+
+    assert run("--remove") == 1
+
+    assert sorted(p.name for p in spool.iterdir()) == [LAST + ".part"]
+    assert (out / f"{DAY}_3fa2c1d0" / "message.txt").read_text() == "one"
+    assert (out / "quarantine" / FIRST).exists()
+
+
+def test_remove_on_a_later_run_deletes_files_opened_earlier(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    seal(spool / GOOD, public, "one")
+    assert run() == 0
+    assert (spool / GOOD).exists()
+
+    assert run("--remove") == 0
+
+    assert not (spool / GOOD).exists()
+    assert visible(out) == [f"{DAY}_3fa2c1d0"]
+
+
+def _fail_on_write(monkeypatch: pytest.MonkeyPatch, after: int, error: BaseException) -> None:
+    real = unpack._write_all
+    calls = 0
+
+    def failing(fd: int, data: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > after:
+            raise error
+        real(fd, data)
+
+    monkeypatch.setattr(unpack, "_write_all", failing)
+
+
+def test_a_crash_mid_write_leaves_no_partial_folder(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seal(spool / GOOD, public, "msg", [("big.bin", "application/octet-stream", b"q" * 300_000)])
+    _fail_on_write(monkeypatch, 3, KeyboardInterrupt())
+
+    assert run() == 130
+
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert (spool / GOOD).exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
+    assert run() == 0
+    assert (out / f"{DAY}_3fa2c1d0" / "files" / "big.bin").read_bytes() == b"q" * 300_000
+
+
+def test_a_full_disk_stops_the_run_and_keeps_nothing(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seal(spool / GOOD, public, "msg", [("big.bin", "application/octet-stream", b"q" * 300_000)])
+    seal(spool / LAST, public, "next")
+    _fail_on_write(monkeypatch, 3, OSError(28, "No space left on device"))
+
+    assert run() == 2
+
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert (spool / GOOD).exists() and (spool / LAST).exists()
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "run again" in err
+
+
+def test_leftovers_of_an_interrupted_run_are_removed(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    stale = out / ".incoming-abc123"
+    (stale / "files").mkdir(parents=True)
+    (stale / "files" / "half.bin").write_bytes(b"half")
+    seal(spool / GOOD, public, "m")
+
+    assert run() == 0
+
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".opened", f"{DAY}_3fa2c1d0"]
+
+
+def test_a_wrong_passphrase_writes_nothing(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    key_pair: tuple[Path, PrivateKey],
+) -> None:
+    seal(spool / GOOD, public, "m")
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", "not it")
+
+    assert run() == 2
+
+    assert not out.exists()
+    assert (spool / GOOD).exists()
+    err = capsys.readouterr().err
+    assert str(key_pair[0]) in err and "passphrase" in err
+
+
+def test_the_public_key_is_refused_by_name(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    key_pair: tuple[Path, PrivateKey],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    public_file = key_pair[0].parent / keys.PUBLIC_KEY_FILENAME
+
+    assert run(key=public_file) == 2
+
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert str(public_file) in err and "secret key" in err
+
+
+def test_a_second_concurrent_run_is_refused(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    seal(spool / GOOD, public, "m")
+    out.mkdir()
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert run() == 2
+    finally:
+        os.close(fd)
+    assert visible(out) == []
+
+
+def test_part_files_and_strange_names_are_reported_not_opened(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seal(spool / GOOD, public, "m")
+    (spool / (LAST + ".part")).write_bytes(b"partial")
+    seal(spool / "renamed.sealed", public, "m")
+
+    assert run() == 0
+
+    assert visible(out) == [f"{DAY}_3fa2c1d0"]
+    summary = capsys.readouterr().out
+    assert "skipped, unfinished .part      1" in summary
+    assert "'renamed.sealed'" in summary
+
+
+def test_plain_progress_lines_when_not_on_a_terminal(
+    run: Callable[..., int],
+    spool: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seal(spool / GOOD, public, "m", [("a", "x/y", b"1" * 1500), ("b", "x/y", b"2" * 1500)])
+    seal(spool / LAST, public, "m", [("a", "x/y", b"1" * 5)])
+
+    assert run() == 0
+
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"opened 1/2: {DAY}_3fa2c1d0 (2 files, 3.0 kB)",
+        f"opened 2/2: {DAY}_ffffffff (1 file, 6 B)",
+    ]
+
+
+def test_progress_bar_on_a_terminal() -> None:
+    stream = io.StringIO()
+    now = [0.0]
+    progress = Progress(stream, 2, tty=True, clock=lambda: now[0])
+    progress.start_file("x.sealed", 1000)
+    now[0] = 1.0
+    progress.advance(500)
+    progress.advance(600)  # too soon after the last redraw: skipped
+    progress.finish_file("opened: folder (1 file, 1 kB)")
+    text = stream.getvalue()
+    assert "\r1/2 [" + "#" * 15 + "-" * 15 + "]  50% 500 B / 1.0 kB" in text
+    assert "600 B" not in text
+    assert text.endswith("\r\x1b[Kopened 1/2: folder (1 file, 1 kB)\n")
+
+
+def test_opens_what_the_spool_writer_wrote(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    with Spool(spool, public).begin() as submission:
+        submission.add_message("from the web form")
+        submission.begin_attachment("scan.pdf", "application/pdf")
+        submission.write(b"%PDF" * 50_000)
+        submission.end_attachment()
+        receipt = submission.commit()
+
+    assert run() == 0
+
+    (folder,) = [out / name for name in visible(out)]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["receipt"] == receipt
+    assert (folder / "files" / "scan.pdf").read_bytes() == b"%PDF" * 50_000
+
+
+GIB = 1024 * 1024 * 1024
+PIECE = 1024 * 1024
+
+
+def _pattern(index: int) -> bytes:
+    return hashlib.sha256(index.to_bytes(8, "big")).digest() * (PIECE // 32)
+
+
+@pytest.mark.slow
+def test_a_1_gib_attachment_opens_in_bounded_memory(
+    key_pair: tuple[Path, PrivateKey], spool: Path, out: Path
+) -> None:
+    started = time.monotonic()
+    expected = hashlib.sha256()
+    sealer = crypto.PayloadSealer(key_pair[1].public_key)
+    with open(spool / GOOD, "wb") as sink:
+        sink.write(sealer.header)
+        writer = records.PayloadWriter(lambda d: sink.write(sealer.update(d)), DAY, RECEIPT)
+        writer.message("a big one")
+        writer.begin_attachment("forest.mp4", "video/mp4")
+        for index in range(GIB // PIECE):
+            piece = _pattern(index)
+            expected.update(piece)
+            writer.attachment_data(piece)
+        writer.end_attachment()
+        writer.close()
+        sink.write(sealer.finalize())
+    sealed_at = time.monotonic()
+
+    script = (
+        "import resource, sys\n"
+        "from sealdrop.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(status)\n"
+    )
+    argv = ["open", str(spool), "--key", str(key_pair[0]), "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False
+    )
+    opened_at = time.monotonic()
+
+    assert result.returncode == 0, result.stderr
+    peak_kib = int(result.stdout.split("maxrss_kib")[1])
+    written = out / f"{DAY}_3fa2c1d0" / "files" / "forest.mp4"
+    actual = hashlib.sha256()
+    with open(written, "rb") as stream:
+        while block := stream.read(PIECE):
+            actual.update(block)
+    assert written.stat().st_size == GIB
+    assert actual.hexdigest() == expected.hexdigest()
+    print(
+        f"seal {sealed_at - started:.1f}s, open {opened_at - sealed_at:.1f}s, "
+        f"opener peak RSS {peak_kib / 1024:.1f} MiB"
+    )
+    assert peak_kib < 64 * 1024

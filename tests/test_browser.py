@@ -1,0 +1,273 @@
+"""A real browser with JavaScript off, as a source at Tor Browser's "Safest" level.
+
+Debian's chromium, driven by chromedriver through Selenium, loads the landing page,
+writes a message, attaches two files and submits; the receipt it shows must be the
+one sealed in the spool, and the spool must decrypt to exactly what was sent.
+
+Screenshots of each page at 1280 and 360 px wide go to a temporary folder; set
+SEALDROP_SCREENSHOTS=1 to write them to docs/screenshots/ instead (to refresh the
+committed ones after a change to the pages).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask import Flask, abort, render_template, request
+from nacl.public import PrivateKey
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from sealdrop import crypto, records
+from sealdrop.storage.spool import Spool
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MARKER = "zq7MARKERx9"
+WIDTHS = {"desktop": 1280, "phone": 360}
+
+if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+    pytest.skip(
+        "Debian chromium and chromedriver are not installed; "
+        "install them with `apt-get install -y chromium chromium-driver`",
+        allow_module_level=True,
+    )
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@dataclass
+class Service:
+    url: str
+    spool: Path
+    key: PrivateKey
+
+
+def stand_in_app(spool: Spool) -> Flask:
+    """Serves the real templates and seals with the real spool until `sealdrop serve` exists."""
+    app = Flask("sealdrop", root_path=str(ROOT), template_folder="templates")
+    limits = SimpleNamespace(max_files=20, max_message_chars=100_000, max_body_human="2 GiB")
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", limits=limits)
+
+    @app.post("/submit")
+    def submit() -> str:
+        uploads = [f for f in request.files.getlist("files") if f.filename]
+        if len(uploads) > limits.max_files:
+            abort(413)
+        with spool.begin() as submission:
+            submission.add_message(request.form.get("message", ""))
+            for upload in uploads:
+                submission.begin_attachment(upload.filename or "", upload.mimetype)
+                submission.write(upload.read())
+                submission.end_attachment()
+            receipt = submission.commit()
+        return render_template("received.html", receipt=receipt)
+
+    @app.errorhandler(HTTPException)
+    def error(err: HTTPException) -> tuple[str, int]:
+        status = err.code or 500
+        return render_template("error.html", status=status), status
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    key = PrivateKey.generate()
+    spool_dir = tmp_path_factory.mktemp("spool")
+    spool_dir.chmod(0o700)
+    spool = Spool(spool_dir, key.public_key)
+    server: BaseWSGIServer = make_server(
+        "127.0.0.1", free_port(), stand_in_app(spool), threaded=True
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Service(f"http://127.0.0.1:{server.server_port}", spool_dir, key)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--force-device-scale-factor=1",
+        "--hide-scrollbars",
+        "--blink-settings=scriptEnabled=false",
+        # Anything not on loopback goes to a closed port: the browser cannot reach out.
+        "--proxy-server=socks5://127.0.0.1:9",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs", {"profile.managed_default_content_settings.javascript": 2}
+    )
+    driver = webdriver.Chrome(options=options, service=DriverService(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("SEALDROP_SCREENSHOTS") == "1":
+        target = ROOT / "docs" / "screenshots"
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def layout(driver: Any) -> tuple[float, float]:
+    """Content width and viewport width, from DevTools: page JavaScript is off."""
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    return metrics["cssContentSize"]["width"], metrics["cssLayoutViewport"]["clientWidth"]
+
+
+def screenshot_both_widths(driver: Any, folder: Path, name: str) -> None:
+    """Save the whole page at each width, and check it never scrolls sideways."""
+    for label, width in WIDTHS.items():
+        # Emulate the exact viewport (a phone's has no scrollbar eating into its width).
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": label == "phone"},
+        )
+        content_width, viewport_width = layout(driver)
+        assert viewport_width == width
+        assert content_width <= viewport_width, f"{name} scrolls sideways at {width} px"
+        metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        height = metrics["cssContentSize"]["height"]
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
+        )
+        (folder / f"{name}-{label}.png").write_bytes(base64.b64decode(shot["data"]))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def h1(driver: Any) -> str:
+    text: str = driver.find_element(By.TAG_NAME, "h1").text
+    return text
+
+
+def test_javascript_is_really_off(browser: Any) -> None:
+    browser.get(
+        "data:text/html,<title>script did not run</title>"
+        "<script>document.title='script ran'</script>"
+    )
+    assert browser.title == "script did not run"
+
+
+def test_a_source_submits_a_message_and_two_files(
+    browser: Any, service: Service, shots: Path, tmp_path: Path
+) -> None:
+    message = "Trucks with ivory leave the north gate at night.\nÉlan — 象牙 — rhino horn."
+    files = {
+        "camera photo 1.jpg": os.urandom(150_000),
+        "ranger notes é.txt": b"Ranger post 4, Tuesday\n" * 100,
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    browser.set_window_size(WIDTHS["desktop"], 900)
+    browser.get(service.url + "/")
+    assert h1(browser) == "Send information safely"
+    screenshot_both_widths(browser, shots, "landing")
+
+    browser.find_element(By.ID, "message").send_keys(message)
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(tmp_path / n) for n in files))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: "arrived" in h1(d))
+
+    receipt = browser.find_element(By.CLASS_NAME, "receipt-number").text
+    assert receipt and set(receipt) <= set("0123456789-")
+    screenshot_both_widths(browser, shots, "received")
+
+    (spool_file,) = service.spool.glob("*.sealed")
+    with spool_file.open("rb") as sealed:
+        events = list(records.read_payload(crypto.open_payload(sealed, service.key)))
+    assert [e.receipt for e in events if isinstance(e, records.Receipt)] == [receipt]
+    sent_text = "".join(e.text for e in events if isinstance(e, records.MessageText))
+    # HTML forms send a textarea's line breaks as CRLF; the words must arrive unchanged.
+    assert sent_text.replace("\r\n", "\n") == message
+    received = unpack_attachments(events)
+    assert received == files
+    end = events[-1]
+    assert isinstance(end, records.PayloadEnd)
+    assert [a.sha256 for a in end.attachments] == [
+        hashlib.sha256(d).digest() for d in files.values()
+    ]
+
+
+def unpack_attachments(events: list[Any]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    current: tuple[str, io.BytesIO] | None = None
+    for event in events:
+        if isinstance(event, records.AttachmentStart):
+            current = (event.name, io.BytesIO())
+        elif isinstance(event, records.AttachmentBytes):
+            assert current is not None
+            current[1].write(event.data)
+        elif isinstance(event, records.AttachmentDone):
+            assert current is not None
+            out[current[0]] = current[1].getvalue()
+            current = None
+    return out
+
+
+def test_an_error_page_is_calm_and_repeats_nothing(
+    browser: Any, service: Service, shots: Path
+) -> None:
+    browser.set_window_size(WIDTHS["desktop"], 900)
+    browser.get(f"{service.url}/{MARKER}?q={MARKER}")
+    assert h1(browser) == "Page not found"
+    assert MARKER not in browser.page_source
+    browser.find_element(By.LINK_TEXT, "Back to the first page")
+    screenshot_both_widths(browser, shots, "error-404")

@@ -1,8 +1,10 @@
 """A real browser with JavaScript off, as a source at Tor Browser's "Safest" level.
 
-Debian's chromium, driven by chromedriver through Selenium, loads the landing page,
-writes a message, attaches two files and submits; the receipt it shows must be the
-one sealed in the spool, and the spool must decrypt to exactly what was sent.
+Debian's chromium, driven by chromedriver through Selenium, loads the landing page
+from the real server (`sealdrop serve --local-only`; the real app in Werkzeug's
+server while that command does not exist), writes a message, attaches two files and
+submits; the receipt it shows must be the one sealed in the spool, and the spool
+must decrypt to exactly what was sent. The browser reaches nothing but loopback.
 
 Screenshots of each page at 1280 and 360 px wide go to a temporary folder; set
 SEALDROP_SCREENSHOTS=1 to write them to docs/screenshots/ instead (to refresh the
@@ -12,25 +14,29 @@ committed ones after a change to the pages).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from flask import Flask, abort, render_template, request
 from nacl.public import PrivateKey
-from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import make_server
 
 from sealdrop import crypto, records
-from sealdrop.storage.spool import Spool
+from sealdrop.app import create_app
+from sealdrop.keys import encode_public_key
+from sealdrop.settings import Settings
 
 pytestmark = pytest.mark.browser
 
@@ -58,37 +64,6 @@ class Service:
     key: PrivateKey
 
 
-def stand_in_app(spool: Spool) -> Flask:
-    """Serves the real templates and seals with the real spool until `sealdrop serve` exists."""
-    app = Flask("sealdrop", root_path=str(ROOT), template_folder="templates")
-    limits = SimpleNamespace(max_files=20, max_message_chars=100_000, max_body_human="2 GiB")
-
-    @app.get("/")
-    def index() -> str:
-        return render_template("index.html", limits=limits)
-
-    @app.post("/submit")
-    def submit() -> str:
-        uploads = [f for f in request.files.getlist("files") if f.filename]
-        if len(uploads) > limits.max_files:
-            abort(413)
-        with spool.begin() as submission:
-            submission.add_message(request.form.get("message", ""))
-            for upload in uploads:
-                submission.begin_attachment(upload.filename or "", upload.mimetype)
-                submission.write(upload.read())
-                submission.end_attachment()
-            receipt = submission.commit()
-        return render_template("received.html", receipt=receipt)
-
-    @app.errorhandler(HTTPException)
-    def error(err: HTTPException) -> tuple[str, int]:
-        status = err.code or 500
-        return render_template("error.html", status=status), status
-
-    return app
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -96,23 +71,70 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    key = PrivateKey.generate()
-    spool_dir = tmp_path_factory.mktemp("spool")
-    spool_dir.chmod(0o700)
-    spool = Spool(spool_dir, key.public_key)
-    server: BaseWSGIServer = make_server(
-        "127.0.0.1", free_port(), stand_in_app(spool), threaded=True
-    )
+def has_serve_command() -> bool:
+    from sealdrop.cli import build_parser
+
+    return "serve" in build_parser().format_help()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"sealdrop serve exited with {process.returncode} before listening")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"sealdrop serve did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+@contextlib.contextmanager
+def serve_subprocess(spool: Path, public_key: Path) -> Iterator[str]:
+    """The real server (gunicorn), as an operator starts it, without Tor."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    command = [sys.executable, "-m", "sealdrop", "serve", "--local-only"]
+    command += ["--spool", str(spool), "--public-key", str(public_key)]
+    command += ["--listen", f"127.0.0.1:{port}"]
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the group this test started, no other
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_in_thread(spool: Path, public_key: Path) -> Iterator[str]:
+    """The real app in Werkzeug's server: used until `sealdrop serve` exists."""
+    app = create_app(Settings(spool_dir=spool, public_key_file=public_key, reserve_bytes=0))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Service(f"http://127.0.0.1:{server.server_port}", spool_dir, key)
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    key = PrivateKey.generate()
+    spool = tmp_path_factory.mktemp("spool")
+    spool.chmod(0o700)
+    public_key = tmp_path_factory.mktemp("key") / "reviewer.pub"
+    public_key.write_text(encode_public_key(key.public_key) + "\n", encoding="ascii")
+    run = serve_subprocess if has_serve_command() else serve_in_thread
+    with run(spool, public_key) as url:
+        yield Service(url, spool, key)
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +241,9 @@ def test_a_source_submits_a_message_and_two_files(
     browser.set_window_size(WIDTHS["desktop"], 900)
     browser.get(service.url + "/")
     assert h1(browser) == "Send information safely"
+    # The stylesheet applied under the service's CSP: the header is painted green.
+    header = browser.find_element(By.CSS_SELECTOR, "header.site")
+    assert header.value_of_css_property("background-color") == "rgba(29, 77, 51, 1)"
     screenshot_both_widths(browser, shots, "landing")
 
     browser.find_element(By.ID, "message").send_keys(message)

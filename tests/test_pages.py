@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from flask import Flask, render_template
+from flask.testing import FlaskClient
 
 ROOT = Path(__file__).resolve().parent.parent
 CSS_PATH = ROOT / "static" / "style.css"
@@ -64,16 +66,6 @@ def parse(html: str) -> ParsedPage:
     page.feed(html)
     page.close()
     return page
-
-
-def stand_in_app() -> Flask:
-    """The templates and static folder served as the real app serves them."""
-    return Flask("sealdrop", root_path=str(ROOT), template_folder="templates")
-
-
-@pytest.fixture
-def app() -> Flask:
-    return stand_in_app()
 
 
 def render(app: Flask, name: str, **context: object) -> str:
@@ -139,10 +131,11 @@ def test_the_stylesheet_is_linked_from_this_service(app: Flask) -> None:
         assert [e.attrs.get("href") for e in links] == ["/static/style.css"], name
 
 
-def test_the_stylesheet_is_served(app: Flask) -> None:
-    response = app.test_client().get("/static/style.css")
+def test_the_stylesheet_is_served(client: FlaskClient) -> None:
+    response = client.get("/static/style.css")
     assert response.status_code == 200
-    assert response.data.decode("utf-8") == css_text()
+    assert response.mimetype == "text/css"
+    assert response.get_data(as_text=True) == css_text()
     response.close()
 
 
@@ -382,3 +375,68 @@ def test_the_page_never_scrolls_sideways_by_design() -> None:
         for prop in ("width", "min-width"):
             value = declarations.get(prop, "")
             assert not re.search(r"\d+px", value), f"{prop}: {value} can overflow 360 px"
+
+
+# --- the pages as the real app serves them ------------------------------------------------
+
+
+def test_the_served_landing_page_shows_the_configured_limits(client: FlaskClient) -> None:
+    # conftest's settings: 3 files, 1000 characters, 4 MiB.
+    html = client.get("/").get_data(as_text=True)
+    assert "Up to 3 files, 4 MiB" in html
+    assert "Up to 1,000 characters" in html
+    assert 'maxlength="1000"' in html
+    assert len(html.encode("utf-8")) + len(css_text().encode("utf-8")) < PAGE_BUDGET
+    assert "<script" not in html.lower()
+
+
+def test_a_submission_through_the_form_fields_shows_the_receipt(
+    client: FlaskClient, submission_body: Any, open_spool: Any
+) -> None:
+    body = submission_body("ivory at the north gate", ("a.txt", b"x"))
+    response = client.post("/submit", data=body.body, content_type=body.content_type)
+    assert response.status_code == 200
+    page = parse(response.get_data(as_text=True))
+    assert page.find("h1")[0].text == "Your information has arrived"
+    (opened,) = open_spool()
+    assert f'<p class="receipt-number">{opened.receipt}</p>' in response.get_data(as_text=True)
+
+
+def served_error(client: FlaskClient, status: int, submission_body: Any) -> str:
+    """Make the real app answer `status`, with the marker in every place a visitor controls."""
+    headers = {"User-Agent": MARKER, "Referer": MARKER, "Cookie": f"{MARKER}={MARKER}"}
+    if status == 404:
+        response = client.get(f"/{MARKER}?{MARKER}={MARKER}", headers=headers)
+    elif status == 405:
+        response = client.get(f"/submit?{MARKER}={MARKER}", headers=headers)
+    elif status == 400:
+        response = client.post(
+            f"/submit?{MARKER}={MARKER}",
+            data=f"--{MARKER}\r\nbroken {MARKER}".encode(),
+            content_type=f"multipart/form-data; boundary={MARKER}",
+            headers=headers,
+        )
+    else:
+        assert status == 413
+        files = [(f"{MARKER}-{n}.txt", MARKER.encode()) for n in range(5)]  # over max_files=3
+        body = submission_body(MARKER, *files)
+        response = client.post(
+            f"/submit?{MARKER}={MARKER}",
+            data=body.body,
+            content_type=body.content_type,
+            headers=headers,
+        )
+    assert response.status_code == status
+    return response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("status", [400, 404, 405, 413])
+def test_served_error_pages_never_echo_what_was_sent(
+    client: FlaskClient, submission_body: Any, status: int
+) -> None:
+    html = served_error(client, status, submission_body)
+    assert MARKER.lower() not in html.lower()
+    assert (
+        parse(html).find("h1")[0].text
+        == parse(render(client.application, "error.html", status=status)).find("h1")[0].text
+    )

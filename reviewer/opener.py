@@ -267,6 +267,8 @@ class Workspace:
             except FileExistsError:
                 counter += 1
                 continue
+            # A hard link keeps the mode the file had in the spool copy; keep it private.
+            os.chmod(target, FILE_MODE)
             _fsync_directory(self.quarantine)
             return target
 
@@ -354,8 +356,9 @@ class Opener:
         self._report.opened.append(folder.name)
         count = len(unpacked.attachments)
         self._progress.finish_file(
-            f"opened: {folder.name} ({count} file{'' if count == 1 else 's'}, "
-            f"{human_size(unpacked.total_bytes)})"
+            "opened",
+            f"{folder.name} ({count} file{'' if count == 1 else 's'}, "
+            f"{human_size(unpacked.total_bytes)})",
         )
         if self._remove:
             self._remove_spool_file(path)
@@ -386,7 +389,7 @@ class Opener:
         except OSError as move_err:
             where = f"left at {path}: moving it to quarantine failed ({move_err.strerror})"
         self._report.quarantined.append((path.name, err.cause))
-        self._progress.finish_file(f"quarantined: {path.name} — {err.cause}: {advice} ({where})")
+        self._progress.finish_file("quarantined", f"{path.name} — {err.cause}: {advice} ({where})")
 
     def _unreadable(self, name: str, err: BaseException | None) -> None:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else "read error"

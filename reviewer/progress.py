@@ -69,9 +69,9 @@ class Progress:
         self._stream.flush()
         self._bar_shown = True
 
-    def finish_file(self, outcome: str) -> None:
-        """End the current file with one line, e.g. 'opened: 2026-11-29_3fa2c1d0 (...)'."""
-        self.note(f"{outcome.split(':', 1)[0]} {self._counter()}:{outcome.split(':', 1)[1]}")
+    def finish_file(self, verb: str, detail: str) -> None:
+        """End the current file with one line: 'opened 3/10: 2026-11-29_3fa2c1d0 (...)'."""
+        self.note(f"{verb} {self._counter()}: {detail}")
 
     def note(self, line: str) -> None:
         """A line of its own, clearing the bar first so the two do not mix."""

@@ -1,0 +1,62 @@
+"""The web application factory: settings in, a ready Flask app out, nothing at import time."""
+
+from __future__ import annotations
+
+from flask import Flask
+from nacl.public import PublicKey
+
+from .keys import KeyFileError, load_public_key
+from .settings import Settings
+from .storage.spool import Spool, StorageError
+from .web.errors import SealdropFlask, register_error_handlers
+from .web.headers import add_security_headers
+from .web.request import SealingRequest
+from .web.routes import register_routes
+from .web.upload import READ_SIZE
+
+
+class StartupRefused(Exception):
+    """The service must not start: the reviewer public key or the spool folder is unusable.
+
+    Raised by `create_app`; the message names the setting and the fix.
+    """
+
+
+def create_app(settings: Settings) -> Flask:
+    """Check the key and the spool, clear crash leftovers, and build the app."""
+    public_key = _load_key(settings)
+    spool = Spool(settings.spool_dir, public_key, reserve_bytes=settings.reserve_bytes)
+    try:
+        spool.check()
+        spool.remove_stale_parts()
+    except StorageError as err:
+        raise StartupRefused(f"{err} (setting spool_dir / SEALDROP_SPOOL_DIR / --spool)") from None
+
+    app = SealdropFlask("sealdrop", static_folder="static", template_folder="templates")
+    app.request_class = SealingRequest
+    app.config.update(
+        # Enforced by Werkzeug on the declared length and on chunked bodies, in addition
+        # to upload.py's own count.
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # Only reached if something parsed the body as a form, which SealingRequest
+        # refuses; set small anyway so that no default could ever apply.
+        MAX_FORM_MEMORY_SIZE=READ_SIZE,
+        MAX_FORM_PARTS=settings.max_files + 2,
+        # Templates change only with a release; no per-request stat of the files.
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    # No SECRET_KEY, on purpose: without one Flask cannot write a session, so it never
+    # sets a cookie.
+    register_routes(app, settings, spool)
+    register_error_handlers(app)
+    app.after_request(add_security_headers)
+    return app
+
+
+def _load_key(settings: Settings) -> PublicKey:
+    try:
+        return load_public_key(settings.public_key_file)
+    except KeyFileError as err:
+        raise StartupRefused(
+            f"{err} (setting public_key_file / SEALDROP_PUBLIC_KEY_FILE / --public-key)"
+        ) from None

@@ -1,0 +1,163 @@
+"""Shared fixtures: a fresh reviewer key, a private spool, the app and its test client."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from nacl.public import PrivateKey
+
+from sealdrop.app import create_app
+from sealdrop.keys import encode_public_key
+from sealdrop.settings import Settings
+
+# A part: (field name, file name or None for a plain field, content, content type or None).
+Part = tuple[str, str | None, bytes, str | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Multipart:
+    body: bytes
+    content_type: str
+
+
+def multipart_head(boundary: str, name: str, filename: str | None, ctype: str | None) -> bytes:
+    disposition = f'form-data; name="{name}"'
+    if filename is not None:
+        disposition += f'; filename="{filename}"'
+    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+    if ctype is not None:
+        head += f"Content-Type: {ctype}\r\n"
+    return (head + "\r\n").encode("utf-8")
+
+
+def build_multipart(parts: Iterable[Part], boundary: str | None = None) -> Multipart:
+    """A multipart/form-data body like a browser's, with CRLF framing."""
+    boundary = boundary or "----sealdropTest" + secrets.token_hex(8)
+    pieces: list[bytes] = []
+    for name, filename, content, ctype in parts:
+        pieces += [multipart_head(boundary, name, filename, ctype), content, b"\r\n"]
+    pieces.append(f"--{boundary}--\r\n".encode("ascii"))
+    return Multipart(b"".join(pieces), f"multipart/form-data; boundary={boundary}")
+
+
+def message_and_files(message: str, *files: tuple[str, bytes]) -> Multipart:
+    parts: list[Part] = [("message", None, message.encode("utf-8"), None)]
+    parts += [("files", name, data, "application/octet-stream") for name, data in files]
+    return build_multipart(parts)
+
+
+@pytest.fixture
+def reviewer_key() -> PrivateKey:
+    return PrivateKey.generate()
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    os.chmod(spool, 0o700)
+    return spool
+
+
+@pytest.fixture
+def public_key_file(tmp_path: Path, reviewer_key: PrivateKey) -> Path:
+    path = tmp_path / "reviewer.pub"
+    path.write_text(encode_public_key(reviewer_key.public_key) + "\n", encoding="ascii")
+    return path
+
+
+@pytest.fixture
+def settings(spool_dir: Path, public_key_file: Path) -> Settings:
+    # Small limits make every limit test cheap; a zero reserve fits any test machine.
+    return Settings(
+        spool_dir=spool_dir,
+        public_key_file=public_key_file,
+        max_body_bytes=4 * 1024 * 1024,
+        max_files=3,
+        max_message_chars=1000,
+        max_part_header_bytes=2048,
+        reserve_bytes=0,
+    )
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Callable[..., Flask]:
+    def make(**changes: object) -> Flask:
+        return create_app(dataclasses.replace(settings, **changes))  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclasses.dataclass
+class OpenedSubmission:
+    receipt: str
+    message: str
+    files: list[tuple[str, str, bytes]]  # (name, media type, content)
+
+
+def open_submission(path: Path, key: PrivateKey) -> OpenedSubmission:
+    """Decrypt and parse one spool file completely, checking every format rule."""
+    from sealdrop import crypto, records
+
+    opened = OpenedSubmission("", "", [])
+    content = bytearray()
+    with path.open("rb") as handle:
+        for event in records.read_payload(crypto.open_payload(handle, key)):
+            if isinstance(event, records.Receipt):
+                opened.receipt = event.receipt
+            elif isinstance(event, records.MessageText):
+                opened.message += event.text
+            elif isinstance(event, records.AttachmentStart):
+                content = bytearray()
+                opened.files.append((event.name, event.media_type, b""))
+            elif isinstance(event, records.AttachmentBytes):
+                content += event.data
+            elif isinstance(event, records.AttachmentDone):
+                name, media, _ = opened.files[-1]
+                opened.files[-1] = (name, media, bytes(content))
+    return opened
+
+
+def spool_entries(spool: Path) -> list[str]:
+    return sorted(entry.name for entry in spool.iterdir())
+
+
+@pytest.fixture
+def multipart() -> Callable[..., Multipart]:
+    """`multipart(parts, boundary=None)`: build a browser-like multipart body."""
+    return build_multipart
+
+
+@pytest.fixture
+def submission_body() -> Callable[..., Multipart]:
+    """`submission_body(message, (name, data), ...)`: the form's body."""
+    return message_and_files
+
+
+@pytest.fixture
+def open_spool(reviewer_key: PrivateKey, spool_dir: Path) -> Callable[[], list[OpenedSubmission]]:
+    """Open every finished spool file; fail if anything else is in the spool."""
+
+    def open_all() -> list[OpenedSubmission]:
+        names = spool_entries(spool_dir)
+        assert all(name.endswith(".sealed") for name in names), names
+        return [open_submission(spool_dir / name, reviewer_key) for name in names]
+
+    return open_all

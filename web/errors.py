@@ -1,0 +1,77 @@
+"""Error pages and error logging that never repeat what a visitor sent.
+
+A page names only the status; the template holds calm text for each one. A log
+line for an unexpected failure names only the exception's type and where it was
+raised: not the request's path, query, headers or address, not the exception's
+message (which can quote input, like a UnicodeDecodeError's bytes) and not the
+traceback's source lines or locals.
+"""
+
+from __future__ import annotations
+
+import traceback
+from types import TracebackType
+
+from flask import Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from ..storage.spool import StorageError, StorageFull
+from .upload import UploadRejected
+
+INSUFFICIENT_STORAGE = 507
+SERVICE_UNAVAILABLE = 503
+
+
+def error_page(status: int) -> Response:
+    response = Response(render_template("error.html", status=status), status=status)
+    return response
+
+
+def describe_exception(error: BaseException) -> str:
+    """``TypeName at file.py:123 in function``: enough to find the bug, nothing of the input."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__qualname__}{where}"
+
+
+class SealdropFlask(Flask):
+    """Flask, with an exception log that carries no request data."""
+
+    def log_exception(
+        self,
+        exc_info: tuple[type, BaseException, TracebackType] | tuple[None, None, None],
+    ) -> None:
+        error = exc_info[1]
+        if error is None:
+            return
+        # The route's rule (like "/submit"), not the requested path: the rule is ours.
+        rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+        self.logger.error("unexpected %s (route %s)", describe_exception(error), rule)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        response = error_page(status)
+        if status == 405:
+            # The Allow header lists our own methods, nothing the visitor sent.
+            for name, value in error.get_headers():
+                if name == "Allow":
+                    response.headers[name] = value
+        return response
+
+    @app.errorhandler(UploadRejected)
+    def upload_rejected(error: UploadRejected) -> Response:
+        return error_page(error.status)
+
+    @app.errorhandler(StorageFull)
+    def storage_full(error: StorageFull) -> Response:
+        # The message names only the spool folder and the OS's reason: safe for the operator.
+        app.logger.error("submission refused: %s", error)
+        return error_page(INSUFFICIENT_STORAGE)
+
+    @app.errorhandler(StorageError)
+    def storage_failed(error: StorageError) -> Response:
+        app.logger.error("submission lost: %s", error)
+        return error_page(500)

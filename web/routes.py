@@ -1,0 +1,68 @@
+"""The routes: the form, and the upload that seals a submission as it arrives.
+
+No CSRF token, on purpose: the form is anonymous and the service keeps no session,
+no cookie and no account, so a forged cross-site POST could only do what anyone
+can do directly, submit anonymously. A token would need a cookie or server state,
+which would be one more thing that could link a source's visits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, Response, render_template, request
+
+from ..settings import Settings
+from ..storage.spool import Spool
+from .errors import SERVICE_UNAVAILABLE, error_page
+from .upload import UploadLimits, boundary_from, stream_upload
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """What the form tells a source about the limits."""
+
+    max_files: int
+    max_message_chars: int
+    max_body_human: str
+
+
+def human_size(size: int) -> str:
+    """Bytes as the largest binary unit that divides them to one decimal: ``2 GiB``."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            value = size / factor
+            text = f"{value:.1f}".removesuffix(".0")
+            return f"{text} {unit}"
+    return f"{size} bytes"
+
+
+def register_routes(app: Flask, settings: Settings, spool: Spool) -> None:
+    page_limits = PageLimits(
+        max_files=settings.max_files,
+        max_message_chars=settings.max_message_chars,
+        max_body_human=human_size(settings.max_body_bytes),
+    )
+    upload_limits = UploadLimits(
+        max_body_bytes=settings.max_body_bytes,
+        max_files=settings.max_files,
+        max_message_chars=settings.max_message_chars,
+        max_part_header_bytes=settings.max_part_header_bytes,
+    )
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", limits=page_limits)
+
+    @app.post("/submit")
+    def submit() -> Response | str:
+        if not settings.accepting:
+            return error_page(SERVICE_UNAVAILABLE)
+        boundary = boundary_from(request.mimetype, request.mimetype_params)
+        with spool.begin() as submission:
+            stream_upload(
+                request.stream, boundary, request.content_length, submission, upload_limits
+            )
+            receipt = submission.commit()
+        # Only now, with the file fsync'd and renamed, is the source told it arrived.
+        return render_template("received.html", receipt=receipt)

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO, cast
+from typing import BinaryIO, cast
 
 from nacl.public import PrivateKey
 
@@ -470,8 +470,8 @@ def format_summary(report: Report, out: Path) -> str:
     return "\n".join(lines)
 
 
-def _say(message: str, stream: TextIO | None = None) -> None:
-    print(f"sealdrop open: {message}", file=stream or sys.stderr)
+def _say(message: str) -> None:
+    print(f"sealdrop open: {message}", file=sys.stderr)
 
 
 def _same_directory(a: Path, b: Path) -> bool:

@@ -143,6 +143,18 @@ def test_opens_a_good_submission_exactly(
     assert (spool / GOOD).exists()
 
 
+def test_a_single_spool_file_can_be_given(
+    key_pair: tuple[Path, PrivateKey], spool: Path, out: Path, public: PublicKey
+) -> None:
+    seal(spool / GOOD, public, "just this one")
+    seal(spool / LAST, public, "not this one")
+
+    argv = ["open", str(spool / GOOD), "--key", str(key_pair[0]), "--out", str(out)]
+    assert cli.main(argv) == 0
+
+    assert visible(out) == [f"{DAY}_3fa2c1d0"]
+
+
 def test_output_is_private_to_the_reviewer(
     run: Callable[..., int], spool: Path, out: Path, public: PublicKey
 ) -> None:

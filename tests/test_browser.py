@@ -52,8 +52,10 @@ if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         "install them with `apt-get install -y chromium chromium-driver`",
         allow_module_level=True,
     )
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+# Not importorskip: with chromium present, a missing selenium is a broken test setup.
+from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -285,6 +287,18 @@ def unpack_attachments(events: list[Any]) -> dict[str, bytes]:
             out[current[0]] = current[1].getvalue()
             current = None
     return out
+
+
+def test_the_form_is_reachable_with_the_keyboard_alone(browser: Any, service: Service) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(service.url + "/")
+    order = []
+    for _ in range(4):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        active = browser.switch_to.active_element
+        order.append(active.get_attribute("id") or active.get_attribute("class") or active.text)
+    assert order == ["skip", "message", "files", "Send securely"]
 
 
 def test_an_error_page_is_calm_and_repeats_nothing(

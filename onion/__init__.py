@@ -1,0 +1,37 @@
+"""Publishing sealdrop as a Tor onion service (ADD_ONION over tor's control port)."""
+
+from __future__ import annotations
+
+from .errors import (
+    AuthenticationFailed,
+    BootstrapStuck,
+    ControlPortRefused,
+    OnionError,
+    OnionStateError,
+    PublishFailed,
+    TorNotInstalled,
+    TorStartFailed,
+    TorTooOld,
+)
+from .keys import ClientCredentials, ServiceKey, add_client, load_or_create_service_key
+from .service import OnionConfig, OnionEvent, OnionEventKind, OnionService
+
+__all__ = [
+    "AuthenticationFailed",
+    "BootstrapStuck",
+    "ClientCredentials",
+    "ControlPortRefused",
+    "OnionConfig",
+    "OnionError",
+    "OnionEvent",
+    "OnionEventKind",
+    "OnionService",
+    "OnionStateError",
+    "PublishFailed",
+    "ServiceKey",
+    "TorNotInstalled",
+    "TorStartFailed",
+    "TorTooOld",
+    "add_client",
+    "load_or_create_service_key",
+]

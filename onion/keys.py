@@ -1,0 +1,222 @@
+"""The onion service's keys: the service identity and the v3 client-authorization keys.
+
+The service key is stored in tor's own ``hs_ed25519_secret_key`` format, so the
+same file works in a torrc ``HiddenServiceDir`` too. sealdrop makes the key
+itself (rather than asking tor for ``NEW:ED25519-V3``) so the address is known,
+and client credentials can be issued, before any tor runs.
+
+Layout of the state folder (0700, outside the spool)::
+
+    hs_ed25519_secret_key          service identity, 0600
+    authorized_clients/NAME.auth   "descriptor:x25519:<base32 public key>", 0600
+    tor/                           DataDirectory of a tor that sealdrop starts itself
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl import bindings
+from nacl.public import PrivateKey
+
+from .errors import OnionStateError
+
+KEY_FILE = "hs_ed25519_secret_key"
+CLIENTS_DIR = "authorized_clients"
+# tor's file header: 29 characters padded with NULs to 32 bytes.
+_KEY_HEADER = b"== ed25519v1-secret: type0 ==\x00\x00\x00"
+_EXPANDED_KEY_BYTES = 64
+_ONION_VERSION = b"\x03"
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class ServiceKey:
+    """A v3 onion service identity: tor's expanded ed25519 secret key."""
+
+    expanded: bytes
+
+    @classmethod
+    def generate(cls) -> ServiceKey:
+        # Expansion as in ed25519 itself: SHA-512 of the seed, lower half clamped.
+        digest = bytearray(hashlib.sha512(secrets.token_bytes(32)).digest())
+        digest[0] &= 248
+        digest[31] &= 127
+        digest[31] |= 64
+        return cls(bytes(digest))
+
+    @property
+    def public_key(self) -> bytes:
+        return bindings.crypto_scalarmult_ed25519_base_noclamp(self.expanded[:32])
+
+    @property
+    def service_id(self) -> str:
+        """The 56 characters before ``.onion`` (rend-spec-v3, "Encoding onion addresses")."""
+        public = self.public_key
+        checksum = hashlib.sha3_256(b".onion checksum" + public + _ONION_VERSION).digest()[:2]
+        return base64.b32encode(public + checksum + _ONION_VERSION).decode("ascii").lower()
+
+    @property
+    def control_blob(self) -> str:
+        """The ``KeyType:KeyBlob`` argument of ADD_ONION."""
+        return "ED25519-V3:" + base64.b64encode(self.expanded).decode("ascii")
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """What one authorised source needs to reach a service that has client authorization."""
+
+    name: str
+    service_id: str
+    private_key_b32: str
+
+    @property
+    def auth_private_line(self) -> str:
+        """One line for a ``ClientOnionAuthDir`` ``.auth_private`` file."""
+        return f"{self.service_id}:descriptor:x25519:{self.private_key_b32}"
+
+    def instructions(self) -> str:
+        return (
+            f"Client '{self.name}' may now reach http://{self.service_id}.onion/\n"
+            "Give the source, by a safe channel, this private key. Tor Browser asks for it "
+            "when the address is opened ('Onion site requires authentication'):\n"
+            f"{self.private_key_b32}\n"
+            "For a tor configured by hand (ClientOnionAuthDir), the .auth_private line is:\n"
+            f"{self.auth_private_line}\n"
+            "Anyone holding this key can reach the service: keep no other copy.\n"
+        )
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=")
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` 0700 if missing; refuse one that others can read or enter."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise OnionStateError(
+            f"cannot create the onion state folder {path} ({exc.strerror}). "
+            "Give a --state folder that sealdrop's user can write."
+        ) from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise OnionStateError(f"{path} is not a folder. Give another --state folder.")
+    if info.st_mode & 0o077:
+        raise OnionStateError(
+            f"the onion state folder {path} is open to other users "
+            f"(mode {stat.S_IMODE(info.st_mode):o}). Run: chmod 700 {path}"
+        )
+    return path
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` (0600), durably; never replace an existing one."""
+    part = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        # link() refuses an existing target, so two processes cannot both win.
+        os.link(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_private_file(path: Path) -> bytes:
+    info = path.stat()
+    if info.st_mode & 0o077:
+        raise OnionStateError(
+            f"{path} can be read by other users (mode {stat.S_IMODE(info.st_mode):o}). "
+            f"Run: chmod 600 {path}"
+        )
+    return path.read_bytes()
+
+
+def load_service_key(state_dir: Path) -> ServiceKey | None:
+    """The stored service key, or None when this state folder has none yet."""
+    path = ensure_private_dir(state_dir) / KEY_FILE
+    try:
+        data = _read_private_file(path)
+    except FileNotFoundError:
+        return None
+    if len(data) != len(_KEY_HEADER) + _EXPANDED_KEY_BYTES or not data.startswith(_KEY_HEADER):
+        raise OnionStateError(
+            f"{path} is not a v3 onion service key. Restore it from a backup, or move it "
+            "away to start over with a new onion address."
+        )
+    return ServiceKey(data[len(_KEY_HEADER) :])
+
+
+def load_or_create_service_key(state_dir: Path) -> ServiceKey:
+    """The service key of ``state_dir``, made and stored on first use."""
+    key = load_service_key(state_dir)
+    if key is not None:
+        return key
+    key = ServiceKey.generate()
+    try:
+        _write_new_file(state_dir / KEY_FILE, _KEY_HEADER + key.expanded)
+    except FileExistsError:
+        # Another sealdrop process made it between our read and write: use theirs.
+        stored = load_service_key(state_dir)
+        assert stored is not None
+        return stored
+    return key
+
+
+def add_client(state_dir: Path, name: str) -> ClientCredentials:
+    """Authorise one more client: store its public key, return what the source must enter.
+
+    The private half is returned and never stored: only the source keeps it.
+    """
+    if not _CLIENT_NAME.fullmatch(name):
+        raise OnionStateError(
+            f"client name {name!r} is not usable: use 1 to 32 letters, digits, '-' or '_', "
+            "starting with a letter or digit."
+        )
+    service = load_or_create_service_key(state_dir)
+    clients = ensure_private_dir(state_dir / CLIENTS_DIR)
+    private = PrivateKey.generate()
+    line = f"descriptor:x25519:{_b32(bytes(private.public_key))}\n"
+    try:
+        _write_new_file(clients / f"{name}.auth", line.encode("ascii"))
+    except FileExistsError as exc:
+        raise OnionStateError(
+            f"a client named {name!r} already exists. Pick another name, or delete "
+            f"{clients / (name + '.auth')} to revoke the old key first."
+        ) from exc
+    return ClientCredentials(name, service.service_id, _b32(bytes(private)))
+
+
+def load_client_public_keys(state_dir: Path) -> list[str]:
+    """The base32 x25519 public keys of every authorised client, sorted by client name."""
+    clients = state_dir / CLIENTS_DIR
+    if not clients.is_dir():
+        return []
+    ensure_private_dir(clients)
+    keys = []
+    for path in sorted(clients.glob("*.auth")):
+        text = _read_private_file(path).decode("ascii", "replace").strip()
+        auth_type, _, key = text.partition("descriptor:x25519:")
+        if auth_type or not re.fullmatch(r"[A-Z2-7]{52}", key):
+            raise OnionStateError(
+                f"{path} is not a client authorization file "
+                "('descriptor:x25519:<base32 key>'). Fix or delete it."
+            )
+        keys.append(key)
+    return keys

@@ -118,14 +118,28 @@ class PayloadSealer:
         """Take more plaintext; return the ciphertext that is ready (often empty)."""
         if self._finished:
             raise RuntimeError("payload already finalized")
-        self._pending += data
-        if len(self._pending) <= CHUNK_SIZE:
-            return b""
-        out = []
-        # Keep at least one byte back: the last chunk must be pushed with TAG_FINAL.
-        while len(self._pending) > CHUNK_SIZE:
-            out.append(self._push(bytes(self._pending[:CHUNK_SIZE]), _TAG_MESSAGE))
-            del self._pending[:CHUNK_SIZE]
+        pending = self._pending
+        # The view is released on return, so a caller may resize its bytearray at once.
+        with memoryview(data) as raw, raw.cast("B") as view:
+            size = len(view)
+            if len(pending) + size <= CHUNK_SIZE:
+                pending += view
+                return b""
+            # Keep at least one byte back: the last chunk must be pushed with TAG_FINAL.
+            # Whole chunks are cut straight from the caller's buffer, never queued: each
+            # plaintext byte is copied once (the binding only takes `bytes`), and the
+            # pending buffer never holds more than one chunk.
+            out = []
+            start = 0
+            if pending:
+                start = CHUNK_SIZE - len(pending)
+                pending += view[:start]
+                out.append(self._push(bytes(pending), _TAG_MESSAGE))
+                pending.clear()
+            while size - start > CHUNK_SIZE:
+                out.append(self._push(bytes(view[start : start + CHUNK_SIZE]), _TAG_MESSAGE))
+                start += CHUNK_SIZE
+            pending += view[start:]
         return b"".join(out)
 
     def finalize(self) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import io
 import os
 import signal
@@ -76,7 +77,8 @@ def free_port() -> int:
 def has_serve_command() -> bool:
     from sealdrop.cli import build_parser
 
-    return "serve" in build_parser().format_help()
+    listed = "serve" in build_parser().format_help()
+    return listed and importlib.util.find_spec("sealdrop.serve") is not None
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:

@@ -44,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     spool.add_argument("spool", type=Path, metavar="SPOOL")
     spool.set_defaults(run=_run_spool)
 
+    serve = commands.add_parser("serve", help="run the web service that takes submissions")
+    serve.add_argument("--spool", type=Path, metavar="DIR", help="spool folder (mode 700)")
+    serve.add_argument("--public-key", type=Path, metavar="FILE", help="reviewer.pub")
+    serve.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
+    serve.add_argument("--listen", metavar="HOST:PORT|unix:PATH", help="loopback address")
+    serve.add_argument(
+        "--local-only",
+        action="store_true",
+        help="serve on loopback only, WITHOUT publishing on Tor (testing)",
+    )
+    serve.set_defaults(run=_run_serve)
+
     return parser
 
 
@@ -63,6 +75,12 @@ def _run_spool(args: argparse.Namespace) -> int:
     from .reviewer.listing import run_spool
 
     return run_spool(args)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .serve import run_serve
+
+    return run_serve(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

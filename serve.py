@@ -1,0 +1,116 @@
+"""`sealdrop serve`: check everything, then run the app under gunicorn.
+
+The app is built once, in the gunicorn master, before any worker exists: a bad key
+or spool stops start-up with a plain message, and workers fork from a checked app.
+Whatever publishes the service (the onion service) is started once, in the master,
+from gunicorn's ``when_ready`` hook (the listening socket exists by then) and
+stopped from ``on_exit``; never once per worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+from .app import StartupRefused, create_app
+from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from .web.gunicorn_conf import gunicorn_options, hide_server_header
+
+EXIT_REFUSED = 2
+
+
+class Publisher(Protocol):
+    """Makes the listening service reachable (the onion service); one per server."""
+
+    def start(self, target: str) -> str:
+        """Publish `target` (gunicorn's bind address); return the address to give out."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class SealdropServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn run programmatically, with our options and an app built beforehand."""
+
+    def __init__(self, app: Flask, options: Mapping[str, Any]) -> None:
+        self._app = app
+        self._options = dict(options)
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Flask:
+        # Called once in the master (preload_app): the workers inherit this app.
+        return self._app
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Command-line options win over variables, which win over the config file."""
+    overrides = dict(env)
+    for option, name in (("spool", "spool_dir"), ("public_key", "public_key_file")):
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[ENV_PREFIX + name.upper()] = str(value)
+    if getattr(args, "listen", None) is not None:
+        overrides[ENV_PREFIX + "LISTEN"] = args.listen
+    return load_settings(overrides, getattr(args, "config", None))
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args, os.environ)
+        app = create_app(settings)
+    except (SettingsError, StartupRefused) as err:
+        print(f"sealdrop serve: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    if not args.local_only:
+        print(
+            "sealdrop serve: publishing on Tor is not available in this version yet; "
+            "to try the service on this machine only, add --local-only",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    print(
+        "sealdrop serve: LOCAL ONLY: this service is NOT published on Tor; "
+        "only this machine can reach it.",
+        flush=True,
+    )
+    serve(app, settings, publisher=None)
+    return 0
+
+
+def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
+    """Run gunicorn until it is told to stop (SIGTERM, SIGINT)."""
+
+    def when_ready(server: Any) -> None:
+        print(listening_url(server), flush=True)
+        if publisher is not None:
+            address = publisher.start(settings.listen.bind)
+            print(f"sealdrop serve: published at {address}", flush=True)
+
+    def on_exit(server: Any) -> None:
+        if publisher is not None:
+            publisher.stop()
+
+    hide_server_header()
+    options = gunicorn_options(settings, when_ready=when_ready, on_exit=on_exit)
+    SealdropServer(app, options).run()
+
+
+def listening_url(server: Any) -> str:
+    """``http://127.0.0.1:PORT/`` for the socket gunicorn bound (the port may be chosen
+    by the system when 0 was asked), or ``unix:/path`` for a Unix socket."""
+    name = server.LISTENERS[0].sock.getsockname()
+    if isinstance(name, str):
+        return f"unix:{name}"
+    host, port = name[0], name[1]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"

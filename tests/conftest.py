@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
-from collections.abc import Callable, Iterable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -161,3 +165,87 @@ def open_spool(reviewer_key: PrivateKey, spool_dir: Path) -> Callable[[], list[O
         return [open_submission(spool_dir / name, reviewer_key) for name in names]
 
     return open_all
+
+
+# --- the real server ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunningServer:
+    url: str
+    host: str
+    port: int
+    pid: int
+    stdout_path: Path
+    stderr_path: Path
+
+    def output(self) -> bytes:
+        return self.stdout_path.read_bytes() + self.stderr_path.read_bytes()
+
+
+SERVER_START_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path, spool_dir: Path, public_key_file: Path
+) -> Iterator[Callable[..., RunningServer]]:
+    """`start_server(env={...}, cwd=..., tmpdir=...)`: run `sealdrop serve --local-only`
+    on a free loopback port; every server started is killed when the test ends."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        tmpdir: Path | None = None,
+    ) -> RunningServer:
+        index = len(processes)
+        stdout_path = tmp_path / f"server{index}.out"
+        stderr_path = tmp_path / f"server{index}.err"
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("SEALDROP_")
+        }
+        environment.update({"SEALDROP_RESERVE_BYTES": "0", **(env or {})})
+        if tmpdir is not None:
+            environment["TMPDIR"] = str(tmpdir)
+        command = [
+            sys.executable,
+            "-m",
+            "sealdrop",
+            "serve",
+            "--spool",
+            str(spool_dir),
+            "--public-key",
+            str(public_key_file),
+            "--listen",
+            "127.0.0.1:0",
+            "--local-only",
+        ]
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=err, env=environment, cwd=cwd or tmp_path
+            )
+        processes.append(process)
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(rb"^http://127\.0\.0\.1:(\d+)/$", stdout_path.read_bytes(), re.M)
+            if match:
+                port = int(match.group(1))
+                url = f"http://127.0.0.1:{port}/"
+                return RunningServer(url, "127.0.0.1", port, process.pid, stdout_path, stderr_path)
+            if process.poll() is not None:
+                pytest.fail(f"the server exited: {stderr_path.read_text(errors='replace')}")
+            time.sleep(0.05)
+        pytest.fail("the server did not print its URL in time")
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()

@@ -1,0 +1,299 @@
+"""Against the real server: `sealdrop serve --local-only` under gunicorn, over loopback HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nacl.public import PrivateKey
+
+from sealdrop import crypto, records
+from sealdrop.web.headers import SECURITY_HEADERS
+
+MiB = 1024 * 1024
+SMALL_LIMITS = {
+    "SEALDROP_MAX_BODY_BYTES": "8 MiB",
+    "SEALDROP_MAX_FILES": "3",
+    "SEALDROP_MAX_MESSAGE_CHARS": "1000",
+}
+
+
+def request(
+    server: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    encode_chunked: bool = False,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        connection.request(
+            method, path, body=body, headers=headers or {}, encode_chunked=encode_chunked
+        )
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def spool_names(spool_dir: Path) -> list[str]:
+    return sorted(p.name for p in spool_dir.iterdir())
+
+
+def worker_pids(master: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Any]) -> Any:
+    return start_server(env=SMALL_LIMITS)
+
+
+def test_every_response_carries_the_headers_and_names_no_software(
+    server: Any, submission_body: Callable[..., Any]
+) -> None:
+    body = submission_body("hello")
+    responses = [
+        request(server, "GET", "/"),
+        request(server, "GET", "/static/style.css"),
+        request(server, "GET", "/missing?q=1"),
+        request(server, "GET", "/submit"),
+        request(server, "POST", "/submit", body.body, {"Content-Type": body.content_type}),
+    ]
+    assert [status for status, _, _ in responses] == [200, 200, 404, 405, 200]
+    for _, headers, _ in responses:
+        assert headers.get("Server") is None
+        assert headers.get("Set-Cookie") is None
+        for name, value in SECURITY_HEADERS.items():
+            assert headers[name] == value
+
+
+def test_message_and_files_arrive_sealed(
+    server: Any,
+    submission_body: Callable[..., Any],
+    open_spool: Callable[[], list[Any]],
+) -> None:
+    data = random.Random(1).randbytes(3 * MiB)
+    body = submission_body("über den Fluss", ("a.txt", b"alpha"), ("b.bin", data))
+    status, _, page = request(
+        server, "POST", "/submit", body.body, {"Content-Type": body.content_type}
+    )
+    assert status == 200
+    [opened] = open_spool()
+    assert opened.receipt.encode() in page
+    assert opened.message == "über den Fluss"
+    assert [f[2] for f in opened.files] == [b"alpha", data]
+
+
+def test_declared_body_over_the_limit_is_refused_before_it_is_sent(
+    server: Any, spool_dir: Path
+) -> None:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    try:
+        connection.putrequest("POST", "/submit")
+        connection.putheader("Content-Type", "multipart/form-data; boundary=b")
+        connection.putheader("Content-Length", str(9 * MiB))
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 413
+        assert b"Error code 413" in response.read()
+    finally:
+        connection.close()
+    assert spool_names(spool_dir) == []
+
+
+def test_chunked_body_over_the_limit_is_refused_and_leaves_nothing(
+    server: Any, submission_body: Callable[..., Any], spool_dir: Path
+) -> None:
+    body = submission_body("m", ("big.bin", b"\0" * (9 * MiB)))
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(body.body), 256 * 1024):
+            yield body.body[start : start + 256 * 1024]
+
+    try:
+        status, _, _ = request(
+            server, "POST", "/submit", pieces(), {"Content-Type": body.content_type}, True
+        )
+    except (BrokenPipeError, ConnectionResetError):
+        status = 413  # the server answered and closed while we were still sending
+    assert status == 413
+    assert wait_until(lambda: spool_names(spool_dir) == [])
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["files", "message", "header"],
+)
+def test_limits_are_enforced_by_the_real_server(
+    server: Any,
+    multipart: Callable[..., Any],
+    submission_body: Callable[..., Any],
+    spool_dir: Path,
+    what: str,
+) -> None:
+    if what == "files":
+        body = submission_body("m", *[(f"{i}.txt", b"x") for i in range(4)])
+    elif what == "message":
+        body = submission_body("y" * 1001)
+    else:
+        body = multipart([("files", "n" * 9000, b"x", "text/plain")])
+    status, _, page = request(
+        server, "POST", "/submit", body.body, {"Content-Type": body.content_type}
+    )
+    assert status == 413
+    assert b"Error code 413" in page
+    assert spool_names(spool_dir) == []
+
+
+def test_upload_cut_off_halfway_leaves_nothing(
+    server: Any, submission_body: Callable[..., Any], spool_dir: Path
+) -> None:
+    upload = submission_body("m", ("a.bin", random.Random(2).randbytes(6 * MiB)))
+    body = upload.body
+    head = (
+        f"POST /submit HTTP/1.1\r\nHost: {server.host}\r\n"
+        f"Content-Type: {upload.content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        # The upload is under way: its sealed .part file exists.
+        assert wait_until(lambda: any(n.endswith(".part") for n in spool_names(spool_dir)))
+    assert wait_until(lambda: spool_names(spool_dir) == [])
+
+
+def test_malformed_body_is_400(server: Any, spool_dir: Path) -> None:
+    status, _, page = request(
+        server,
+        "POST",
+        "/submit",
+        b"--b\r\nnonsense",
+        {"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert status == 400
+    assert b"Error code 400" in page
+    assert spool_names(spool_dir) == []
+
+
+def _generated(size: int, seed: int, digest: Any) -> Iterator[bytes]:
+    source = random.Random(seed)
+    left = size
+    while left:
+        block = source.randbytes(min(MiB, left))
+        digest.update(block)
+        left -= len(block)
+        yield block
+
+
+@pytest.mark.slow
+def test_large_upload_streams_through_with_bounded_memory(
+    start_server: Callable[..., Any],
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+    multipart: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = start_server()
+    big_size = 100 * MiB + 12345
+    small = random.Random(3).randbytes(1_500_000)
+    boundary = "----sealdropBig0123456789"
+    head = multipart(
+        [("message", None, "the big one".encode(), None), ("files", "small.bin", small, None)],
+        boundary=boundary,
+    ).body
+    head = head[: head.rindex(f"--{boundary}--".encode())]  # keep the body open
+    big_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = (
+        f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="c.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nthird\r\n--{boundary}--\r\n"
+    ).encode()
+    big_digest = hashlib.sha256()
+
+    def body() -> Iterator[bytes]:
+        yield head + big_head
+        yield from _generated(big_size, 4, big_digest)
+        yield tail
+
+    length = len(head) + len(big_head) + big_size + len(tail)
+    started = time.monotonic()
+    status, _, page = request(
+        server,
+        "POST",
+        "/submit",
+        body(),
+        {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(length),
+        },
+    )
+    elapsed = time.monotonic() - started
+    assert status == 200, page
+    workers = worker_pids(server.pid)
+    peaks = [peak_rss_mib(pid) for pid in workers]
+    with capsys.disabled():
+        print(
+            f"\n100 MB upload over loopback: {length / MiB / elapsed:.1f} MiB/s "
+            f"({elapsed:.2f} s); worker peak RSS {', '.join(f'{p:.0f}' for p in peaks)} MiB, "
+            f"master {peak_rss_mib(server.pid):.0f} MiB"
+        )
+    # Bounded memory: nowhere near the 100 MB that buffering the file would need.
+    assert workers and max(peaks) < 90
+
+    [name] = spool_names(spool_dir)
+    files: list[tuple[str, int, bytes]] = []
+    message = ""
+    digest = hashlib.sha256()
+    with (spool_dir / name).open("rb") as handle:
+        for event in records.read_payload(crypto.open_payload(handle, reviewer_key)):
+            if isinstance(event, records.MessageText):
+                message += event.text
+            elif isinstance(event, records.Receipt):
+                assert event.receipt.encode() in page
+            elif isinstance(event, records.AttachmentStart):
+                digest = hashlib.sha256()
+                current = event.name
+            elif isinstance(event, records.AttachmentBytes):
+                digest.update(event.data)
+            elif isinstance(event, records.AttachmentDone):
+                files.append((current, event.size, digest.digest()))
+    assert message == "the big one"
+    assert files == [
+        ("small.bin", len(small), hashlib.sha256(small).digest()),
+        ("big.bin", big_size, big_digest.digest()),
+        ("c.txt", 5, hashlib.sha256(b"third").digest()),
+    ]

@@ -230,7 +230,7 @@ def test_large_upload_streams_through_with_bounded_memory(
     small = random.Random(3).randbytes(1_500_000)
     boundary = "----sealdropBig0123456789"
     head = multipart(
-        [("message", None, "the big one".encode(), None), ("files", "small.bin", small, None)],
+        [("message", None, b"the big one", None), ("files", "small.bin", small, None)],
         boundary=boundary,
     ).body
     head = head[: head.rindex(f"--{boundary}--".encode())]  # keep the body open

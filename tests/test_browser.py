@@ -158,6 +158,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "--disable-component-update",
         "--disable-sync",
         "--disable-extensions",
+        "--disable-crash-reporter",
+        "--disable-breakpad",
         "--disable-default-apps",
         "--force-device-scale-factor=1",
         "--hide-scrollbars",

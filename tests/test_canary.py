@@ -146,7 +146,11 @@ def test_no_plaintext_anywhere_after_an_upload(
     assert opened.files[0][2] == document
 
     hits: dict[str, list[bytes]] = {}
-    roots = [(spool_dir, None), (server_tmp, None), (workdir, None)]
+    roots: list[tuple[Path, float | None]] = [
+        (spool_dir, None),
+        (server_tmp, None),
+        (workdir, None),
+    ]
     roots += [(Path("/tmp"), began), (Path("/dev/shm"), began)]
     scanned = 0
     for root, newer_than in roots:

@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_run_serve)
 
+    check = commands.add_parser(
+        "check", help="check the server's settings, keys, folders and tor; say what to fix"
+    )
+    check.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
+    check.add_argument("--spool", type=Path, metavar="DIR", help="spool folder (mode 700)")
+    check.add_argument("--public-key", type=Path, metavar="FILE", help="reviewer.pub")
+    check.add_argument("--state", type=Path, metavar="DIR", help="onion state folder")
+    check.add_argument(
+        "--tor-control", metavar="HOST:PORT|unix:PATH", help="a running tor's control port"
+    )
+    check.add_argument("--quiet", action="store_true", help="print only the problems")
+    check.set_defaults(run=_run_check)
+
     return parser
 
 
@@ -81,6 +94,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     from .serve import run_serve
 
     return run_serve(args)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from .checks import run_check
+
+    return run_check(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

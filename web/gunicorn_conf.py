@@ -5,16 +5,20 @@ so one large upload holds its handler for minutes or hours. A ``sync`` worker
 serves one request at a time: 20 slow uploads need 20 processes, and the 21st
 visitor (even one just loading the form) waits until one finishes. ``gthread``
 gives each connection a thread: 2 workers x 32 threads take 64 uploads at once
-while the form still loads at once. Measured on this machine with 20 uploads
-trickling at ~100 KB/s and one fast request for the form (bench/worker_models.py):
-sync with 2 workers answered the form only after a slow upload finished (see the
-report in the commit / docs); gthread answered it in milliseconds.
+while the form still loads at once. Measured on the 2-core development machine
+(2026-11), 20 uploads trickling at 100 KB/s for 8 s each, plus one GET of the form
+1 s in: sync (2 workers) answered the GET after 7.8 s, once a worker was free;
+gthread (2 x 32) answered it in 0.02 s, and all 20 uploads finished together.
 
 Timeout: with ``gthread``, ``timeout`` is only the worker's heartbeat. The worker's
 main loop tells the arbiter it is alive every second whatever its threads are
-doing, so a 500 MB upload at 100 KB/s (about 83 minutes) is never cut by it. (With
-``sync`` the heartbeat stops during a request, and the same upload would need a
-timeout of over 5000 s, which would also let a hung worker hang that long.)
+doing, so a 500 MB upload at 100 KB/s (about 83 minutes) is never cut by it:
+measured with timeout=5, 12-second uploads completed under gthread, while under
+sync the arbiter killed both workers at 5 s (WORKER TIMEOUT, uploads lost). With
+sync the same 500 MB upload would need a timeout over 5000 s, which would also let a
+hung worker hang that long. gthread has no per-request time limit: a client that
+stalls mid-body holds its thread until the connection closes (tor closes it when
+the circuit dies).
 
 Logging: no access log at all, and the error log goes through `RedactingLogger`,
 which withholds request data (request lines, URIs, client addresses) and

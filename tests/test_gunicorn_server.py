@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
+import os
 import random
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 from nacl.public import PrivateKey
 
 from sealdrop import crypto, records
+from sealdrop.web.gunicorn_conf import _Redact
 from sealdrop.web.headers import SECURITY_HEADERS
 
 MiB = 1024 * 1024
@@ -297,3 +302,88 @@ def test_large_upload_streams_through_with_bounded_memory(
         ("big.bin", big_size, big_digest.digest()),
         ("c.txt", 5, hashlib.sha256(b"third").digest()),
     ]
+
+
+def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sealdrop", "serve", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
+
+
+def test_serve_prints_that_it_is_not_published_and_its_url(server: Any) -> None:
+    output = server.stdout_path.read_text()
+    assert "NOT published on Tor" in output
+    assert f"\n{server.url}\n" in "\n" + output
+
+
+def test_serve_refuses_bad_settings_with_exit_2_and_no_traceback(
+    tmp_path: Path, public_key_file: Path, spool_dir: Path
+) -> None:
+    missing = run_serve("--spool", str(tmp_path / "nope"), "--public-key", str(public_key_file))
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    wide = run_serve(
+        "--spool", str(spool_dir), "--public-key", str(public_key_file), "--listen", "0.0.0.0:80"
+    )
+    assert wide.returncode == 2
+    assert "not a loopback address" in wide.stderr
+    assert "Traceback" not in wide.stderr
+
+
+def test_serve_without_local_only_refuses_until_tor_publishing_exists(
+    spool_dir: Path, public_key_file: Path
+) -> None:
+    result = run_serve("--spool", str(spool_dir), "--public-key", str(public_key_file))
+    assert result.returncode == 2
+    assert "--local-only" in result.stderr
+
+
+def test_bad_request_line_is_answered_without_server_header_or_log_of_it(server: Any) -> None:
+    marker = b"zq7Mk3rXy"
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"GET /" + marker + b" HTTP/1.1 extra\r\nHost: x\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"\r\nServer:" not in answer
+    time.sleep(0.3)
+    assert marker not in server.output()
+
+
+def test_redacting_logger_withholds_request_data_and_tracebacks() -> None:
+    redact = _Redact()
+    invalid = logging.LogRecord(
+        "gunicorn.error",
+        logging.WARNING,
+        "",
+        0,
+        "Invalid request from ip=10.1.2.3: GET /x",
+        None,
+        None,
+    )
+    redact.filter(invalid)
+    assert invalid.getMessage() == "Invalid request refused (details withheld)"
+    try:
+        raise ValueError("secret input")
+    except ValueError:
+        exc_info = sys.exc_info()
+    failed = logging.LogRecord(
+        "gunicorn.error",
+        logging.ERROR,
+        "",
+        0,
+        "Error handling request %s %s",
+        ("POST", "/submit?q=secret"),
+        exc_info,
+    )
+    redact.filter(failed)
+    text = logging.Formatter().format(failed)
+    assert "secret" not in text
+    assert "ValueError at" in text
+    assert "Traceback" not in text

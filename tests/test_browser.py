@@ -55,6 +55,7 @@ if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
     )
 # Not importorskip: with chromium present, a missing selenium is a broken test setup.
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -255,7 +256,11 @@ def test_a_source_submits_a_message_and_two_files(
     browser.find_element(By.ID, "message").send_keys(message)
     browser.find_element(By.ID, "files").send_keys("\n".join(str(tmp_path / n) for n in files))
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 30).until(lambda d: "arrived" in h1(d))
+    # The old page's elements go stale while the next one loads: wait for the receipt.
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_elements(By.CLASS_NAME, "receipt-number")
+    )
+    assert h1(browser) == "Your information has arrived"
 
     receipt = browser.find_element(By.CLASS_NAME, "receipt-number").text
     assert receipt and set(receipt) <= set("0123456789-")

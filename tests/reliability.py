@@ -1,0 +1,609 @@
+"""Shared helpers for the reliability tests: the real gunicorn server, a raw HTTP client,
+RSS sampling, canary scanning and the JSON results that scripts/reliability_report renders.
+
+The server runs in its own process group (so a test can SIGKILL the master and then
+every orphaned worker), on 127.0.0.1 only, with its spool, log and temporary folder
+inside one service folder the test owns: everything the service could write is there
+to be scanned afterwards.
+
+Run as a program (``python -m sealdrop.tests.reliability``) it is the server: settings
+from ``SEALDROP_*`` variables, the app from `create_app`, gunicorn's options from
+`web.gunicorn_conf`, exactly as production builds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from nacl.public import PrivateKey
+
+from sealdrop.keys import encode_public_key
+
+RESULTS_ENV = "SEALDROP_RELIABILITY_OUT"
+HOST = "127.0.0.1"
+RECEIPT_RE = re.compile(rb'<p class="receipt-number">(\d{4}-\d{4}-\d{4}-\d{4})</p>')
+CANARY_PREFIX = "CNRY"
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Result:
+    """One row of docs/RELIABILITY.md. Counts are what the test did and saw, not targets."""
+
+    test: str
+    load: str = ""
+    faults: str = ""
+    bad_inputs: int = 0
+    acknowledged: int = 0
+    stored: int = 0
+    opened: int = 0
+    lost: int = 0
+    peak_rss_mib: float | None = None
+    seconds: float = 0.0
+    notes: list[str] = dataclasses.field(default_factory=list)
+    _started: float = dataclasses.field(default_factory=time.monotonic, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Result({self.test!r})"
+
+    def write(self) -> None:
+        """Write this row as JSON into $SEALDROP_RELIABILITY_OUT, if set."""
+        self.seconds = round(time.monotonic() - self._started, 1)
+        out = os.environ.get(RESULTS_ENV)
+        if not out:
+            return
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
+        (folder / f"{self.test}.json").write_text(json.dumps(data, indent=1) + "\n")
+
+
+# --- canaries ---------------------------------------------------------------------------------
+
+
+def canary() -> str:
+    """A marker that occurs nowhere by chance: put it in uploads, then look for it on disk."""
+    return f"{CANARY_PREFIX}{secrets.token_hex(8)}"
+
+
+def find_canaries(roots: Iterable[Path], canaries: Iterable[str]) -> list[tuple[Path, str]]:
+    """Every (file, canary) where a file under `roots` holds a canary in plain bytes.
+
+    Looks for the text as UTF-8 and UTF-16 (either order), so a log or a temporary
+    file in either encoding is caught.
+    """
+    needles: list[tuple[bytes, str]] = []
+    for marker in canaries:
+        for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+            needles.append((marker.encode(encoding), marker))
+    hits: list[tuple[Path, str]] = []
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            hits += [(path, marker) for needle, marker in needles if needle in data]
+    return hits
+
+
+# --- HTTP over a raw socket -------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class HttpResponse:
+    status_code: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    @property
+    def receipt(self) -> str | None:
+        match = RECEIPT_RE.search(self.body)
+        return match.group(1).decode("ascii") if self.status_code == 200 and match else None
+
+
+class NoResponse(Exception):
+    """The server closed the connection or timed out before a whole response arrived."""
+
+
+def connect(port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_response(sock: socket.socket, deadline: float) -> HttpResponse:
+    """Read one response from `sock` (sent with Connection: close) until `deadline`."""
+    data = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NoResponse("timed out")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise NoResponse("timed out") from None
+        except OSError as err:
+            if data:
+                break
+            raise NoResponse(f"connection failed: {err}") from None
+        if not chunk:
+            break
+        data += chunk
+        parsed = _parse(bytes(data))
+        if parsed is not None:
+            return parsed
+    parsed = _parse(bytes(data), complete=True)
+    if parsed is None:
+        raise NoResponse(f"incomplete response ({len(data)} bytes)")
+    return parsed
+
+
+def _parse(data: bytes, complete: bool = False) -> HttpResponse | None:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise NoResponse(f"not an HTTP response: {lines[0]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    response = HttpResponse(int(parts[1]), headers, body)
+    length = response.header("Content-Length")
+    if length is not None and length.isdigit():
+        if len(body) >= int(length):
+            response.body = body[: int(length)]
+            return response
+        return None
+    return response if complete else None
+
+
+def request_head(
+    content_type: str | None, content_length: int | None, *, chunked: bool = False
+) -> bytes:
+    lines = ["POST /submit HTTP/1.1", f"Host: {HOST}", "Connection: close"]
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def exchange(
+    port: int,
+    payload: bytes,
+    *,
+    timeout: float = 20.0,
+    pace: tuple[int, float] | None = None,
+    shutdown_write: bool = False,
+) -> HttpResponse:
+    """Send `payload` (a whole raw request) and read the answer within `timeout` seconds.
+
+    `pace` = (piece size, pause) trickles the bytes. A reset while sending is ignored:
+    the server may answer early (a 413 before the body) and close; the answer is read.
+    """
+    deadline = time.monotonic() + timeout
+    with connect(port, timeout) as sock:
+        try:
+            if pace is None:
+                sock.sendall(payload)
+            else:
+                size, pause = pace
+                for start in range(0, len(payload), size):
+                    sock.sendall(payload[start : start + size])
+                    time.sleep(pause)
+            if shutdown_write:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # answered early and closed; the answer may still be readable
+        return read_response(sock, deadline)
+
+
+def get(port: int, path: str = "/", timeout: float = 10.0) -> HttpResponse:
+    payload = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+    return exchange(port, payload, timeout=timeout)
+
+
+def post_multipart(
+    port: int, body: bytes, content_type: str, timeout: float = 30.0
+) -> HttpResponse:
+    return exchange(port, request_head(content_type, len(body)) + body, timeout=timeout)
+
+
+# --- responses must never reveal anything -----------------------------------------------
+
+_REVEALING = [
+    re.compile(rb"Traceback|File \"|line \d+, in ", re.I),
+    re.compile(rb"(/work/|/tmp/|/home/|/usr/|/var/|/root/|site-packages|\.py\b)"),
+    re.compile(rb"gunicorn|werkzeug|flask|python|jinja|pynacl|sealdrop/\d", re.I),
+]
+
+
+def revealing(response: HttpResponse) -> list[str]:
+    """What in a response's headers or body names a path, a stack trace or a version."""
+    found = []
+    texts = [response.body] + [f"{k}: {v}".encode("latin-1") for k, v in response.headers]
+    versions = _version_strings()
+    for text in texts:
+        for pattern in _REVEALING:
+            match = pattern.search(text)
+            if match:
+                found.append(match.group(0).decode("latin-1"))
+        for version in versions:
+            if version in text:
+                found.append(version.decode())
+    return found
+
+
+def _version_strings() -> list[bytes]:
+    from importlib.metadata import version
+
+    import sealdrop
+
+    values = {sealdrop.__version__, f"{sys.version_info.major}.{sys.version_info.minor}."}
+    for package in ("flask", "werkzeug", "gunicorn", "pynacl", "jinja2"):
+        values.add(version(package))
+    return [v.encode() for v in values]
+
+
+# --- the real server ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclasses.dataclass
+class Service:
+    """A service folder: spool, temporary folder and log, all under `root`."""
+
+    root: Path
+    key: PrivateKey
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def public_key_file(self) -> Path:
+        return self.root / "reviewer.pub"
+
+    @classmethod
+    def create(cls, root: Path, spool: Path | None = None) -> Service:
+        root.mkdir(parents=True, exist_ok=True)
+        service = cls(root, PrivateKey.generate())
+        if spool is not None and spool != service.spool:
+            service.spool.symlink_to(spool)
+        target = spool or service.spool
+        target.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(target, 0o700)
+        service.tmp.mkdir(mode=0o700, exist_ok=True)
+        service.public_key_file.write_text(encode_public_key(service.key.public_key) + "\n")
+        return service
+
+    def spool_names(self) -> list[str]:
+        return sorted(p.name for p in self.spool.iterdir())
+
+    def sealed(self) -> list[Path]:
+        return sorted(p for p in self.spool.iterdir() if p.name.endswith(".sealed"))
+
+    def parts(self) -> list[Path]:
+        return sorted(p for p in self.spool.iterdir() if p.name.endswith(".part"))
+
+
+class ServerFailed(Exception):
+    """The server did not start (or died); its log is in the message."""
+
+
+class RealServer:
+    """gunicorn serving sealdrop on a free loopback port, in its own process group."""
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        workers: int = 2,
+        threads: int | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.service = service
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+        env.update(
+            {
+                "SEALDROP_SPOOL_DIR": str(service.spool),
+                "SEALDROP_PUBLIC_KEY_FILE": str(service.public_key_file),
+                "SEALDROP_LISTEN": f"{HOST}:{self.port}",
+                "SEALDROP_RESERVE_BYTES": "0",
+                "TMPDIR": str(service.tmp),
+            }
+        )
+        env.update(settings or {})
+        argv = [sys.executable, "-m", "sealdrop.tests.reliability", "--workers", str(workers)]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
+        with service.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=service.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.workers = workers
+
+    def __enter__(self) -> RealServer:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerFailed(f"server exited {self.process.returncode}:\n{self.log_text()}")
+            with contextlib.suppress(NoResponse, OSError):
+                if get(self.port, timeout=2).status_code == 200 and (
+                    len(self.worker_pids()) >= self.workers
+                ):
+                    return
+            time.sleep(0.05)
+        self.kill_group()
+        raise ServerFailed(f"server not ready in {timeout} s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.service.log.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        try:
+            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def group_pids(self) -> list[int]:
+        """Every live process of the server's group (the master's orphans included)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == self.pid and fields[0] != "Z":
+                pids.append(int(entry.name))
+        return pids
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the master and its workers, from /proc."""
+        return sum(rss_of(pid) for pid in [self.pid, *self.worker_pids()])
+
+    def kill_worker(self) -> int | None:
+        workers = self.worker_pids()
+        if not workers:
+            return None
+        victim = secrets.choice(workers)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        return victim
+
+    def kill_master(self) -> None:
+        """SIGKILL the master, then (like a crashed machine) every worker it left behind."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.wait()
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + 10
+        while self.group_pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM), then make sure nothing of the group is left."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_group()
+
+
+def rss_of(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples a server's RSS every `interval` seconds in a thread, while in a `with`."""
+
+    def __init__(self, server: RealServer, interval: float = 0.2) -> None:
+        self._server = server
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.samples: list[tuple[float, int]] = []
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic() - start, self._server.rss_bytes()))
+            self._stop.wait(self._interval)
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
+
+
+def mib(size: float) -> float:
+    return round(size / (1024 * 1024), 1)
+
+
+# --- opening what the server stored ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Opened:
+    receipt: str
+    message: str
+    files: list[tuple[str, bytes]]
+
+
+def open_sealed(path: Path, key: PrivateKey) -> Opened:
+    """Decrypt and check one spool file completely (raises SpoolFileError if bad)."""
+    from sealdrop import crypto, records
+
+    opened = Opened("", "", [])
+    content = bytearray()
+    with path.open("rb") as handle:
+        for event in records.read_payload(crypto.open_payload(handle, key)):
+            if isinstance(event, records.Receipt):
+                opened.receipt = event.receipt
+            elif isinstance(event, records.MessageText):
+                opened.message += event.text
+            elif isinstance(event, records.AttachmentStart):
+                content = bytearray()
+                opened.files.append((event.name, b""))
+            elif isinstance(event, records.AttachmentBytes):
+                content += event.data
+            elif isinstance(event, records.AttachmentDone):
+                opened.files[-1] = (opened.files[-1][0], bytes(content))
+    return opened
+
+
+def multipart(
+    message: str, files: Iterable[tuple[str, bytes]] = (), boundary: str | None = None
+) -> tuple[bytes, str]:
+    """(body, content type) for the form: a message and files, like a browser sends."""
+    boundary = boundary or "----sealdropRel" + secrets.token_hex(8)
+    pieces = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="message"\r\n\r\n'.encode(),
+        message.encode(),
+        b"\r\n",
+    ]
+    for name, data in files:
+        pieces += [
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode(),
+            data,
+            b"\r\n",
+        ]
+    pieces.append(f"--{boundary}--\r\n".encode())
+    return b"".join(pieces), f"multipart/form-data; boundary={boundary}"
+
+
+# --- the server process ------------------------------------------------------------------
+
+
+def _serve(argv: list[str]) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from sealdrop.app import create_app
+    from sealdrop.settings import load_settings
+    from sealdrop.web.gunicorn_conf import gunicorn_options, hide_server_header
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings(os.environ)
+    app = create_app(settings)
+    hide_server_header()
+    extra: dict[str, Any] = {"workers": args.workers}
+    if args.threads is not None:
+        extra["threads"] = args.threads
+    options = gunicorn_options(settings, **extra)
+
+    class _Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in options.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Any:
+            return app
+
+    _Application().run()
+
+
+@contextlib.contextmanager
+def running(service: Service, **kwargs: Any) -> Iterator[RealServer]:
+    server = RealServer(service, **kwargs)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1:])

@@ -358,11 +358,9 @@ def write_key_pair(
     Refuses if either file already exists, before writing anything; the secret key
     file is created 0600 from the start so its bytes are never readable by others.
     """
+    refuse_existing_key_files(directory)
     public_path = directory / PUBLIC_KEY_FILENAME
     secret_path = directory / SECRET_KEY_FILENAME
-    for path in (public_path, secret_path):
-        if os.path.lexists(path):
-            raise _exists(path)
     key = PrivateKey.generate()
     secret_text = encode_secret_key(key, passphrase, cost)
     public_text = encode_public_key(key.public_key) + "\n"
@@ -376,6 +374,13 @@ def write_key_pair(
         raise
     _fsync_directory(directory)
     return public_path, secret_path
+
+
+def refuse_existing_key_files(directory: Path) -> None:
+    """Raise KeyFileExists if either key file (or a symlink by its name) is in `directory`."""
+    for name in (PUBLIC_KEY_FILENAME, SECRET_KEY_FILENAME):
+        if os.path.lexists(directory / name):
+            raise _exists(directory / name)
 
 
 def _exists(path: Path) -> KeyFileExists:

@@ -6,14 +6,12 @@ every orphaned worker), on 127.0.0.1 only, with its spool, log and temporary fol
 inside one service folder the test owns: everything the service could write is there
 to be scanned afterwards.
 
-Run as a program (``python -m sealdrop.tests.reliability``) it is the server: settings
-from ``SEALDROP_*`` variables, the app from `create_app`, gunicorn's options from
-`web.gunicorn_conf`, exactly as production builds them.
+The server is the real command, ``sealdrop serve --local-only``, with its settings in
+``SEALDROP_*`` variables: the production gunicorn configuration, unchanged.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -28,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from nacl.public import PrivateKey
 
@@ -278,13 +275,6 @@ def _version_strings() -> list[bytes]:
 # --- the real server ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclasses.dataclass
 class Service:
     """A service folder: spool, temporary folder and log, all under `root`."""
@@ -338,33 +328,28 @@ class ServerFailed(Exception):
 class RealServer:
     """gunicorn serving sealdrop on a free loopback port, in its own process group."""
 
-    def __init__(
-        self,
-        service: Service,
-        *,
-        workers: int = 2,
-        threads: int | None = None,
-        settings: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, service: Service, settings: Mapping[str, str] | None = None) -> None:
+        from sealdrop.web.gunicorn_conf import WORKERS
+
         self.service = service
-        self.port = free_port()
+        self.workers = WORKERS
+        self.port = 0
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
         env.update(
             {
                 "SEALDROP_SPOOL_DIR": str(service.spool),
                 "SEALDROP_PUBLIC_KEY_FILE": str(service.public_key_file),
-                "SEALDROP_LISTEN": f"{HOST}:{self.port}",
+                # Port 0: the system picks a free one; serve prints the URL it bound.
+                "SEALDROP_LISTEN": f"{HOST}:0",
                 "SEALDROP_RESERVE_BYTES": "0",
                 "TMPDIR": str(service.tmp),
             }
         )
         env.update(settings or {})
-        argv = [sys.executable, "-m", "sealdrop.tests.reliability", "--workers", str(workers)]
-        if threads is not None:
-            argv += ["--threads", str(threads)]
+        self._log_start = service.log.stat().st_size if service.log.exists() else 0
         with service.log.open("ab") as log:
             self.process = subprocess.Popen(
-                argv,
+                [sys.executable, "-m", "sealdrop", "serve", "--local-only"],
                 env=env,
                 cwd=service.root,
                 stdin=subprocess.DEVNULL,
@@ -372,7 +357,6 @@ class RealServer:
                 stderr=log,
                 start_new_session=True,
             )
-        self.workers = workers
 
     def __enter__(self) -> RealServer:
         self.wait_ready()
@@ -390,6 +374,9 @@ class RealServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerFailed(f"server exited {self.process.returncode}:\n{self.log_text()}")
+            if not self.port:
+                self.port = self._bound_port()
+                continue
             with contextlib.suppress(NoResponse, OSError):
                 if get(self.port, timeout=2).status_code == 200 and (
                     len(self.worker_pids()) >= self.workers
@@ -398,6 +385,15 @@ class RealServer:
             time.sleep(0.05)
         self.kill_group()
         raise ServerFailed(f"server not ready in {timeout} s:\n{self.log_text()}")
+
+    def _bound_port(self) -> int:
+        with self.service.log.open("rb") as log:
+            log.seek(self._log_start)
+            match = re.search(rb"http://127\.0\.0\.1:(\d+)/", log.read())
+        if match is None:
+            time.sleep(0.05)
+            return 0
+        return int(match.group(1))
 
     def log_text(self) -> str:
         return self.service.log.read_text(errors="replace")
@@ -562,48 +558,11 @@ def multipart(
     return b"".join(pieces), f"multipart/form-data; boundary={boundary}"
 
 
-# --- the server process ------------------------------------------------------------------
-
-
-def _serve(argv: list[str]) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    from sealdrop.app import create_app
-    from sealdrop.settings import load_settings
-    from sealdrop.web.gunicorn_conf import gunicorn_options, hide_server_header
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args(argv)
-    settings = load_settings(os.environ)
-    app = create_app(settings)
-    hide_server_header()
-    extra: dict[str, Any] = {"workers": args.workers}
-    if args.threads is not None:
-        extra["threads"] = args.threads
-    options = gunicorn_options(settings, **extra)
-
-    class _Application(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for name, value in options.items():
-                self.cfg.set(name, value)
-
-        def load(self) -> Any:
-            return app
-
-    _Application().run()
-
-
 @contextlib.contextmanager
-def running(service: Service, **kwargs: Any) -> Iterator[RealServer]:
-    server = RealServer(service, **kwargs)
+def running(service: Service, settings: Mapping[str, str] | None = None) -> Iterator[RealServer]:
+    server = RealServer(service, settings)
     try:
         server.wait_ready()
         yield server
     finally:
         server.stop()
-
-
-if __name__ == "__main__":
-    _serve(sys.argv[1:])

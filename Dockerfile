@@ -11,7 +11,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tor \
     && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --system --home-dir /var/lib/sealdrop --shell /usr/sbin/nologin sealdrop \
+# A fixed numeric id: volumes keep their owner across rebuilds, and an orchestrator
+# can see that the image runs as non-root (USER below is numeric for that reason).
+RUN groupadd --system --gid 10001 sealdrop \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/sealdrop \
+        --shell /usr/sbin/nologin sealdrop \
     && install -d -o sealdrop -g sealdrop -m 0700 /var/lib/sealdrop /var/lib/sealdrop/spool /var/lib/sealdrop/state \
     && install -d -m 0755 /etc/sealdrop
 
@@ -29,7 +33,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SEALDROP_PUBLIC_KEY_FILE=/etc/sealdrop/reviewer.pub
 
 VOLUME ["/var/lib/sealdrop/spool", "/var/lib/sealdrop/state"]
-USER sealdrop
+USER 10001:10001
 
 HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
     CMD ["sealdrop", "check", "--quiet"]

@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     open_.add_argument(
         "--remove", action="store_true", help="delete each spool file once it is safely written out"
     )
+    open_.add_argument(
+        "--strip-metadata",
+        action="store_true",
+        help="also write a copy of each attachment without hidden metadata (needs mat2)",
+    )
     open_.set_defaults(run=_run_open)
 
     spool = commands.add_parser("spool", help="list what a spool holds, without any key")

@@ -157,6 +157,10 @@ def run_open(args: argparse.Namespace) -> int:
         _say(str(err))
         print(format_summary(report, out))
         return 2
+    if getattr(args, "strip_metadata", False):
+        from .metadata import strip_opened
+
+        strip_opened(out, report.opened, print)
     print(format_summary(report, out))
     return report.status
 

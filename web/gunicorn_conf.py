@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger
 
 from ..settings import Settings
 
@@ -106,7 +106,7 @@ def hide_server_header() -> None:
     which known weaknesses) sits behind the onion address. Called in the master
     before workers fork, so every worker inherits it.
     """
-    from gunicorn.http import wsgi  # type: ignore[import-untyped]
+    from gunicorn.http import wsgi
 
     original = wsgi.Response.default_headers
     if getattr(original, "_sealdrop_hidden", False):

@@ -4,6 +4,10 @@ A spool file is::
 
     MAGIC (8) | VERSION (1) | sealed file key (80) | secretstream header (24) | chunks...
 
+Version 1 and version 2 share this layout; a version 2 payload also carries the
+source's reply key (records.py), and the version byte tells the record reader so.
+Reply files (replies.py) use the same layout under their own magic.
+
 The file key is a fresh random secretstream key, sealed with libsodium's
 ``crypto_box_seal`` to the reviewer's X25519 public key. The payload is cut into
 fixed 64 KiB plaintext chunks, each pushed through secretstream
@@ -24,7 +28,11 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 MAGIC = b"sealdrop"
+# A submission without a source identity (no codename, so no replies) is version 1;
+# one that carries the source's reply key and mailbox id (records.SOURCE) is version 2.
 VERSION = 1
+SOURCE_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({VERSION, SOURCE_VERSION})
 CHUNK_SIZE = 64 * 1024
 
 _KEY_BYTES = bindings.crypto_secretstream_xchacha20poly1305_KEYBYTES
@@ -102,14 +110,18 @@ class PayloadSealer:
     chunk can be tagged FINAL even when the payload is a whole number of chunks.
     """
 
-    def __init__(self, recipient: PublicKey) -> None:
+    def __init__(
+        self, recipient: PublicKey, *, version: int = VERSION, magic: bytes = MAGIC
+    ) -> None:
+        if len(magic) != len(MAGIC) or not 0 < version < 256:
+            raise ValueError("the magic must be 8 bytes and the version one byte")
         file_key = bindings.crypto_secretstream_xchacha20poly1305_keygen()
         sealed_key = SealedBox(recipient).encrypt(file_key)
         self._state = bindings.crypto_secretstream_xchacha20poly1305_state()
         stream_header = bindings.crypto_secretstream_xchacha20poly1305_init_push(
             self._state, file_key
         )
-        self.header = MAGIC + bytes([VERSION]) + sealed_key + stream_header
+        self.header = magic + bytes([version]) + sealed_key + stream_header
         assert len(self.header) == HEADER_BYTES
         self._pending = bytearray()
         self._finished = False
@@ -164,29 +176,69 @@ def sealed_size(payload_length: int) -> int:
     return HEADER_BYTES + payload_length + chunks * _ABYTES
 
 
-def read_prefix(source: BinaryIO) -> bytes:
+def read_prefix(
+    source: BinaryIO,
+    *,
+    magic: bytes = MAGIC,
+    versions: frozenset[int] = SUPPORTED_VERSIONS,
+) -> bytes:
     """Read and check magic and version; return those bytes. Needs no key."""
     prefix = _read_exactly(source, PREFIX_BYTES)
-    if prefix[: len(MAGIC)] != MAGIC[: len(prefix)]:
+    if prefix[: len(magic)] != magic[: len(prefix)]:
         raise NotASealdropFile("the file does not start with sealdrop's magic bytes")
     if len(prefix) < PREFIX_BYTES:
         raise TruncatedFile("the file ends inside its header")
-    if prefix[len(MAGIC)] != VERSION:
+    if prefix[len(magic)] not in versions:
+        known = ", ".join(str(v) for v in sorted(versions))
         raise UnsupportedVersion(
-            f"format version {prefix[len(MAGIC)]} is not supported (this reader knows "
-            f"version {VERSION}); upgrade sealdrop on the reviewer machine"
+            f"format version {prefix[len(magic)]} is not supported (this reader knows "
+            f"version {known}); upgrade sealdrop on the reviewer machine"
         )
     return prefix
 
 
-def open_payload(source: BinaryIO, key: PrivateKey) -> Iterator[bytes]:
-    """Yield the plaintext chunks of the spool file read from `source`.
+class PayloadChunks(Iterator[bytes]):
+    """The plaintext chunks of one sealed file, with the format version it declares.
+
+    `version` is None until the first chunk has been read (the header is read
+    lazily, so that every refusal is raised while iterating, as it always was);
+    records.read_payload reads it then to know which records to expect.
+    """
+
+    def __init__(
+        self, source: BinaryIO, key: PrivateKey, magic: bytes, versions: frozenset[int]
+    ) -> None:
+        self.version: int | None = None
+        self._chunks = self._open(source, key, magic, versions)
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def _open(
+        self, source: BinaryIO, key: PrivateKey, magic: bytes, versions: frozenset[int]
+    ) -> Iterator[bytes]:
+        prefix = read_prefix(source, magic=magic, versions=versions)
+        self.version = prefix[len(magic)]
+        yield from _open_after_prefix(source, key, prefix)
+
+
+def open_payload(
+    source: BinaryIO,
+    key: PrivateKey,
+    *,
+    magic: bytes = MAGIC,
+    versions: frozenset[int] = SUPPORTED_VERSIONS,
+) -> PayloadChunks:
+    """The plaintext chunks of the spool file read from `source`, as an iterator.
 
     Every chunk is authenticated before it is yielded, but the stream as a whole
     is only proven complete when the iterator ends without raising: a caller must
     treat what it received as unverified until then.
     """
-    prefix = read_prefix(source)
+    return PayloadChunks(source, key, magic, versions)
+
+
+def _open_after_prefix(source: BinaryIO, key: PrivateKey, prefix: bytes) -> Iterator[bytes]:
     rest = _read_exactly(source, HEADER_BYTES - PREFIX_BYTES)
     if len(rest) < HEADER_BYTES - PREFIX_BYTES:
         raise TruncatedFile("the file ends inside its header")

@@ -2,7 +2,8 @@
 
 Each record is ``type (u8) | length (u32, big-endian) | body``. The order is
 fixed: one SUBMISSION record (the day), one RECEIPT record (the number the
-source was shown), MESSAGE records (the text, in pieces),
+source was shown), in format version 2 one SOURCE record (the source's reply
+key and mailbox id), MESSAGE records (the text, in pieces),
 then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*, ATTACHMENT_END; one
 MANIFEST closing record with each attachment's size and SHA-256; then PADDING
 records up to the Padmé length. Types 0x80-0xFE are optional: an old reader
@@ -20,7 +21,7 @@ import struct
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
-from .crypto import SpoolFileError
+from .crypto import VERSION, PayloadChunks, SpoolFileError
 
 PADDING = 0x00
 SUBMISSION = 0x01
@@ -30,7 +31,16 @@ ATTACHMENT_DATA = 0x04
 ATTACHMENT_END = 0x05
 MANIFEST = 0x06
 RECEIPT = 0x07
+SOURCE = 0x08
 FIRST_OPTIONAL_TYPE = 0x80
+
+# The SOURCE record's kinds: the submission that gave the codename, or one sent with it.
+FIRST_CONTACT = 0x01
+FOLLOW_UP = 0x02
+REPLY_KEY_BYTES = 32
+MAILBOX_ID_BYTES = 16
+_SOURCE_BODY_BYTES = 1 + REPLY_KEY_BYTES + MAILBOX_ID_BYTES
+_MAILBOX_PERSON = b"sealdrop-mbox1"
 
 RECORD_HEADER = struct.Struct(">BI")
 MAX_RECORD_BODY = 1024 * 1024
@@ -59,6 +69,41 @@ class AttachmentSummary:
     sha256: bytes
 
 
+def mailbox_id_for(reply_public_key: bytes) -> bytes:
+    """The mailbox id that belongs to a reply public key (32 bytes): BLAKE2b-128.
+
+    Derived from the key, so the reviewer can check that a SOURCE record's two
+    values belong together, and so that someone who learns a mailbox id (it names
+    reply files on the server) cannot learn the key, nor write a SOURCE record
+    that the reviewer would file with that source.
+    """
+    if len(reply_public_key) != REPLY_KEY_BYTES:
+        raise ValueError("a reply public key is 32 bytes")
+    return hashlib.blake2b(
+        reply_public_key, digest_size=MAILBOX_ID_BYTES, person=_MAILBOX_PERSON
+    ).digest()
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """A version 2 submission's SOURCE record: who to reply to, and how to file it.
+
+    `kind` is FIRST_CONTACT or FOLLOW_UP. Submissions with the same reply key come
+    from whoever holds the same codename.
+    """
+
+    kind: int
+    reply_public_key: bytes
+    mailbox_id: bytes
+
+    @classmethod
+    def for_key(cls, kind: int, reply_public_key: bytes) -> SourceIdentity:
+        return cls(kind, reply_public_key, mailbox_id_for(reply_public_key))
+
+    def encode(self) -> bytes:
+        return bytes([self.kind]) + self.reply_public_key + self.mailbox_id
+
+
 def padme(length: int) -> int:
     """Padmé (Nikitin et al., 2019): round up so at most O(log log L) bits of L leak.
 
@@ -81,7 +126,14 @@ def padded_payload_length(unpadded: int) -> int:
 class PayloadWriter:
     """Encodes a submission as records and hands the bytes to `sink`, in one pass."""
 
-    def __init__(self, sink: Callable[[bytes], object], day: str, receipt: str) -> None:
+    def __init__(
+        self,
+        sink: Callable[[bytes], object],
+        day: str,
+        receipt: str,
+        source: SourceIdentity | None = None,
+    ) -> None:
+        """`source` given makes a version 2 payload: seal it with crypto.SOURCE_VERSION."""
         self._sink = sink
         self._written = 0
         self._attachments: list[AttachmentSummary] = []
@@ -94,8 +146,12 @@ class PayloadWriter:
             raise ValueError("the day must be a calendar date written YYYY-MM-DD")
         if not _is_receipt(receipt.encode("ascii", "replace")):
             raise ValueError("the receipt must be 1 to 64 ASCII digits and hyphens")
+        if source is not None:
+            _check_source(source)
         self._record(SUBMISSION, day.encode("ascii"))
         self._record(RECEIPT, receipt.encode("ascii"))
+        if source is not None:
+            self._record(SOURCE, source.encode())
 
     @property
     def attachments(self) -> list[AttachmentSummary]:
@@ -241,6 +297,7 @@ class PayloadEnd:
 Event = (
     Day
     | Receipt
+    | SourceIdentity
     | MessageText
     | AttachmentStart
     | AttachmentBytes
@@ -311,8 +368,12 @@ class _ByteQueue:
         return not self._fill()
 
 
-def read_payload(chunks: Iterable[bytes]) -> Iterator[Event]:
+def read_payload(chunks: Iterable[bytes], version: int | None = None) -> Iterator[Event]:
     """Parse decrypted payload chunks into events, checking every format rule.
+
+    The format version is `version`, else the one crypto.open_payload read from
+    the file's header, else 1. Version 2 payloads have a SOURCE record right after
+    RECEIPT; version 1 payloads have none.
 
     The last event is PayloadEnd; it comes only after the manifest was checked
     against the attachments and the padding against its rules. Anything before
@@ -327,6 +388,14 @@ def read_payload(chunks: Iterable[bytes]) -> Iterator[Event]:
     if record_type != RECEIPT:
         raise MalformedPayload("the SUBMISSION record is not followed by a RECEIPT record")
     yield Receipt(_decode_receipt(body))
+    if version is None:
+        # Known by now: the header was read before the first chunk was yielded.
+        version = (chunks.version if isinstance(chunks, PayloadChunks) else None) or VERSION
+    if version != VERSION:
+        record_type, body = _next_small_record(queue)
+        if record_type != SOURCE:
+            raise MalformedPayload("a version 2 payload has no SOURCE record after RECEIPT")
+        yield _decode_source(body)
 
     computed: list[AttachmentSummary] = []
     seen_attachment = False
@@ -428,6 +497,26 @@ def _decode_text(body: bytes, what: str) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedPayload(f"the {what} is not valid UTF-8") from None
+
+
+def _check_source(source: SourceIdentity) -> None:
+    if source.kind not in (FIRST_CONTACT, FOLLOW_UP):
+        raise ValueError("the SOURCE kind must be FIRST_CONTACT or FOLLOW_UP")
+    if len(source.reply_public_key) != REPLY_KEY_BYTES:
+        raise ValueError("the reply public key must be 32 bytes")
+    if source.mailbox_id != mailbox_id_for(source.reply_public_key):
+        raise ValueError("the mailbox id does not belong to the reply public key")
+
+
+def _decode_source(body: bytes) -> SourceIdentity:
+    if len(body) != _SOURCE_BODY_BYTES:
+        raise MalformedPayload(f"the SOURCE record is {len(body)} bytes, not {_SOURCE_BODY_BYTES}")
+    source = SourceIdentity(body[0], body[1 : 1 + REPLY_KEY_BYTES], body[1 + REPLY_KEY_BYTES :])
+    try:
+        _check_source(source)
+    except ValueError as err:
+        raise MalformedPayload(f"the SOURCE record is invalid: {err}") from None
+    return source
 
 
 def _decode_attachment_start(index: int, body: bytes) -> AttachmentStart:

@@ -31,8 +31,8 @@ from typing import NoReturn
 
 from nacl.public import PublicKey
 
-from ..crypto import PayloadSealer
-from ..records import PayloadWriter
+from ..crypto import SOURCE_VERSION, VERSION, PayloadSealer
+from ..records import PayloadWriter, SourceIdentity
 
 SEALED_SUFFIX = ".sealed"
 PART_SUFFIX = ".part"
@@ -169,8 +169,12 @@ class Spool:
             _blur_directory_times(self.directory, utc_day())
         return removed
 
-    def begin(self) -> Submission:
-        """Start a submission: create its ``.part`` file and write the sealed header."""
+    def begin(self, source: SourceIdentity | None = None) -> Submission:
+        """Start a submission: create its ``.part`` file and write the sealed header.
+
+        With `source` (the reply key and mailbox id a codename stands for) the file
+        is format version 2 and carries them inside the sealed payload, nowhere else.
+        """
         self.ensure_reserve()
         stem = random_name() + SEALED_SUFFIX
         final = self.directory / stem
@@ -208,7 +212,7 @@ class Spool:
             _close_quietly(fd)
             _unlink_quietly(part)
             raise _storage_error(err, "set the times of", self.directory) from None
-        return Submission(self, fd, part, final, random_receipt(), day)
+        return Submission(self, fd, part, final, random_receipt(), day, source)
 
     def _remove_if_stale(self, entry: os.DirEntry[str]) -> bool:
         path = Path(entry.path)
@@ -250,7 +254,14 @@ class Submission:
     """
 
     def __init__(
-        self, spool: Spool, fd: int, part: Path, final: Path, receipt: str, day: str
+        self,
+        spool: Spool,
+        fd: int,
+        part: Path,
+        final: Path,
+        receipt: str,
+        day: str,
+        source: SourceIdentity | None = None,
     ) -> None:
         self.receipt = receipt
         self._spool = spool
@@ -261,10 +272,11 @@ class Submission:
         self._state = "open"
         self._bytes_written = 0
         self._unchecked_bytes = 0
-        self._sealer = PayloadSealer(spool._recipient)
+        version = VERSION if source is None else SOURCE_VERSION
+        self._sealer = PayloadSealer(spool._recipient, version=version)
         self._file_write(self._sealer.header)
         self._payload = PayloadWriter(
-            lambda data: self._file_write(self._sealer.update(data)), day, receipt
+            lambda data: self._file_write(self._sealer.update(data)), day, receipt, source
         )
 
     @property

@@ -357,9 +357,9 @@ def fail_vectors(
             "a valid file sealed to another reviewer key",
         ),
         "fail_bad_version": build(
-            lambda: crypto.MAGIC + bytes([2]) + small[crypto.PREFIX_BYTES :],
+            lambda: crypto.MAGIC + bytes([3]) + small[crypto.PREFIX_BYTES :],
             "UnsupportedVersion",
-            "version byte 2",
+            "version byte 3",
         ),
         "fail_not_ours": build(
             lambda: b"age-encryption.org/v1\n-> X25519 " + bytes(200),

@@ -225,6 +225,26 @@ def exchange(
         return read_response(sock, deadline)
 
 
+def exchange_while_sending(port: int, payload: bytes, timeout: float = 30.0) -> HttpResponse:
+    """Send `payload` from a thread while reading, so an early answer (a refusal in the
+    middle of a large body) is read as soon as it comes, before the server closes."""
+    deadline = time.monotonic() + timeout
+    with connect(port, timeout) as sock:
+
+        def sender() -> None:
+            with contextlib.suppress(OSError):
+                sock.sendall(payload)
+
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        try:
+            return read_response(sock, deadline)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            thread.join(timeout=5)
+
+
 def get(port: int, path: str = "/", timeout: float = 10.0) -> HttpResponse:
     payload = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
     return exchange(port, payload, timeout=timeout)
@@ -277,14 +297,12 @@ def _version_strings() -> list[bytes]:
 
 @dataclasses.dataclass
 class Service:
-    """A service folder: spool, temporary folder and log, all under `root`."""
+    """A service folder: spool, temporary folder and log, all under `root` (the spool
+    may be elsewhere, on a small file system of its own)."""
 
     root: Path
     key: PrivateKey
-
-    @property
-    def spool(self) -> Path:
-        return self.root / "spool"
+    spool: Path
 
     @property
     def tmp(self) -> Path:
@@ -301,12 +319,9 @@ class Service:
     @classmethod
     def create(cls, root: Path, spool: Path | None = None) -> Service:
         root.mkdir(parents=True, exist_ok=True)
-        service = cls(root, PrivateKey.generate())
-        if spool is not None and spool != service.spool:
-            service.spool.symlink_to(spool)
-        target = spool or service.spool
-        target.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(target, 0o700)
+        service = cls(root, PrivateKey.generate(), spool or root / "spool")
+        service.spool.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(service.spool, 0o700)
         service.tmp.mkdir(mode=0o700, exist_ok=True)
         service.public_key_file.write_text(encode_public_key(service.key.public_key) + "\n")
         return service

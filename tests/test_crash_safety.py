@@ -12,12 +12,16 @@ only for uploads whose connection was cut, and reports how often it happened.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 import random
 import secrets
+import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from sealdrop.tests.reliability import (
@@ -38,13 +42,14 @@ from sealdrop.tests.reliability import (
 )
 
 ROUNDS = (
-    # (uploads, concurrent clients, worker kills, then kill the master)
-    (12, 4, 2, False),
-    (12, 4, 1, True),
-    (12, 4, 0, True),
+    # (concurrent clients, worker kills, then kill the master)
+    (4, 3, False),
+    (4, 3, True),
+    (4, 2, True),
+    (4, 0, True),
 )
 PIECE = 32 * 1024
-PAUSE = 0.004
+PAUSE = 0.008
 
 
 @dataclasses.dataclass
@@ -52,13 +57,13 @@ class Upload:
     marker: str
     file_digest: str
     payload: bytes
-    outcome: str = "pending"  # "acknowledged", "refused <status>", "cut"
+    outcome: str = "pending"  # "acknowledged", "refused <status>", "cut", "unsent"
     receipt: str | None = None
 
 
 def make_upload(rng: random.Random) -> Upload:
     marker = canary()
-    size = rng.choice([0, 1, 1000, 70_000, 300_000, 1_200_000])
+    size = rng.choice([0, 1000, 70_000, 300_000, 800_000, 2_000_000])
     content = marker.encode() + secrets.token_bytes(size)
     body, ctype = multipart(f"crash test {marker}", [(f"{marker}.bin", content)])
     payload = request_head(ctype, len(body)) + body
@@ -68,6 +73,9 @@ def make_upload(rng: random.Random) -> Upload:
 def send(server: RealServer, upload: Upload) -> None:
     try:
         response = exchange(server.port, upload.payload, timeout=30, pace=(PIECE, PAUSE))
+    except ConnectionRefusedError:
+        upload.outcome = "unsent"  # the master was dead: nothing was sent
+        return
     except (NoResponse, OSError):
         upload.outcome = "cut"
         return
@@ -79,33 +87,74 @@ def send(server: RealServer, upload: Upload) -> None:
         upload.outcome = f"refused {response.status_code}"
 
 
-def run_round(
-    server: RealServer, uploads: list[Upload], clients: int, kills: int, rng: random.Random
-) -> int:
-    """Send `uploads` from `clients` threads while SIGKILLing workers; return kills done."""
-    queue = list(uploads)
-    lock = threading.Lock()
+def writers_of_parts(server: RealServer) -> list[int]:
+    """The workers holding a `.part` file open: those in the middle of an upload."""
+    holders = []
+    for pid in server.worker_pids():
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd).endswith(".part"):
+                        holders.append(pid)
+                        break
+    return holders
 
-    def client() -> None:
-        while True:
+
+def at_random_point_of_an_upload(server: RealServer, rng: random.Random) -> list[int]:
+    """Wait until some upload is being written, then a random while longer; return the
+    workers writing one then (empty if no upload was running within 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if writers_of_parts(server):
+            time.sleep(rng.uniform(0.0, 0.25))
+            writers = writers_of_parts(server)
+            if writers:
+                return writers
+        time.sleep(0.005)
+    return []
+
+
+def run_round(
+    server: RealServer, clients: int, kills: int, kill_master: bool, seed: int
+) -> tuple[list[Upload], int, int]:
+    """Upload from `clients` threads, SIGKILLing the worker of a running upload `kills`
+    times, then perhaps the master; after worker kills each client sends one more
+    (the service must have recovered). Return the uploads and the kills done."""
+    uploads: list[Upload] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(index: int) -> None:
+        rng = random.Random(seed + index)
+        after_stop = 0 if kill_master else 1
+        while not stop.is_set() or after_stop > 0:
+            if stop.is_set():
+                after_stop -= 1
+            upload = make_upload(rng)
             with lock:
-                if not queue:
-                    return
-                upload = queue.pop()
+                uploads.append(upload)
             send(server, upload)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
-    done = 0
-    for _ in range(kills):
-        time.sleep(rng.uniform(0.1, 0.8))
-        if server.kill_worker() is not None:
-            done += 1
-    for thread in threads:
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "an upload hung"
-    return done
+    rng = random.Random(seed)
+    worker_kills = master_kills = 0
+    try:
+        for _ in range(kills):
+            writers = at_random_point_of_an_upload(server, rng)
+            with contextlib.suppress(ProcessLookupError, IndexError):
+                os.kill(rng.choice(writers), signal.SIGKILL)
+                worker_kills += 1
+        if kill_master and at_random_point_of_an_upload(server, rng):
+            server.kill_master()
+            master_kills += 1
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "an upload hung"
+    return uploads, worker_kills, master_kills
 
 
 def test_sigkill_of_workers_and_master_loses_no_acknowledged_submission(tmp_path: Path) -> None:
@@ -113,30 +162,26 @@ def test_sigkill_of_workers_and_master_loses_no_acknowledged_submission(tmp_path
     service = Service.create(tmp_path / "service")
     result = Result(
         "crash_safety",
-        load=f"{sum(r[0] for r in ROUNDS)} uploads (0-1.2 MB, trickled), 4 clients",
     )
     uploads: list[Upload] = []
-    worker_kills = master_kills = parts_left = 0
+    worker_kills = master_kills = 0
+    parts_left: set[str] = set()
     peak = 0
-    for count, clients, kills, kill_master in ROUNDS:
-        batch = [make_upload(rng) for _ in range(count)]
-        uploads += batch
+    for clients, kills, kill_master in ROUNDS:
         server = RealServer(service)
         try:
             server.wait_ready()
             with RssSampler(server) as rss:
-                if kill_master:
-                    # The master dies at a random moment of the round, with uploads running.
-                    timer = threading.Timer(rng.uniform(0.3, 1.5), server.kill_master)
-                    timer.start()
-                worker_kills += run_round(server, batch, clients, kills, rng)
-                if kill_master:
-                    timer.join()
-                    master_kills += 1
+                batch, workers_killed, masters_killed = run_round(
+                    server, clients, kills, kill_master, rng.randrange(2**32)
+                )
+            uploads += batch
+            worker_kills += workers_killed
+            master_kills += masters_killed
             peak = max(peak, rss.peak)
         finally:
             server.stop()
-        parts_left += len(service.parts())
+        parts_left.update(p.name for p in service.parts())
 
     # The next start removes what the kills left half-written.
     with running(service):
@@ -162,11 +207,15 @@ def test_sigkill_of_workers_and_master_loses_no_acknowledged_submission(tmp_path
     # Stored without a receipt is only possible when the kill cut the connection.
     assert all(u.outcome == "cut" for u in unacknowledged), [u.outcome for u in unacknowledged]
     assert not lost
-    assert worker_kills >= 3 and master_kills == 2
+    assert worker_kills == sum(r[1] for r in ROUNDS)
+    assert master_kills == sum(r[2] for r in ROUNDS)
+    assert sum(u.outcome != "unsent" for u in uploads) >= 30
     assert len(acknowledged) >= 5, [u.outcome for u in uploads]
     # Nothing the service wrote holds an upload's plaintext.
     assert not find_canaries([service.spool, service.tmp, service.log], by_marker)
 
+    sent = [u for u in uploads if u.outcome != "unsent"]
+    result.load = f"{len(sent)} uploads (0-2 MB, trickled at ~3 MB/s), 4 clients"
     result.faults = f"SIGKILL: {worker_kills} workers, {master_kills} masters (+ orphaned workers)"
     result.acknowledged = len(acknowledged)
     result.stored = len(stored)
@@ -175,8 +224,10 @@ def test_sigkill_of_workers_and_master_loses_no_acknowledged_submission(tmp_path
     result.peak_rss_mib = mib(peak)
     cut = sum(u.outcome == "cut" for u in uploads)
     result.notes = [
+        "outcomes: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(Counter(u.outcome for u in uploads).items())),
         f"{cut} uploads cut by a kill; {len(unacknowledged)} of them had been stored "
         "whole before the kill (complete, open, no receipt shown)",
-        f"{parts_left} .part files left by kills, 0 after the next start",
+        f"{len(parts_left)} .part files left by kills, 0 after the next start",
     ]
     result.write()

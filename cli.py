@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     open_.set_defaults(run=_run_open)
 
+    reply = commands.add_parser(
+        "reply", help="write a reply file for one source, sealed to its reply key (offline)"
+    )
+    reply.add_argument("source", type=Path, metavar="SOURCE_DIR", help="a source_... folder")
+    reply.add_argument("--out", type=Path, required=True, metavar="DIR")
+    reply.add_argument(
+        "--message-file",
+        type=Path,
+        metavar="FILE",
+        help="the reply text (default: standard input if piped, else $EDITOR)",
+    )
+    reply.set_defaults(run=_run_reply)
+
     spool = commands.add_parser("spool", help="list what a spool holds, without any key")
     spool.add_argument("spool", type=Path, metavar="SPOOL")
     spool.set_defaults(run=_run_spool)
@@ -87,6 +100,12 @@ def _run_open(args: argparse.Namespace) -> int:
     from .reviewer.opener import run_open
 
     return run_open(args)
+
+
+def _run_reply(args: argparse.Namespace) -> int:
+    from .reviewer.reply import run_reply
+
+    return run_reply(args)
 
 
 def _run_spool(args: argparse.Namespace) -> int:

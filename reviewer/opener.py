@@ -41,9 +41,10 @@ from ..crypto import (
     open_payload,
 )
 from ..keys import KeyFileError, load_secret_key
-from ..records import MalformedPayload, read_payload
+from ..records import MalformedPayload, SourceIdentity, read_payload
 from .passphrase import PassphraseError, read_passphrase
 from .progress import Progress, human_size
+from .sources import SourceFolderError, folder_for, kind_name, refresh_order
 from .unpack import DIR_MODE, FILE_MODE, Unpacked, unpack
 
 SEALED_SUFFIX = ".sealed"
@@ -113,6 +114,8 @@ class Report:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     stale_incoming: int = 0
+    # Source folder name -> its submissions in order, for the sources opened this run.
+    sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def status(self) -> int:
@@ -229,18 +232,22 @@ class Workspace:
         # mkdtemp makes it 0700 and unguessable; the dot keeps it out of casual listings.
         return Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=self.out))
 
-    def publish(self, incoming: Path, day: str, spool_name: str) -> Path:
-        """Rename the finished folder into view under a name not yet taken; fsync DIR."""
+    def publish(
+        self, incoming: Path, day: str, spool_name: str, parent: Path | None = None
+    ) -> Path:
+        """Rename the finished folder into view (in `parent`, a source folder, or DIR)
+        under a name not yet taken; fsync the folder it went into."""
+        where = self.out if parent is None else parent
         base = f"{day}_{spool_name[:_SHORT_ID_CHARS]}"
-        final = self.out / base
+        final = where / base
         counter = 1
         # Only this run writes here (the lock), so checking then renaming cannot race;
         # rename alone would silently replace an empty folder of the same name.
         while os.path.lexists(final):
             counter += 1
-            final = self.out / f"{base}-{counter}"
+            final = where / f"{base}-{counter}"
         os.rename(incoming, final)
-        _fsync_directory(self.out)
+        _fsync_directory(where)
         return final
 
     def record_opened(self, spool_name: str) -> None:
@@ -357,11 +364,15 @@ class Opener:
                 f"{self._workspace.out / OPENED_RECORD} failed ({err.strerror}); fix the output "
                 "folder and run again (it will be opened once more, into a new folder)"
             ) from None
-        self._report.opened.append(folder.name)
+        shown = str(folder.relative_to(self._workspace.out))
+        self._report.opened.append(shown)
+        if folder.parent != self._workspace.out:
+            self._report.sources[folder.parent.name] = refresh_order(folder.parent)
         count = len(unpacked.attachments)
+        kind = "" if unpacked.source is None else f", {kind_name(unpacked.source.kind)}"
         self._progress.finish_file(
             "opened",
-            f"{folder.name} ({count} file{'' if count == 1 else 's'}, "
+            f"{shown} ({count} file{'' if count == 1 else 's'}{kind}, "
             f"{human_size(unpacked.total_bytes)})",
         )
         if self._remove:
@@ -378,12 +389,21 @@ class Opener:
                 reader = _ReportingReader(raw, self._progress.advance)
                 events = read_payload(open_payload(cast(BinaryIO, reader), self._key))
                 unpacked = unpack(events, incoming, path.name, reader.report)
-            folder = self._workspace.publish(incoming, unpacked.day, path.name)
+            parent = None
+            if unpacked.source is not None:
+                parent = self._source_folder(unpacked.source)
+            folder = self._workspace.publish(incoming, unpacked.day, path.name, parent)
         except BaseException:
             # Ctrl-C, a refused file or a full disk: nothing half-written stays behind.
             shutil.rmtree(incoming, ignore_errors=True)
             raise
         return unpacked, folder
+
+    def _source_folder(self, source: SourceIdentity) -> Path:
+        try:
+            return folder_for(self._workspace.out, source)
+        except SourceFolderError as err:
+            raise OutputUnusable(f"{err}; nothing of this submission was kept") from None
 
     def _quarantine(self, path: Path, err: SpoolFileError) -> None:
         advice = ADVICE.get(type(err), "it could not be opened")
@@ -455,6 +475,13 @@ def format_summary(report: Report, out: Path) -> str:
         rows.append(("could not read", str(len(report.unreadable))))
     width = max(len(label) for label, _ in rows)
     lines = [f"Summary ({out})"] + [f"  {label:<{width}}  {value:>5}" for label, value in rows]
+    for name, order in sorted(report.sources.items()):
+        lines.append(f"Source {name}: {len(order)} submission(s), in order: {', '.join(order)}")
+    if report.sources:
+        lines.append(
+            "Submissions sent with the same codename are in one source folder; answer one "
+            "with `sealdrop reply SOURCE_FOLDER --out DIR`."
+        )
     if report.stale_incoming:
         lines.append(
             f"Removed {report.stale_incoming} unfinished folder(s) left by an interrupted run."

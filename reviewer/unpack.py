@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..records import (
+    FIRST_CONTACT,
     AttachmentBytes,
     AttachmentDone,
     AttachmentStart,
@@ -25,6 +26,7 @@ from ..records import (
     PayloadEnd,
     Receipt,
     SkippedRecord,
+    SourceIdentity,
 )
 from .safe_names import contained_path, safe_name, unique_name
 
@@ -58,6 +60,8 @@ class Unpacked:
     message_bytes: int
     attachments: tuple[SavedAttachment, ...]
     skipped: tuple[SkippedRecord, ...]
+    # Format version 2 only: whose codename sent it (reviewer/sources.py files it).
+    source: SourceIdentity | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -97,6 +101,7 @@ class _FolderWriter:
 
     def consume(self, events: Iterable[Event], after_event: Callable[[], None]) -> Unpacked:
         day = receipt = ""
+        source: SourceIdentity | None = None
         message_bytes = 0
         saved: list[SavedAttachment] = []
         skipped: list[SkippedRecord] = []
@@ -108,6 +113,8 @@ class _FolderWriter:
                 _write_all(self._attachment_fd, event.data)
             elif isinstance(event, Day):
                 day = event.day
+            elif isinstance(event, SourceIdentity):
+                source = event
             elif isinstance(event, Receipt):
                 receipt = event.receipt
             elif isinstance(event, MessageText):
@@ -135,7 +142,7 @@ class _FolderWriter:
             elif isinstance(event, SkippedRecord):
                 skipped.append(event)
             elif isinstance(event, PayloadEnd):
-                return Unpacked(day, receipt, message_bytes, tuple(saved), tuple(skipped))
+                return Unpacked(day, receipt, message_bytes, tuple(saved), tuple(skipped), source)
             after_event()
         # read_payload always ends with PayloadEnd or raises; never trust that blindly.
         raise MalformedPayload("the payload ended without its closing records")
@@ -151,6 +158,7 @@ class _FolderWriter:
             "spool_file": spool_name,
             "receipt": result.receipt,
             "day": result.day,
+            "source": _describe_source(result.source),
             "message": MESSAGE_FILE,
             "message_bytes": result.message_bytes,
             "attachments": [
@@ -204,6 +212,16 @@ class _FolderWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _describe_source(source: SourceIdentity | None) -> dict[str, str] | None:
+    if source is None:
+        return None  # format version 1: sent without a codename, cannot be answered
+    return {
+        "kind": "first contact" if source.kind == FIRST_CONTACT else "follow-up",
+        "reply_public_key": source.reply_public_key.hex(),
+        "mailbox_id": source.mailbox_id.hex(),
+    }
 
 
 def _create(path: Path) -> int:

@@ -1,0 +1,119 @@
+"""`sealdrop reply SOURCE_DIR --out DIR`: write a reply file for one source, offline.
+
+The reply is sealed to the reply public key in SOURCE_DIR/source.json (written by
+`sealdrop open`), so only whoever holds the source's codename can read it; this
+machine needs no secret key for it. The message comes from ``--message-file``,
+from standard input when it is not a terminal, or else from $EDITOR. The file
+is named ``<mailbox id>-<random>.reply``; the operator copies it into the
+server's replies folder.
+
+Exit status: 0 written, 2 nothing written (the message or a folder is unusable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from nacl.public import PublicKey
+
+from ..replies import MAX_REPLY_CHARS, new_reference, reply_file_name, seal_reply
+from ..storage.spool import utc_day
+from .sources import SourceFolderError, read_info
+from .unpack import FILE_MODE
+
+_EDITOR_TEMPLATE = (
+    "\n# Write the reply to the source above this line. Lines starting with '#' are\n"
+    "# left out. Do not write anything that would identify the source: the reply is\n"
+    "# stored on the server, sealed, until the source reads and deletes it.\n"
+)
+
+
+class ReplyRefused(Exception):
+    """The reply cannot be written: no message, too long, unreadable input or folder."""
+
+
+def run_reply(args: argparse.Namespace) -> int:
+    try:
+        info = read_info(args.source)
+        message = read_message(args.message_file)
+        path = write_reply(args.out, info.mailbox_id, PublicKey(info.reply_public_key), message)
+    except (SourceFolderError, ReplyRefused) as err:
+        print(f"sealdrop reply: {err}\nNo reply was written.", file=sys.stderr)
+        return 2
+    print(
+        f"Wrote {path}\nCopy it into the server's replies folder (setting replies_dir); the "
+        f"source sees it the next time they enter their codename. Source: {info.name}."
+    )
+    return 0
+
+
+def read_message(message_file: Path | None) -> str:
+    if message_file is not None:
+        text = _read_text(message_file)
+    elif not sys.stdin.isatty():
+        text = sys.stdin.read()
+    else:
+        text = _from_editor()
+    if not text.strip():
+        raise ReplyRefused("the reply is empty; write a message and try again")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ReplyRefused(
+            f"the reply has {len(text)} characters, over the limit of {MAX_REPLY_CHARS}; "
+            "shorten it, or split it into several replies"
+        )
+    return text
+
+
+def write_reply(out: Path, mailbox_id: bytes, key: PublicKey, message: str) -> Path:
+    data = seal_reply(message, key, utc_day(), new_reference())
+    path = out / reply_file_name(mailbox_id)
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as err:
+        raise ReplyRefused(
+            f"cannot write into {out} ({err.strerror}); choose a folder you can write to with --out"
+        ) from None
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as err:
+        os.close(fd)
+        os.unlink(path)
+        raise ReplyRefused(f"writing {path} failed ({err.strerror}); free some space") from None
+    os.close(fd)
+    return path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ReplyRefused(
+            f"cannot read the message file {path} ({err}); give a UTF-8 text file"
+        ) from None
+
+
+def _from_editor() -> str:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "nano"
+    # The draft lives in a private folder on the reviewer's offline machine only.
+    with tempfile.TemporaryDirectory(prefix="sealdrop-reply-") as folder:
+        draft = Path(folder) / "reply.txt"
+        draft.write_text(_EDITOR_TEMPLATE, encoding="utf-8")
+        try:
+            subprocess.run([*shlex.split(editor), str(draft)], check=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise ReplyRefused(
+                f"the editor {editor!r} did not run ({err}); set EDITOR, or give "
+                "--message-file FILE, or pipe the message in"
+            ) from None
+        text = _read_text(draft)
+    return "".join(line for line in text.splitlines(True) if not line.startswith("#"))

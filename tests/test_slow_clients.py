@@ -1,0 +1,145 @@
+"""200 connections trickling bytes (half slow headers, half slow bodies) while a normal
+client submits: the submission completes within a stated bound and the server's memory
+stays bounded.
+
+What this measured on the project's 2-core machine is in docs/RELIABILITY.md and
+web/gunicorn_conf.py: with 2 workers x 32 threads the 200 trickling connections held
+every thread and the normal client got no answer at all within 15 s; with 2 x 128
+threads it was served in milliseconds, for about 65 KB of RSS per held connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sealdrop.tests.reliability import (
+    NoResponse,
+    Result,
+    RssSampler,
+    Service,
+    canary,
+    connect,
+    find_canaries,
+    get,
+    mib,
+    multipart,
+    open_sealed,
+    post_multipart,
+    request_head,
+    running,
+)
+
+SLOW_CLIENTS = 200
+TRICKLE_PAUSE = 0.5  # one byte every half second: far below any real Tor upload
+HOLD = 4.0  # how long the trickling goes on before the normal client submits
+NORMAL_BOUND = 5.0  # seconds: the stated bound for the normal submission
+RSS_GROWTH_BOUND = 64 * 1024 * 1024
+
+
+class Trickler:
+    """One connection sending a request one byte at a time, until told to stop."""
+
+    def __init__(self, port: int, slow_headers: bool, marker: str) -> None:
+        body, ctype = multipart(marker, [(f"{marker}.bin", marker.encode() * 1000)])
+        head = request_head(ctype, len(body))
+        self.sock = connect(port, timeout=10)
+        if slow_headers:
+            self.pending = head + body
+        else:
+            self.sock.sendall(head)
+            self.pending = body
+        self.closed_by_server = False
+
+    def step(self) -> None:
+        if self.closed_by_server or not self.pending:
+            return
+        try:
+            self.sock.sendall(self.pending[:1])
+        except OSError:
+            self.closed_by_server = True
+        self.pending = self.pending[1:]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+@pytest.mark.slow
+def test_a_normal_submission_gets_through_200_trickling_connections(tmp_path: Path) -> None:
+    service = Service.create(tmp_path / "service")
+    markers = [canary() for _ in range(SLOW_CLIENTS)]
+    normal_marker = canary()
+    result = Result(
+        "slow_clients",
+        load=f"{SLOW_CLIENTS} connections trickling 1 byte / {TRICKLE_PAUSE} s "
+        f"(half headers, half bodies) + 1 normal client",
+        faults="slow headers, slow bodies",
+        bad_inputs=SLOW_CLIENTS,
+    )
+    with running(service) as server, RssSampler(server) as rss:
+        time.sleep(0.5)
+        baseline = server.rss_bytes()
+        tricklers = [
+            Trickler(server.port, index % 2 == 0, marker) for index, marker in enumerate(markers)
+        ]
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.is_set():
+                for trickler in tricklers:
+                    trickler.step()
+                stop.wait(TRICKLE_PAUSE)
+
+        pump = threading.Thread(target=trickle, daemon=True)
+        pump.start()
+        try:
+            time.sleep(HOLD)
+            body, ctype = multipart(normal_marker, [("normal.bin", b"n" * 1_000_000)])
+            started = time.monotonic()
+            try:
+                response = post_multipart(server.port, body, ctype, timeout=15)
+            except NoResponse:
+                pytest.fail(f"the normal submission got no answer in 15 s ({SLOW_CLIENTS} slow)")
+            normal_seconds = time.monotonic() - started
+            started = time.monotonic()
+            page = get(server.port, timeout=15)
+            page_seconds = time.monotonic() - started
+            closed_early = sum(t.closed_by_server for t in tricklers)
+        finally:
+            stop.set()
+            pump.join()
+            for trickler in tricklers:
+                trickler.close()
+        peak = rss.peak
+        # The slow bodies' .part files go as their clients go.
+        deadline = time.monotonic() + 15
+        while service.parts() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    assert response.status_code == 200 and response.receipt
+    assert normal_seconds < NORMAL_BOUND
+    assert page.status_code == 200 and page_seconds < NORMAL_BOUND
+    assert peak - baseline < RSS_GROWTH_BOUND
+    [stored] = service.sealed()
+    assert not service.parts()
+    opened = open_sealed(stored, service.key)
+    assert opened.receipt == response.receipt and opened.message == normal_marker
+    assert not find_canaries([service.root], [*markers, normal_marker])
+
+    result.acknowledged = result.stored = result.opened = 1
+    result.peak_rss_mib = mib(peak)
+    result.notes = [
+        f"normal 1 MB submission answered in {normal_seconds:.2f} s (bound {NORMAL_BOUND} s), "
+        f"form page in {page_seconds:.2f} s",
+        f"RSS {mib(baseline)} MiB before, peak {mib(peak)} MiB with {SLOW_CLIENTS} held",
+        f"{closed_early} of {SLOW_CLIENTS} trickling connections closed by the server "
+        f"within {HOLD:.0f} s",
+    ]
+    result.write()

@@ -20,7 +20,7 @@ from gunicorn.app.base import BaseApplication
 
 from .app import StartupRefused, create_app
 from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
-from .web.gunicorn_conf import gunicorn_options, hide_server_header
+from .web.gunicorn_conf import gunicorn_options, hide_server_header, honour_connection_close
 
 EXIT_REFUSED = 2
 
@@ -101,6 +101,7 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
             publisher.stop()
 
     hide_server_header()
+    honour_connection_close()
     options = gunicorn_options(settings, when_ready=when_ready, on_exit=on_exit)
     SealdropServer(app, options).run()
 

@@ -22,6 +22,7 @@ from sealdrop.app import StartupRefused, create_app
 from sealdrop.keys import KdfCost, encode_secret_key
 from sealdrop.settings import Settings
 from sealdrop.web.headers import CONTENT_SECURITY_POLICY
+from sealdrop.web.upload import EARLY_DISCARD_BYTES, discard_body
 
 MARKER = "zq7Mk3rXy"
 RECEIPT_PATTERN = r"\d{4}-\d{4}-\d{4}-\d{4}"
@@ -205,22 +206,49 @@ def test_nothing_to_send_is_400(
     assert spool_names(spool_dir) == []
 
 
-def test_body_declared_over_the_limit_is_413_before_reading(
+def test_body_declared_over_the_limit_is_413_after_reading_at_most_a_little(
     client: FlaskClient, spool_dir: Path
 ) -> None:
-    class Unreadable(io.RawIOBase):
+    class Endless(io.RawIOBase):
+        """A client that would send far more than it declared, if it were let."""
+
+        given = 0
+
         def readable(self) -> bool:
             return True
 
         def readinto(self, buffer: Any) -> int:
-            raise AssertionError("the body was read although its length was over the limit")
+            size = min(len(buffer), 4096)
+            buffer[:size] = b"\0" * size
+            self.given += size
+            return size
 
-    response = post_stream(
-        client, Unreadable(), "multipart/form-data; boundary=x", 4 * 1024 * 1024 + 1
-    )
+    stream = Endless()
+    response = post_stream(client, stream, "multipart/form-data; boundary=x", 4 * 1024 * 1024 + 1)
     assert response.status_code == 413
     assert "Error code 413" in response.get_data(as_text=True)
+    # Some is read, so the client's first bytes in flight meet no reset; then the
+    # connection closes instead of waiting for a body that is refused anyway.
+    assert 0 < stream.given <= EARLY_DISCARD_BYTES
+    assert response.headers["Connection"] == "close"
     assert spool_names(spool_dir) == []
+
+
+def test_discard_body_reads_to_the_end_within_its_bounds_only() -> None:
+    assert discard_body(io.BytesIO(b"x" * 100), 100, 5.0) is True
+    over = io.BytesIO(b"x" * 200_000)
+    assert discard_body(over, 100_000, 5.0) is False
+    assert over.tell() <= 100_001
+    ticks = iter(range(100))
+
+    # A client that never stops: the time bound ends it (one read per clock tick here).
+    class Endless(io.RawIOBase):
+        def read(self, size: int = -1) -> bytes:
+            return b"x" * size
+
+    endless: Any = Endless()
+    assert discard_body(endless, 10**12, 3.0, clock=lambda: float(next(ticks))) is False
+    assert next(ticks) == 4  # the start, two reads, and the tick that ran out
 
 
 def test_streamed_body_over_the_limit_is_413_while_reading(

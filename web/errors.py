@@ -16,7 +16,7 @@ from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ..storage.spool import StorageError, StorageFull
-from .upload import UploadRejected
+from .upload import UploadRejected, discard_refused_body
 
 INSUFFICIENT_STORAGE = 507
 SERVICE_UNAVAILABLE = 503
@@ -24,6 +24,17 @@ SERVICE_UNAVAILABLE = 503
 
 def error_page(status: int) -> Response:
     response = Response(render_template("error.html", status=status), status=status)
+    return response
+
+
+def refusal_page(status: int) -> Response:
+    """The error page for a request whose body was not (wholly) read: the rest of the
+    body is read and discarded first, so that a browser still sending can show the page;
+    if it could not all be read, the answer asks to close the connection."""
+    whole = discard_refused_body(request)
+    response = error_page(status)
+    if not whole:
+        response.headers["Connection"] = "close"
     return response
 
 
@@ -53,7 +64,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        response = error_page(status)
+        response = refusal_page(status) if status == 413 else error_page(status)
         if status == 405:
             # The Allow header lists our own methods, nothing the visitor sent.
             for name, value in error.get_headers():
@@ -63,13 +74,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(UploadRejected)
     def upload_rejected(error: UploadRejected) -> Response:
-        return error_page(error.status)
+        # The submission was aborted when the error left the route's ``with`` block.
+        return refusal_page(error.status)
 
     @app.errorhandler(StorageFull)
     def storage_full(error: StorageFull) -> Response:
         # The message names only the spool folder and the OS's reason: safe for the operator.
         app.logger.error("submission refused: %s", error)
-        return error_page(INSUFFICIENT_STORAGE)
+        return refusal_page(INSUFFICIENT_STORAGE)
 
     @app.errorhandler(StorageError)
     def storage_failed(error: StorageError) -> Response:

@@ -120,6 +120,31 @@ def hide_server_header() -> None:
     wsgi.Response.default_headers = default_headers
 
 
+def honour_connection_close() -> None:
+    """Make gunicorn close the connection when the app's response says ``Connection: close``.
+
+    gunicorn drops the app's hop-by-hop headers and decides keep-alive itself, but only
+    the app knows when a refused upload's body was not wholly read (web/upload.py,
+    `discard_refused_body`): then the answer must say ``Connection: close`` and the
+    connection must end, rather than gunicorn announce keep-alive and cut it anyway.
+    Called in the master before workers fork.
+    """
+    from gunicorn.http import wsgi
+
+    original = wsgi.Response.process_headers
+    if getattr(original, "_sealdrop_close", False):
+        return
+
+    def process_headers(self: Any, headers: list[tuple[str, str]]) -> None:
+        original(self, headers)
+        for name, value in headers:
+            if name.lower() == "connection" and value.strip().lower() == "close":
+                self.force_close()
+
+    process_headers._sealdrop_close = True  # type: ignore[attr-defined]
+    wsgi.Response.process_headers = process_headers
+
+
 class _Redact(logging.Filter):
     """Withhold request data and tracebacks from gunicorn's error log records."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Flask
 from nacl.public import PublicKey
 
+from .codename import CodenameError
 from .keys import KeyFileError, load_public_key
 from .settings import Settings
+from .storage.replies import RepliesFolderUnusable, ReplyBox
 from .storage.spool import Spool, StorageError
 from .web.errors import SealdropFlask, register_error_handlers
+from .web.followup import Codenames
 from .web.headers import add_security_headers
 from .web.request import SealingRequest
 from .web.routes import register_routes
@@ -47,10 +50,23 @@ def create_app(settings: Settings) -> Flask:
     )
     # No SECRET_KEY, on purpose: without one Flask cannot write a session, so it never
     # sets a cookie.
-    register_routes(app, settings, spool)
+    register_routes(app, settings, spool, _codenames(settings))
     register_error_handlers(app)
     app.after_request(add_security_headers)
     return app
+
+
+def _codenames(settings: Settings) -> Codenames | None:
+    """Codenames and replies, when both their folders are set: salt made, folder checked."""
+    if settings.state_dir is None or settings.replies_dir is None:
+        return None
+    try:
+        ReplyBox(settings.replies_dir).check()
+        return Codenames.from_settings(settings)
+    except RepliesFolderUnusable as err:
+        raise StartupRefused(f"{err} (setting replies_dir / SEALDROP_REPLIES_DIR)") from None
+    except CodenameError as err:
+        raise StartupRefused(f"{err} (setting state_dir / SEALDROP_STATE_DIR)") from None
 
 
 def _load_key(settings: Settings) -> PublicKey:

@@ -70,6 +70,19 @@ class Settings:
     reserve_bytes: int = 512 * MiB
     listen: Listen = Listen("127.0.0.1", DEFAULT_PORT)
     accepting: bool = True
+    # Codenames and replies (both folders set, or the feature is off): the state folder
+    # holds the installation's codename salt; the replies folder the reviewer's replies.
+    state_dir: Path | None = None
+    replies_dir: Path | None = None
+    # Argon2id per codename entry; 64 MiB x 3 passes is about 0.25 s on one core.
+    codename_kdf_memory: int = 64 * MiB
+    codename_kdf_passes: int = 3
+    # Derivations running at once in one worker process; more get a calm 429 page.
+    codename_max_concurrent: int = 2
+
+    @property
+    def replies_enabled(self) -> bool:
+        return self.state_dir is not None and self.replies_dir is not None
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,12 @@ _FIELDS: tuple[_Field, ...] = (
         "connects locally)",
     ),
     _Field("accepting", _flag, "give true or false"),
+    _Field("state_dir", _path, "give the folder for the service's state (mode 700)"),
+    _Field("replies_dir", _path, "give the folder where the operator puts reply files"),
+    # libsodium's bounds for Argon2id; only tests should go near the low end.
+    _Field("codename_kdf_memory", _size(8 * KiB, 4 * GiB), _SIZE_FIX + ", 8 KiB to 4 GiB"),
+    _Field("codename_kdf_passes", _count(1, 16), "give a number of passes (1 to 16)"),
+    _Field("codename_max_concurrent", _count(1, 64), "give a number of derivations (1 to 64)"),
 )
 _BY_NAME = {field.name: field for field in _FIELDS}
 _REQUIRED = ("spool_dir", "public_key_file")

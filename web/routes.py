@@ -15,7 +15,12 @@ from flask import Flask, Response, render_template, request
 from ..settings import Settings
 from ..storage.spool import Spool
 from .errors import SERVICE_UNAVAILABLE, error_page
+from .followup import Codenames, register_followup_routes
 from .upload import UploadLimits, boundary_from, stream_upload
+
+# A first submission waits this long for a free derivation slot before the 429 page:
+# a source who pressed Send should not lose their upload to a moment's queue.
+FIRST_CODENAME_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,10 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def register_routes(app: Flask, settings: Settings, spool: Spool) -> None:
+def register_routes(
+    app: Flask, settings: Settings, spool: Spool, codenames: Codenames | None = None
+) -> None:
+    """The form and the upload; with `codenames`, also codenames, replies and follow-ups."""
     page_limits = PageLimits(
         max_files=settings.max_files,
         max_message_chars=settings.max_message_chars,
@@ -50,19 +58,25 @@ def register_routes(app: Flask, settings: Settings, spool: Spool) -> None:
         max_part_header_bytes=settings.max_part_header_bytes,
     )
 
+    if codenames is not None:
+        register_followup_routes(app, settings, spool, codenames, upload_limits, page_limits)
+
     @app.get("/")
     def index() -> str:
-        return render_template("index.html", limits=page_limits)
+        return render_template("index.html", limits=page_limits, replies=codenames is not None)
 
     @app.post("/submit")
     def submit() -> Response | str:
         if not settings.accepting:
             return error_page(SERVICE_UNAVAILABLE)
         boundary = boundary_from(request.mimetype, request.mimetype_params)
-        with spool.begin() as submission:
+        codename, source = None, None
+        if codenames is not None:
+            codename, source = codenames.new_source(FIRST_CODENAME_WAIT)
+        with spool.begin(source) as submission:
             stream_upload(
                 request.stream, boundary, request.content_length, submission, upload_limits
             )
             receipt = submission.commit()
         # Only now, with the file fsync'd and renamed, is the source told it arrived.
-        return render_template("received.html", receipt=receipt)
+        return render_template("received.html", receipt=receipt, codename=codename)

@@ -1,0 +1,275 @@
+"""The whole codename round trip on the real server (`sealdrop serve --local-only`).
+
+submit -> codename shown -> reviewer opens, sees the reply key -> `sealdrop reply` ->
+reply file copied in -> the source enters the codename and reads the reply ->
+sends a follow-up with a file -> the reviewer's next `open` files it with the first.
+Then: a mistyped codename is caught, another valid codename sees nothing, deleting
+works, and the server's disk and output hold no codename, no derived key and no
+reply plaintext (the canary, extended to replies).
+"""
+
+from __future__ import annotations
+
+import html
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from nacl.public import PrivateKey
+
+from sealdrop import cli, codename, keys
+from sealdrop.reviewer import sources
+
+from .conftest import build_multipart
+from .test_canary import encodings, files_under
+
+PASSPHRASE = "follow-up round trip passphrase"
+TEST_KDF = {"SEALDROP_CODENAME_KDF_MEMORY": "8 KiB", "SEALDROP_CODENAME_KDF_PASSES": "1"}
+
+
+class Page:
+    def __init__(self, status: int, headers: dict[str, str], body: str) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+def request(server: Any, path: str, body: bytes = b"", content_type: str = "") -> Page:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        if body:
+            connection.request("POST", path, body, {"Content-Type": content_type})
+        else:
+            connection.request("GET", path)
+        response = connection.getresponse()
+        text = response.read().decode("utf-8")
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Page(response.status, headers, text)
+    finally:
+        connection.close()
+
+
+def enter_codename(server: Any, text: str) -> Page:
+    form = urlencode({"codename": text}).encode("ascii")
+    return request(server, "/replies", form, "application/x-www-form-urlencoded")
+
+
+def shown_codename(page: Page) -> str:
+    match = re.search(r'<p class="codename">([^<]+)</p>', page.body)
+    assert match, page.body
+    return html.unescape(match.group(1))
+
+
+def shown_receipt(page: Page) -> str:
+    match = re.search(r'<p class="receipt-number">([^<]+)</p>', page.body)
+    assert match, page.body
+    return match.group(1)
+
+
+def mistype(text: str) -> str:
+    words = text.split()
+    index = codename.word_list().index(words[2])
+    words[2] = codename.word_list()[(index + 1) % 7776]
+    return " ".join(words)
+
+
+@pytest.fixture
+def service_dirs(tmp_path: Path) -> dict[str, Path]:
+    made = {}
+    for name in ("state", "replies", "server-tmp", "server-cwd"):
+        folder = tmp_path / name
+        folder.mkdir(mode=0o700)
+        folder.chmod(0o700)
+        made[name] = folder
+    return made
+
+
+@pytest.fixture
+def reviewer_key_file(tmp_path: Path, reviewer_key: PrivateKey) -> Path:
+    folder = tmp_path / "offline"
+    folder.mkdir()
+    path = folder / "reviewer.key"
+    path.write_text(keys.encode_secret_key(reviewer_key, PASSPHRASE, keys.KdfCost.MIN))
+    return path
+
+
+def test_the_codename_round_trip_on_the_real_server(
+    start_server: Callable[..., Any],
+    tmp_path: Path,
+    spool_dir: Path,
+    service_dirs: dict[str, Path],
+    reviewer_key_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    began = time.time() - 1
+    state, replies_dir = service_dirs["state"], service_dirs["replies"]
+    env = {"SEALDROP_STATE_DIR": str(state), "SEALDROP_REPLIES_DIR": str(replies_dir), **TEST_KDF}
+    server = start_server(
+        env=env, cwd=service_dirs["server-cwd"], tmpdir=service_dirs["server-tmp"]
+    )
+    marker = "canary-" + secrets.token_hex(10)
+    reply_marker = "reply-canary-" + secrets.token_hex(10)
+
+    # 1. The source submits and is shown a codename.
+    first = build_multipart(
+        [
+            ("message", None, f"Ivory at the north gate {marker}".encode(), None),
+            ("files", "gate.jpg", os.urandom(5000), "image/jpeg"),
+        ]
+    )
+    page = request(server, "/submit", first.body, first.content_type)
+    assert page.status == 200, page.body
+    secret_words = shown_codename(page)
+    assert codename.normalise(secret_words) == secret_words
+    assert "cannot be recovered" in page.body and "set-cookie" not in page.headers
+
+    # 2. The reviewer opens the spool offline: one source folder holding the reply key.
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
+    out = tmp_path / "opened"
+    argv = ["open", str(spool_dir), "--key", str(reviewer_key_file), "--out", str(out)]
+    assert cli.main(argv) == 0
+    (folder,) = [p for p in out.iterdir() if p.name.startswith(sources.SOURCE_PREFIX)]
+    info = sources.read_info(folder)
+    salt = (state / codename.SALT_FILE).read_bytes()
+    derived = codename.derive(secret_words, salt, keys.KdfCost(1, 8 * 1024))
+    assert info.reply_public_key == bytes(derived.reply_public_key)
+
+    # 3. `sealdrop reply`, and the operator copies the file into the replies folder.
+    draft = tmp_path / "draft.txt"
+    draft.write_text(f"Thank you. Which port? {reply_marker}\n", encoding="utf-8")
+    outbox = tmp_path / "outbox"
+    assert cli.main(["reply", str(folder), "--out", str(outbox), "--message-file", str(draft)]) == 0
+    (reply_file,) = outbox.iterdir()
+    shutil.copy(reply_file, replies_dir / reply_file.name)
+
+    # 4. The source comes back, without a restart of the server, and reads it.
+    assert request(server, "/come-back").status == 200
+    page = enter_codename(server, "  " + secret_words.upper() + "\n")
+    assert page.status == 200 and reply_marker in page.body
+    assert "set-cookie" not in page.headers
+
+    # 5. A mistyped codename is caught; another valid one sees nothing, like no replies.
+    page = enter_codename(server, mistype(secret_words))
+    assert page.status == 400 and "Please check the codename" in page.body
+    other = codename.new_codename()
+    stranger = enter_codename(server, other)
+    assert stranger.status == 200 and reply_marker not in stranger.body
+    nobody = enter_codename(server, codename.new_codename())
+    assert stranger.body.replace(other, "X") == nobody.body.replace(
+        shown_hidden_codename(nobody), "X"
+    )
+
+    # 6. A follow-up with a file, sent from the replies page's form.
+    follow = build_multipart(
+        [
+            ("codename", None, secret_words.encode(), None),
+            ("message", None, b"The port is Mombasa.", None),
+            ("files", "bill-of-lading.pdf", b"%PDF-1.4 bill of lading", "application/pdf"),
+        ]
+    )
+    page = request(server, "/follow-up", follow.body, follow.content_type)
+    assert page.status == 200, page.body
+    follow_receipt = shown_receipt(page)
+    assert 'class="codename"' not in page.body
+
+    # 7. The next `open` files it in the same source folder, after the first contact.
+    assert cli.main(argv) == 0
+    assert [p.name for p in out.iterdir() if p.name.startswith(sources.SOURCE_PREFIX)] == [
+        folder.name
+    ]
+    order = sources.read_info(folder).submissions
+    assert len(order) == 2
+    manifests = [json.loads((folder / n / "manifest.json").read_text()) for n in order]
+    assert [m["source"]["kind"] for m in manifests] == ["first contact", "follow-up"]
+    assert manifests[1]["receipt"] == follow_receipt
+    assert manifests[1]["attachments"][0]["original_name"] == "bill-of-lading.pdf"
+    assert (folder / order[1] / "message.txt").read_text() == "The port is Mombasa."
+    capsys.readouterr()
+
+    # 8. The source deletes the reply: the file is gone from the server.
+    reply_id = reply_file.name.split("-")[1].removesuffix(".reply")
+    form = urlencode({"codename": secret_words, "reply": reply_id}).encode()
+    page = request(server, "/replies/delete", form, "application/x-www-form-urlencoded")
+    assert page.status == 200 and reply_marker not in page.body
+    assert list(replies_dir.iterdir()) == []
+
+    # 9. The canary: nothing on the server's disk or output reveals any of it.
+    secrets_to_find = [
+        marker.encode(),
+        reply_marker.encode(),
+        secret_words.encode(),
+        secret_words.upper().encode(),
+        bytes(derived.reply_key),
+        bytes(derived.reply_key).hex().encode(),
+        bytes(derived.reply_public_key),
+        bytes(derived.reply_public_key).hex().encode(),
+    ]
+    patterns = [p for secret in secrets_to_find for p in encodings(secret)]
+    roots: list[tuple[Path, float | None]] = [
+        (spool_dir, None),
+        (state, None),
+        (replies_dir, None),
+        (service_dirs["server-tmp"], None),
+        (service_dirs["server-cwd"], None),
+        (Path("/dev/shm"), began),
+    ]
+    hits = {}
+    for root, newer_than in roots:
+        for path in files_under(root, newer_than):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if found := [p for p in patterns if p in data]:
+                hits[str(path)] = found
+    if found := [p for p in patterns if p in server.output()]:
+        hits["server output"] = found
+    assert hits == {}
+    # The server stores nothing of a source but sealed files, the salt and the replies.
+    assert sorted(p.name for p in state.iterdir()) == [codename.SALT_FILE]
+
+
+def shown_hidden_codename(page: Page) -> str:
+    match = re.search(r'name="codename" value="([^"]+)"', page.body)
+    assert match, page.body
+    return html.unescape(match.group(1))
+
+
+def test_too_many_derivations_at_once_get_the_busy_page(
+    start_server: Callable[..., Any], service_dirs: dict[str, Path]
+) -> None:
+    import threading
+
+    env = {
+        "SEALDROP_STATE_DIR": str(service_dirs["state"]),
+        "SEALDROP_REPLIES_DIR": str(service_dirs["replies"]),
+        # Slow enough that 12 entries at once overlap on 2 workers with 1 slot each.
+        "SEALDROP_CODENAME_KDF_MEMORY": "64 MiB",
+        "SEALDROP_CODENAME_KDF_PASSES": "3",
+        "SEALDROP_CODENAME_MAX_CONCURRENT": "1",
+    }
+    server = start_server(env=env)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def enter() -> None:
+        page = enter_codename(server, codename.new_codename())
+        with lock:
+            statuses.append(page.status)
+
+    threads = [threading.Thread(target=enter) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(statuses) == 12
+    assert set(statuses) == {200, 429}
+    assert 1 <= statuses.count(200) <= 10

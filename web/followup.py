@@ -1,0 +1,225 @@
+"""Codenames on the web: give one out, read replies with one, send a follow-up with one.
+
+No cookie and no session: every request that needs the source's keys carries the
+codename itself (typed on the come-back page, then in a hidden field of the
+replies page's forms), and the keys are derived again, in memory, for that one
+request. A follow-up's codename is the multipart body's FIRST part, so the keys
+are known before the first byte of the message is sealed; the rest of the body
+streams through web.upload exactly like a first submission.
+
+Why the codename and not the derived mailbox id or key in the hidden fields: the
+server would then accept whatever values a request names. Someone who seized the
+server sees mailbox ids (reply file names) and could send follow-ups the reviewer
+files with that source. Deriving from the codename means only its holder can.
+
+Argon2id costs CPU and memory on purpose, so at most `codename_max_concurrent`
+derivations run at once per worker; one more gets the calm 429 page at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import IO, cast
+from urllib.parse import parse_qs
+
+from flask import Flask, Response, render_template, request
+
+from ..codename import (
+    BadCodename,
+    SourceKeys,
+    derive,
+    load_installation_salt,
+    new_codename,
+    word_list,
+)
+from ..codename import normalise as normalise_codename
+from ..keys import KdfCost
+from ..records import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
+from ..settings import Settings
+from ..storage.replies import ReplyBox
+from ..storage.spool import Spool
+from .errors import SERVICE_UNAVAILABLE, error_page
+from .upload import MalformedUpload, UploadLimits, boundary_from, stream_upload
+
+CODENAME_FIELD = "codename"
+REPLY_FIELD = "reply"
+TOO_MANY_REQUESTS = 429
+# A codename is under 100 characters; a small form never needs more than this.
+MAX_SMALL_FORM_BYTES = 2048
+# The follow-up's first part: its headers and the codename, well under this.
+MAX_FIRST_PART_BYTES = 2048
+
+
+class DerivationsBusy(Exception):
+    """Every derivation slot of this worker is taken; the visitor is asked to wait."""
+
+
+@dataclass
+class Codenames:
+    """The derivation policy of one app: salt, cost, and the cap on concurrent runs."""
+
+    salt: bytes
+    cost: KdfCost
+    slots: threading.BoundedSemaphore
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Codenames:
+        assert settings.state_dir is not None
+        cost = KdfCost(settings.codename_kdf_passes, settings.codename_kdf_memory)
+        slots = threading.BoundedSemaphore(settings.codename_max_concurrent)
+        word_list()  # a changed word list must stop start-up, not fail a source later
+        return cls(load_installation_salt(settings.state_dir), cost, slots)
+
+    def derive(self, codename: str, wait: float = 0.0) -> SourceKeys:
+        """Derive in a free slot, waiting at most `wait` seconds, else DerivationsBusy."""
+        free = self.slots.acquire(timeout=wait) if wait > 0 else self.slots.acquire(False)
+        if not free:
+            raise DerivationsBusy("all derivation slots are taken")
+        try:
+            return derive(codename, self.salt, self.cost)
+        finally:
+            self.slots.release()
+
+    def new_source(self, wait: float) -> tuple[str, SourceIdentity]:
+        """A fresh codename for a first submission, and the identity it stands for."""
+        codename = new_codename()
+        keys = self.derive(codename, wait)
+        return codename, SourceIdentity.for_key(FIRST_CONTACT, bytes(keys.reply_public_key))
+
+
+def register_followup_routes(
+    app: Flask,
+    settings: Settings,
+    spool: Spool,
+    codenames: Codenames,
+    limits: UploadLimits,
+    page_limits: object,
+) -> None:
+    """The come-back page, the replies page and its two forms (delete, follow-up)."""
+    assert settings.replies_dir is not None
+    box = ReplyBox(settings.replies_dir)
+
+    @app.errorhandler(DerivationsBusy)
+    def busy(error: DerivationsBusy) -> Response:
+        return error_page(TOO_MANY_REQUESTS)
+
+    @app.get("/come-back")
+    def come_back() -> str:
+        return render_template("come_back.html", problem=False)
+
+    @app.post("/replies")
+    def show_replies() -> Response | str:
+        typed = _small_form().get(CODENAME_FIELD, "")
+        try:
+            codename = normalise_codename(typed)
+        except BadCodename:
+            return Response(render_template("come_back.html", problem=True), status=400)
+        return _page(codename, codenames.derive(codename), deleted=False)
+
+    @app.post("/replies/delete")
+    def delete_reply() -> Response | str:
+        form = _small_form()
+        try:
+            codename = normalise_codename(form.get(CODENAME_FIELD, ""))
+        except BadCodename:
+            return Response(render_template("come_back.html", problem=True), status=400)
+        keys = codenames.derive(codename)
+        box.delete(keys.mailbox, form.get(REPLY_FIELD, ""))
+        return _page(codename, keys, deleted=True)
+
+    @app.post("/follow-up")
+    def follow_up() -> Response | str:
+        if not settings.accepting:
+            return error_page(SERVICE_UNAVAILABLE)
+        boundary = boundary_from(request.mimetype, request.mimetype_params)
+        typed, rest, length = _take_codename_part(request.stream, boundary, request.content_length)
+        try:
+            codename = normalise_codename(typed)
+        except BadCodename:
+            # The form sends the codename the replies page was shown with: only a
+            # hand-made request gets here, and it gets the generic refusal.
+            raise MalformedUpload("the follow-up's codename is not valid") from None
+        keys = codenames.derive(codename)
+        source = SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))
+        with spool.begin(source) as submission:
+            stream_upload(rest, boundary, length, submission, limits)
+            receipt = submission.commit()
+        return render_template("received.html", receipt=receipt, follow_up=True)
+
+    def _page(codename: str, keys: SourceKeys, *, deleted: bool) -> str:
+        shown = box.replies_for(keys.mailbox, keys.reply_key)
+        return render_template(
+            "replies.html",
+            codename=codename,
+            replies=shown,
+            deleted=deleted,
+            limits=page_limits,
+        )
+
+
+def _small_form() -> dict[str, str]:
+    """Parse a small urlencoded form by hand: request.form is refused (web.request)."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise MalformedUpload("not a urlencoded form")
+    body = request.stream.read(MAX_SMALL_FORM_BYTES + 1)
+    if len(body) > MAX_SMALL_FORM_BYTES:
+        raise MalformedUpload("the form is too large")
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=4, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedUpload("the form is not urlencoded ASCII") from None
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+def _take_codename_part(
+    stream: IO[bytes], boundary: bytes, content_length: int | None
+) -> tuple[str, IO[bytes], int | None]:
+    """Read the body's first part, which must be the codename field.
+
+    Returns the codename text, a stream that replays the body from the second
+    part's delimiter on (so web.upload sees an ordinary form), and that stream's
+    length. Only the codename's few bytes are ever held.
+    """
+    opening = b"--" + boundary + b"\r\n"
+    closing = b"\r\n--" + boundary
+    held = bytearray()
+    while True:
+        end = held.find(closing, len(opening))
+        if end >= 0:
+            break
+        if len(held) > MAX_FIRST_PART_BYTES:
+            raise MalformedUpload("the first part is not a short codename field")
+        piece = stream.read(512)
+        if not piece:
+            raise MalformedUpload("the body ends inside its first part")
+        held += piece
+    if not held.startswith(opening):
+        raise MalformedUpload("the body does not start with the codename part")
+    head, separator, value = bytes(held[len(opening) : end]).partition(b"\r\n\r\n")
+    disposition = b'content-disposition: form-data; name="' + CODENAME_FIELD.encode() + b'"'
+    if not separator or head.lower() != disposition:
+        raise MalformedUpload("the first part is not the codename field")
+    try:
+        typed = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedUpload("the codename is not UTF-8") from None
+    replay = bytes(held[end + 2 :])  # from "--boundary" of the next delimiter on
+    consumed = end + 2
+    length = None if content_length is None else content_length - consumed
+    return typed, cast(IO[bytes], _Replay(replay, stream)), length
+
+
+class _Replay:
+    """A read-only stream: `first`, then whatever `rest` still has."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        self._first = first
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self._first:
+            take = len(self._first) if size < 0 else size
+            piece, self._first = self._first[:take], self._first[take:]
+            return piece
+        return self._rest.read(size)

@@ -137,7 +137,7 @@ def test_wrong_content_types_and_boundaries_are_refused(
 
 
 @CASES
-@given(content_type=st.text(max_size=120))
+@given(content_type=st.text(max_size=120).filter(lambda t: "\r" not in t and "\n" not in t))
 def test_any_content_type_but_the_forms_is_refused(refusals: Refusals, content_type: str) -> None:
     # Only a multipart/form-data type naming the body's own boundary may be accepted.
     if BOUNDARY in content_type and "multipart/form-data" in content_type.lower():

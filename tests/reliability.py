@@ -101,6 +101,21 @@ def find_canaries(roots: Iterable[Path], canaries: Iterable[str]) -> list[tuple[
     return hits
 
 
+def find_any_canary(roots: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Every file under `roots` holding any canary (of any test), as UTF-8 or UTF-16."""
+    pattern_utf8 = re.compile(rb"CNRY[0-9a-f]{16}")
+    pattern_utf16 = re.compile(rb"C\x00N\x00R\x00Y\x00(?:[0-9a-f]\x00){16}")
+    hits: list[tuple[Path, str]] = []
+    for root in roots:
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            for pattern in (pattern_utf8, pattern_utf16):
+                hits += [(path, m.group(0).decode("latin-1")) for m in pattern.finditer(data)]
+    return hits
+
+
 # --- HTTP over a raw socket -------------------------------------------------------------
 
 

@@ -1,0 +1,136 @@
+"""The onion layer in a private Tor network on 127.0.0.1 (tests/tor_network.py).
+
+A real client tor fetches pages from services that OnionService publishes on a
+real host tor: plain, with proof-of-work on, with a Unix-socket target, and with
+v3 client authorization. Nothing here reaches the public Tor network.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sealdrop.onion import OnionConfig, OnionService, add_client
+from sealdrop.tests.tor_local import tor_binary
+from sealdrop.tests.tor_network import SocksError, TorNetwork, http_request
+
+pytestmark = [
+    pytest.mark.tor,
+    pytest.mark.slow,
+    pytest.mark.skipif(tor_binary() is None, reason="needs the Debian tor package"),
+    # stem 1.8.2 calls Thread.setDaemon(), deprecated since Python 3.10.
+    pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning"),
+]
+
+PAGE = b"<!doctype html><title>sealdrop</title><p>hello through tor"
+
+
+@pytest.fixture(scope="session")
+def tor_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorNetwork]:
+    # Unix socket paths must stay short, so the network lives under a short temp root.
+    network = TorNetwork(tmp_path_factory.mktemp("tornet", numbered=True))
+    network.start(timeout=90)
+    print(f"private Tor network up in {network.startup_seconds:.1f} s")
+    try:
+        yield network
+    finally:
+        network.stop()
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # keep the test output quiet
+
+    def address_string(self) -> str:
+        return "local"  # a Unix socket peer has no host
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def web_target(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A tiny page server; ``unix`` in the test's name puts it on a Unix socket."""
+    server: socketserver.BaseServer
+    if "unix" in request.node.name:
+        path = tmp_path / "web.sock"
+        server = _UnixHTTPServer(str(path), _Page)
+        target = f"unix:{path}"
+    else:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+        target = f"127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield target
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def get(network: TorNetwork, address: str) -> bytes:
+    request = f"GET / HTTP/1.0\r\nHost: {address}\r\n\r\n".encode()
+    return http_request(network.socks_port, address, request, deadline=30)
+
+
+def publish(network: TorNetwork, state: Path, target: str) -> tuple[OnionService, str]:
+    service = OnionService(OnionConfig(state, target, control=network.host.control))
+    started = time.monotonic()
+    address = service.start()
+    service.wait_until_published(60)
+    print(f"{address}: descriptor uploaded {time.monotonic() - started:.1f} s after ADD_ONION")
+    return service, address
+
+
+def test_page_is_fetched_through_tor_with_pow_on(
+    tor_network: TorNetwork, tmp_path: Path, web_target: str
+) -> None:
+    service, address = publish(tor_network, tmp_path / "state", web_target)
+    try:
+        started = time.monotonic()
+        reply = get(tor_network, address)
+        print(f"fetched in {time.monotonic() - started:.1f} s")
+        assert reply.startswith(b"HTTP/1.0 200")
+        assert reply.endswith(PAGE)
+    finally:
+        service.stop()
+
+
+def test_client_authorization_lets_only_the_key_holder_in_unix(
+    tor_network: TorNetwork, tmp_path: Path, web_target: str
+) -> None:
+    state = tmp_path / "state"
+    creds = add_client(state, "alice")
+    service, address = publish(tor_network, state, web_target)
+    try:
+        with pytest.raises(SocksError) as refused:
+            get(tor_network, address)
+        assert refused.value.code == 0xF4  # Onion Service Missing Client Authorization
+        auth_file = tor_network.client_auth_dir / "alice.auth_private"
+        auth_file.write_text(creds.auth_private_line + "\n")
+        auth_file.chmod(0o600)
+        # SIGHUP makes tor re-read ClientOnionAuthDir. (stem's signal(RELOAD) can deadlock
+        # its own close() on the RESET notification that follows.)
+        assert tor_network.client.process is not None
+        os.kill(tor_network.client.process.pid, signal.SIGHUP)
+        reply = get(tor_network, address)
+        assert reply.startswith(b"HTTP/1.0 200")
+        assert reply.endswith(PAGE)
+    finally:
+        service.stop()

@@ -121,7 +121,7 @@ def seeds() -> Iterator[bytes]:
 
 
 def main(argv: list[str]) -> None:
-    import atheris  # type: ignore[import-not-found, unused-ignore]
+    import atheris  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     with atheris.instrument_imports():
         import sealdrop.crypto  # noqa: F401

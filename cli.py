@@ -72,7 +72,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve on loopback only, WITHOUT publishing on Tor (testing)",
     )
+    serve.add_argument(
+        "--tor-control",
+        metavar="HOST:PORT|unix:PATH",
+        help="publish through this running tor (password, if any, in "
+        "SEALDROP_TOR_CONTROL_PASSWORD); without it sealdrop starts its own tor",
+    )
+    serve.add_argument("--state", type=Path, metavar="DIR", help="onion state folder (mode 700)")
+    serve.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="a new onion address for this run only; its key is never written to disk",
+    )
     serve.set_defaults(run=_run_serve)
+
+    onion = commands.add_parser("onion", help="manage the onion service's keys")
+    onion_commands = onion.add_subparsers(dest="onion_command", required=True, metavar="ACTION")
+    add_client = onion_commands.add_parser(
+        "add-client", help="authorise one more source (v3 client authorization)"
+    )
+    add_client.add_argument("name", metavar="NAME", help="a label for the operator, e.g. alice")
+    add_client.add_argument(
+        "--state", type=Path, required=True, metavar="DIR", help="onion state folder"
+    )
+    add_client.set_defaults(run=_run_onion_add_client)
 
     check = commands.add_parser(
         "check", help="check the server's settings, keys, folders and tor; say what to fix"
@@ -118,6 +141,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     from .serve import run_serve
 
     return run_serve(args)
+
+
+def _run_onion_add_client(args: argparse.Namespace) -> int:
+    from .onion.cli import run_add_client
+
+    return run_add_client(args)
 
 
 def _run_check(args: argparse.Namespace) -> int:

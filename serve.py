@@ -19,6 +19,9 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from .app import StartupRefused, create_app
+from .onion.errors import OnionError
+from .onion.publisher import OnionPublisher
+from .onion.service import OnionConfig
 from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
 from .web.gunicorn_conf import gunicorn_options, hide_server_header, honour_connection_close
 
@@ -71,19 +74,36 @@ def run_serve(args: argparse.Namespace) -> int:
     except (SettingsError, StartupRefused) as err:
         print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
-    if not args.local_only:
+    publisher: Publisher | None = None
+    if args.local_only:
         print(
-            "sealdrop serve: publishing on Tor is not available in this version yet; "
-            "to try the service on this machine only, add --local-only",
-            file=sys.stderr,
+            "sealdrop serve: LOCAL ONLY: this service is NOT published on Tor; "
+            "only this machine can reach it.",
+            flush=True,
         )
+    else:
+        state_dir = args.state or settings.state_dir
+        if state_dir is None:
+            print(
+                "sealdrop serve: no onion state folder; name one with --state DIR (it keeps "
+                "the onion address's key: mode 700, outside the spool), or add --local-only",
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        publisher = OnionPublisher(
+            OnionConfig(
+                state_dir,
+                target="",  # the listening socket, known once gunicorn has bound it
+                control=args.tor_control,
+                control_password=os.environ.get(ENV_PREFIX + "TOR_CONTROL_PASSWORD"),
+                ephemeral=args.ephemeral,
+            )
+        )
+    try:
+        serve(app, settings, publisher)
+    except OnionError as err:
+        print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
-    print(
-        "sealdrop serve: LOCAL ONLY: this service is NOT published on Tor; "
-        "only this machine can reach it.",
-        flush=True,
-    )
-    serve(app, settings, publisher=None)
     return 0
 
 
@@ -93,8 +113,8 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
     def when_ready(server: Any) -> None:
         print(listening_url(server), flush=True)
         if publisher is not None:
-            address = publisher.start(settings.listen.bind)
-            print(f"sealdrop serve: published at {address}", flush=True)
+            # The onion URL on a line of its own; the publisher reports the rest.
+            print(publisher.start(listening_target(server)), flush=True)
 
     def on_exit(server: Any) -> None:
         if publisher is not None:
@@ -104,6 +124,15 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
     honour_connection_close()
     options = gunicorn_options(settings, when_ready=when_ready, on_exit=on_exit)
     SealdropServer(app, options).run()
+
+
+def listening_target(server: Any) -> str:
+    """The bound socket as tor's ADD_ONION target: ``127.0.0.1:PORT`` or ``unix:/path``."""
+    name = server.LISTENERS[0].sock.getsockname()
+    if isinstance(name, str):
+        return f"unix:{name}"
+    host = f"[{name[0]}]" if ":" in name[0] else name[0]
+    return f"{host}:{name[1]}"
 
 
 def listening_url(server: Any) -> str:

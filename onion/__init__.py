@@ -14,6 +14,7 @@ from .errors import (
     TorTooOld,
 )
 from .keys import ClientCredentials, ServiceKey, add_client, load_or_create_service_key
+from .publisher import OnionPublisher
 from .service import OnionConfig, OnionEvent, OnionEventKind, OnionService
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "OnionError",
     "OnionEvent",
     "OnionEventKind",
+    "OnionPublisher",
     "OnionService",
     "OnionStateError",
     "PublishFailed",

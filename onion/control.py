@@ -28,7 +28,7 @@ from .keys import ServiceKey
 
 # ADD_ONION's ClientAuthV3 (v3 client authorization) arrived in 0.4.6.1-alpha.
 MINIMUM_TOR = stem.version.Version("0.4.6.1-alpha")
-_TARGET = re.compile(r"unix:/\S+|(127\.0\.0\.1:)?\d{1,5}")
+_TARGET = re.compile(r"unix:/\S+|((127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):)?\d{1,5}")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class AddOnionRequest:
         if not _TARGET.fullmatch(self.target):
             raise PublishFailed(
                 f"the target {self.target!r} is neither 'unix:/absolute/path' nor a loopback "
-                "'127.0.0.1:PORT'"
+                "'127.0.0.1:PORT' or '[::1]:PORT'"
             )
         parts = ["ADD_ONION", self.key.control_blob]
         flags = []

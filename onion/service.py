@@ -138,7 +138,10 @@ class OnionService:
         except OnionError:
             self._stop_tor()
             raise
-        self._emit(OnionEventKind.ADDED, f"onion service added: {self.url}")
+        self._emit(
+            OnionEventKind.ADDED,
+            "onion service added to tor; announcing it on the Tor network (can take a minute)",
+        )
         self._supervisor = threading.Thread(
             target=self._supervise, name="sealdrop-onion", daemon=True
         )
@@ -250,7 +253,9 @@ class OnionService:
             return
         if not publication.published.is_set():
             publication.published.set()
-            self._emit(OnionEventKind.PUBLISHED, f"onion service published: {self.url}")
+            self._emit(
+                OnionEventKind.PUBLISHED, f"onion service published: sources can reach {self.url}"
+            )
 
     def _on_status(self, controller: Any, state: Any, _timestamp: float) -> None:
         if state == State.CLOSED:

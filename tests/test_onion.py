@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import stem.response
 import stem.version
 from nacl.public import PrivateKey
 
+from sealdrop.cli import main
 from sealdrop.onion import (
     AuthenticationFailed,
     BootstrapStuck,
@@ -343,3 +347,75 @@ def test_wrong_or_missing_password_raises_authentication_failed(tmp_path: Path) 
         service.stop()
     finally:
         tor.stop()
+
+
+# --- the commands -----------------------------------------------------------------------
+
+
+def test_add_client_command_prints_what_the_source_enters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    assert main(["onion", "add-client", "alice", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    service_id = load_or_create_service_key(state).service_id
+    [private] = re.findall(r"^([A-Z2-7]{52})$", out, re.M)
+    assert f"{service_id}:descriptor:x25519:{private}" in out.splitlines()
+    assert main(["onion", "add-client", "alice", "--state", str(state)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def serve_command(spool_dir: Path, public_key_file: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sealdrop",
+        "serve",
+        "--spool",
+        str(spool_dir),
+        "--public-key",
+        str(public_key_file),
+        "--listen",
+        "127.0.0.1:0",
+        *extra,
+    ]
+
+
+def test_serve_without_state_or_local_only_refuses(
+    tmp_path: Path, spool_dir: Path, public_key_file: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    env["SEALDROP_RESERVE_BYTES"] = "0"
+    done = subprocess.run(
+        serve_command(spool_dir, public_key_file),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--state DIR" in done.stderr and "--local-only" in done.stderr
+
+
+def test_serve_with_unreachable_tor_stops_with_the_fix(
+    tmp_path: Path, spool_dir: Path, public_key_file: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    env["SEALDROP_RESERVE_BYTES"] = "0"
+    done = subprocess.run(
+        serve_command(
+            spool_dir,
+            public_key_file,
+            "--tor-control",
+            f"127.0.0.1:{free_port()}",
+            "--state",
+            str(tmp_path / "state"),
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach tor's control port" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import socketserver
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sealdrop.onion import OnionConfig, OnionService, add_client
+from sealdrop.onion import OnionConfig, OnionService, add_client, load_or_create_service_key
 from sealdrop.tests.tor_local import tor_binary
 from sealdrop.tests.tor_network import SocksError, TorNetwork, http_request
 
@@ -134,3 +138,82 @@ def test_client_authorization_lets_only_the_key_holder_in_unix(
         assert reply.endswith(PAGE)
     finally:
         service.stop()
+
+
+def start_serve(
+    tmp_path: Path, spool_dir: Path, public_key_file: Path, control: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    stdout_path = tmp_path / "serve.out"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    environment["SEALDROP_RESERVE_BYTES"] = "0"
+    command = [
+        sys.executable,
+        "-m",
+        "sealdrop",
+        "serve",
+        "--spool",
+        str(spool_dir),
+        "--public-key",
+        str(public_key_file),
+        "--listen",
+        f"unix:{tmp_path / 'web.sock'}",
+        "--tor-control",
+        control,
+        "--state",
+        str(tmp_path / "state"),
+    ]
+    with stdout_path.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=tmp_path
+        )
+    return process, stdout_path
+
+
+def wait_for_output(process: subprocess.Popen[bytes], path: Path, pattern: bytes) -> bytes:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        match = re.search(pattern, path.read_bytes(), re.M)
+        if match:
+            return match.group(0)
+        assert process.poll() is None, path.read_text(errors="replace")
+        time.sleep(0.1)
+    pytest.fail(f"no {pattern!r} in sealdrop serve's output:\n{path.read_text()}")
+
+
+def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
+    tor_network: TorNetwork,
+    tmp_path: Path,
+    spool_dir: Path,
+    public_key_file: Path,
+    submission_body: Callable[..., Any],
+    open_spool: Callable[[], list[Any]],
+) -> None:
+    process, output = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
+    try:
+        url = wait_for_output(process, output, rb"^http://[a-z2-7]{56}\.onion/$").decode()
+        wait_for_output(process, output, rb"^sealdrop serve: onion service published: ")
+        address = url.removeprefix("http://").removesuffix("/")
+        data = os.urandom(300 * 1024)
+        body = submission_body("poachers at the north gate", ("photo.jpg", data))
+        head = (
+            f"POST /submit HTTP/1.0\r\nHost: {address}\r\n"
+            f"Content-Type: {body.content_type}\r\nContent-Length: {len(body.body)}\r\n\r\n"
+        )
+        reply = http_request(tor_network.socks_port, address, head.encode() + body.body)
+        assert reply.startswith(b"HTTP/1.0 200") or reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        [opened] = open_spool()
+        assert opened.message == "poachers at the north gate"
+        assert [(name, content) for name, _, content in opened.files] == [("photo.jpg", data)]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output.read_text(errors="replace")
+    # on_exit removed the service: the host tor no longer serves that address.
+    with tor_network.host.controller() as controller:
+        key = load_or_create_service_key(tmp_path / "state")
+        reply = controller.msg(f"ADD_ONION {key.control_blob} Flags=DiscardPK Port=80,9")
+        assert reply.content()[-1][0] == "250", str(reply)

@@ -59,6 +59,8 @@ class OnionConfig:
     max_streams: int = 32
     publish_warning_after: float = 120.0
     tor_cmd: str = "tor"
+    # Debian installs tor in /usr/sbin, which is not on an ordinary user's PATH.
+    tor_fallback_dirs: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin")
     # Extra torrc lines for a tor sealdrop starts (tests: DisableNetwork, private authorities).
     extra_torrc: tuple[tuple[str, str], ...] = ()
     start_timeout: float = 30.0
@@ -172,7 +174,7 @@ class OnionService:
                     del_onion(controller, self.service_id)
             except stem.ControllerError:
                 pass  # the connection is going anyway, and tor drops the service with it
-            controller.close()
+            _close(controller)
         self._stop_tor()
 
     # --- keys -------------------------------------------------------------------------
@@ -198,7 +200,10 @@ class OnionService:
         if self._tor is None or not self._tor.running:
             self._stop_tor()
             self._tor = TorProcess(
-                self._config.state_dir / "tor", self._config.tor_cmd, self._config.extra_torrc
+                self._config.state_dir / "tor",
+                self._config.tor_cmd,
+                self._config.extra_torrc,
+                self._config.tor_fallback_dirs,
             )
             self._tor.start(self._config.start_timeout)
         return f"unix:{self._tor.control_socket}"
@@ -223,7 +228,7 @@ class OnionService:
         with self._lock:
             old, self._publication = self._publication, publication
         if old is not None:
-            old.controller.close()
+            _close(old.controller)
 
     def _add_onion(self, controller: Any) -> None:
         assert self._key is not None
@@ -328,3 +333,14 @@ class OnionService:
         tor, self._tor = self._tor, None
         if tor is not None:
             tor.stop()
+
+
+def _close(controller: Any) -> None:
+    """Close a stem Controller, but never wait on it for more than a few seconds.
+
+    stem 1.8.2's close() can deadlock with its own handling of a RELOAD signal event
+    (Debian's logrotate reloads tor daily); the socket is gone with the process anyway.
+    """
+    closer = threading.Thread(target=controller.close, name="sealdrop-onion-close", daemon=True)
+    closer.start()
+    closer.join(timeout=5)

@@ -30,10 +30,12 @@ class TorProcess:
         data_dir: Path,
         tor_cmd: str = "tor",
         extra_torrc: Sequence[tuple[str, str]] = (),
+        fallback_dirs: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.tor_cmd = tor_cmd
         self.extra_torrc = tuple(extra_torrc)
+        self.fallback_dirs = tuple(fallback_dirs)
         self.control_socket = data_dir / "control.sock"
         self.log_file = data_dir / "tor.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -57,6 +59,8 @@ class TorProcess:
     def start(self, timeout: float = 30.0) -> None:
         """Start tor and return once its control socket accepts connections."""
         found = shutil.which(self.tor_cmd)
+        if found is None and self.fallback_dirs:
+            found = shutil.which(self.tor_cmd, path=os.pathsep.join(self.fallback_dirs))
         if found is None:
             raise TorNotInstalled(self.tor_cmd)
         ensure_private_dir(self.data_dir)

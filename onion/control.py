@@ -1,7 +1,7 @@
 """Talking to tor's control port: connect, authenticate, ADD_ONION, DEL_ONION.
 
 ADD_ONION is built by hand: stem 1.8.2 has no argument for tor's proof-of-work
-keywords (PoWDefensesEnabled, PoWQueueRate, PoWQueueBurst, tor 0.4.9).
+keywords (PoWDefensesEnabled, PoWQueueRate, PoWQueueBurst; tor 0.4.9.2-alpha).
 Spellings follow tor's control-spec and were checked against tor 0.4.9.11.
 """
 

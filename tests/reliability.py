@@ -511,6 +511,7 @@ class RssSampler:
         self.samples: list[tuple[float, int]] = []
 
     def __enter__(self) -> RssSampler:
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
@@ -519,9 +520,8 @@ class RssSampler:
         self._thread.join()
 
     def _run(self) -> None:
-        start = time.monotonic()
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - start, self._server.rss_bytes()))
+            self.samples.append((time.monotonic() - self.started, self._server.rss_bytes()))
             self._stop.wait(self._interval)
 
     @property

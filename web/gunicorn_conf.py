@@ -20,6 +20,26 @@ hung worker hang that long. gthread has no per-request time limit: a client that
 stalls mid-body holds its thread until the connection closes (tor closes it when
 the circuit dies).
 
+Threads: 2 workers x 128. gthread gives a connection a thread from its first byte
+until its request is read, with no header or body timeout, so a client trickling
+bytes holds a thread as long as it likes. Measured (tests/test_slow_clients.py,
+docs/RELIABILITY.md): with 2 x 32 threads, 200 connections trickling one byte every
+0.5 s held every thread and a normal submission got no answer in 15 s; with 2 x 128
+it was answered in milliseconds. A thread held in a request's headers costs about
+50 KB of RSS (200 of them: +10 MiB); one held in a body also holds the upload's read
+buffer (web/upload.py, 1 MiB: 200 of them +217 MiB). Threads only raise the bar: Tor's
+stream limits and proof-of-work are the real bound.
+
+Memory: each worker's glibc malloc is limited to 2 arenas with a fixed mmap threshold
+of 128 KiB (`prepare_worker`). With glibc's defaults, every thread that handled an
+upload kept its own arena holding freed 1 MiB read buffers: RSS rose by ~90 MiB over
+the first few thousand submissions and kept creeping (tests/test_soak.py: 93 -> 215
+MiB over 8,000); limited, the same run stays at 112-125 MiB.
+
+Error pages: gunicorn answers a request it cannot parse itself, and its page quotes
+the offending method, version or header name back (HTML-escaped). `prepare_worker`
+makes those pages name the status only, like the app's own.
+
 Logging: no access log at all, and the error log goes through `RedactingLogger`,
 which withholds request data (request lines, URIs, client addresses) and
 tracebacks: a log line names what failed and where, never who or what was sent.
@@ -39,7 +59,12 @@ from gunicorn.glogging import Logger
 from ..settings import Settings
 
 WORKERS = 2
-THREADS = 32
+THREADS = 128
+# glibc mallopt parameters (malloc.h) and the values `prepare_worker` sets.
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+MMAP_THRESHOLD = 128 * 1024
 HEARTBEAT_TIMEOUT = 60
 KEEPALIVE = 5
 SHM = Path("/dev/shm")
@@ -87,6 +112,7 @@ def gunicorn_options(
         "preload_app": True,
         "http_protocols": "h1",
         "proc_name": "sealdrop",
+        "post_fork": prepare_worker,
     }
     if SHM.is_dir() and os.access(SHM, os.W_OK):
         # The heartbeat file holds no data; on tmpfs its updates never touch a disk.
@@ -96,6 +122,43 @@ def gunicorn_options(
     if on_exit is not None:
         options["on_exit"] = on_exit
     return options
+
+
+def prepare_worker(server: Any, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: runs in each new worker before its threads start."""
+    limit_malloc_arenas()
+    hide_error_details()
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas and fix its mmap threshold in this process (see the
+    module docstring); does nothing under a C library without ``mallopt`` (musl)."""
+    import ctypes
+
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return
+    mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    # A fixed threshold: 1 MiB read buffers are mmap'd and given back when freed, instead
+    # of raising the threshold and staying in an arena.
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def hide_error_details() -> None:
+    """Make the error pages gunicorn writes itself (unparseable requests) name only the
+    status: its own page quotes the offending method, version or header back."""
+    from gunicorn import util
+
+    original = util.write_error
+    if getattr(original, "_sealdrop_hidden", False):
+        return
+
+    def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+        # `reason` is gunicorn's fixed phrase for the status; `mesg` quotes the request.
+        original(sock, status_int, reason, "")
+
+    write_error._sealdrop_hidden = True  # type: ignore[attr-defined]
+    util.write_error = write_error
 
 
 def hide_server_header() -> None:

@@ -5,7 +5,9 @@ stays bounded.
 What this measured on the project's 2-core machine is in docs/RELIABILITY.md and
 web/gunicorn_conf.py: with 2 workers x 32 threads the 200 trickling connections held
 every thread and the normal client got no answer at all within 15 s; with 2 x 128
-threads it was served in milliseconds, for about 65 KB of RSS per held connection.
+threads it was served in milliseconds. The memory bound (64 MiB for 200 connections,
+about 320 KiB each) is what a trickling client may cost: a thread's stack and state,
+not a whole read buffer per connection.
 """
 
 from __future__ import annotations
@@ -126,7 +128,10 @@ def test_a_normal_submission_gets_through_200_trickling_connections(tmp_path: Pa
     assert response.status_code == 200 and response.receipt
     assert normal_seconds < NORMAL_BOUND
     assert page.status_code == 200 and page_seconds < NORMAL_BOUND
-    assert peak - baseline < RSS_GROWTH_BOUND
+    assert peak - baseline < RSS_GROWTH_BOUND, (
+        f"RSS grew {mib(peak - baseline)} MiB with {SLOW_CLIENTS} trickling connections "
+        f"({(peak - baseline) // SLOW_CLIENTS // 1024} KiB each)"
+    )
     [stored] = service.sealed()
     assert not service.parts()
     opened = open_sealed(stored, service.key)

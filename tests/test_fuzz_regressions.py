@@ -36,9 +36,16 @@ def kept_inputs() -> list[Path]:
     return sorted(p for p in CRASHES.iterdir() if p.is_file() and p.suffix != ".md")
 
 
-@pytest.mark.parametrize("path", kept_inputs(), ids=lambda p: p.name)
-def test_kept_crash_input_is_refused_cleanly(path: Path) -> None:
-    load_target().one_input(path.read_bytes())
+def replay_inputs() -> list[tuple[str, bytes]]:
+    """Every kept crash input, and the seeds: the replay always runs the target, even
+    before any crash was kept."""
+    inputs = [(p.name, p.read_bytes()) for p in kept_inputs()]
+    return inputs + [(f"seed-{i}", seed) for i, seed in enumerate(load_target().seeds())]
+
+
+@pytest.mark.parametrize(("name", "data"), replay_inputs(), ids=[n for n, _ in replay_inputs()])
+def test_kept_crash_inputs_and_seeds_are_refused_or_read_cleanly(name: str, data: bytes) -> None:
+    load_target().one_input(data)
 
 
 def test_seed_inputs_reach_the_end_of_a_valid_payload() -> None:
@@ -68,6 +75,11 @@ def test_fuzzing_the_spool_reader_finds_no_crash(tmp_path: Path) -> None:
     for index, seed in enumerate(load_target().seeds()):
         (corpus / f"seed-{index}").write_bytes(seed)
     before = set(kept_inputs())
+    result = Result(
+        "fuzz_spool_reader",
+        load=f"atheris, {FUZZ_SECONDS} s",
+        faults="raw, fuzzed-payload and damaged spool files",
+    )
     run = subprocess.run(
         [
             sys.executable,
@@ -87,13 +99,9 @@ def test_fuzzing_the_spool_reader_finds_no_crash(tmp_path: Path) -> None:
     )
     stats = [line for line in run.stderr.splitlines() if line.startswith("stat::")]
     runs = next((line.split()[-1] for line in stats if "number_of_executed_units" in line), "?")
-    Result(
-        "fuzz_spool_reader",
-        load=f"atheris, {FUZZ_SECONDS} s",
-        faults="raw, fuzzed-payload and damaged spool files",
-        bad_inputs=int(runs) if runs.isdigit() else 0,
-        notes=[f"{len(kept_inputs())} kept crash inputs replayed by the regression test"],
-    ).write()
+    result.bad_inputs = int(runs) if runs.isdigit() else 0
+    result.notes = [f"{len(kept_inputs())} kept crash inputs replayed by the regression test"]
+    result.write()
     new = sorted(set(kept_inputs()) - before)
     assert run.returncode == 0 and not new, (
         f"the fuzzer found a crash; kept as {[p.name for p in new]} in {CRASHES}: "

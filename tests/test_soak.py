@@ -105,25 +105,21 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
         assert not any(thread.is_alive() for thread in threads), "clients hung"
         samples = [value for at, value in rss.samples if warm_at and at >= warm_at[0]]
 
-    assert not failures, failures[:10]
     stored = service.sealed()
     opened: dict[str, str] = {}
+    mismatched = []
     for path in stored:
         submission = open_sealed(path, service.key)
         marker = submission.message.split()[1]
         content = submission.files[0][1] if submission.files else b""
-        assert hashlib.sha256(content).hexdigest() == sent[marker]
-        opened[marker] = submission.receipt
-    assert len(receipts) == SUBMISSIONS
-    assert opened == receipts
-    assert not service.parts()
-
+        if hashlib.sha256(content).hexdigest() == sent.get(marker):
+            opened[marker] = submission.receipt
+        else:
+            mismatched.append(path.name)
     quarter = max(1, len(samples) // 4)
     first, last = statistics.mean(samples[:quarter]), statistics.mean(samples[-quarter:])
-    assert last - first < RSS_FLAT_BOUND, (mib(first), mib(last))
-    # Only a sample of markers: scanning every file for 2,000 needles would be slow.
-    assert not find_canaries([service.root], list(sent)[:: max(1, len(sent) // 50)])
 
+    # The row is written first, so that a failure is in the report with its numbers.
     result = Result(
         "soak",
         load=f"{SUBMISSIONS} submissions ({mib(total_bytes)} MiB) from {CLIENTS} clients",
@@ -131,7 +127,7 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
         stored=len(stored),
         opened=len(opened),
         lost=len(set(receipts) - set(opened)),
-        peak_rss_mib=mib(max(samples)),
+        peak_rss_mib=mib(max(value for _, value in rss.samples)),
         notes=[
             f"{SUBMISSIONS / elapsed:.0f} submissions/s, {mib(total_bytes) / elapsed:.1f} MiB/s",
             f"mean RSS after {WARM_UP} submissions: first quarter {mib(first)} MiB, "
@@ -140,3 +136,12 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
     )
     result._started = started
     result.write()
+
+    assert not failures, failures[:10]
+    assert not mismatched
+    assert len(receipts) == SUBMISSIONS
+    assert opened == receipts
+    assert not service.parts()
+    assert last - first < RSS_FLAT_BOUND, (mib(first), mib(last))
+    # Only a sample of markers: scanning every file for 2,000 needles would be slow.
+    assert not find_canaries([service.root], list(sent)[:: max(1, len(sent) // 50)])

@@ -1,7 +1,9 @@
 # sealdrop server image. It never holds the reviewer's secret key: mount only
-# reviewer.pub. Run with a read-only root file system and two volumes:
+# reviewer.pub. Run with a read-only root file system and three volumes (the
+# replies volume is where the operator puts the reviewer's reply files):
 #   docker run --read-only --tmpfs /tmp:size=16m,mode=1777 \
 #     -v sealdrop-spool:/var/lib/sealdrop/spool -v sealdrop-state:/var/lib/sealdrop/state \
+#     -v sealdrop-replies:/var/lib/sealdrop/replies \
 #     -v "$PWD/reviewer.pub:/etc/sealdrop/reviewer.pub:ro" sealdrop
 FROM python:3.11-slim-bookworm
 
@@ -16,7 +18,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 sealdrop \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/sealdrop \
         --shell /usr/sbin/nologin sealdrop \
-    && install -d -o sealdrop -g sealdrop -m 0700 /var/lib/sealdrop /var/lib/sealdrop/spool /var/lib/sealdrop/state \
+    && install -d -o sealdrop -g sealdrop -m 0700 /var/lib/sealdrop /var/lib/sealdrop/spool \
+        /var/lib/sealdrop/state /var/lib/sealdrop/replies \
     && install -d -m 0755 /etc/sealdrop
 
 WORKDIR /opt/sealdrop
@@ -30,9 +33,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SEALDROP_SPOOL_DIR=/var/lib/sealdrop/spool \
     SEALDROP_STATE_DIR=/var/lib/sealdrop/state \
+    SEALDROP_REPLIES_DIR=/var/lib/sealdrop/replies \
     SEALDROP_PUBLIC_KEY_FILE=/etc/sealdrop/reviewer.pub
 
-VOLUME ["/var/lib/sealdrop/spool", "/var/lib/sealdrop/state"]
+VOLUME ["/var/lib/sealdrop/spool", "/var/lib/sealdrop/state", "/var/lib/sealdrop/replies"]
 USER 10001:10001
 
 HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \

@@ -9,10 +9,10 @@ PROBLEM already says what to do).
 What is checked: the settings (parsed by `settings.load_settings`, with the same
 command-line overrides as ``serve``), the reviewer public key, that no reviewer
 SECRET key lies anywhere the server can read (next to the public key or the config
-file, in the spool or the state folder), the spool's and the state folder's
-permissions, free space against the reserve, the tor program and whether its version
-has the proof-of-work defence, and, with ``--tor-control``, that tor's control port
-answers and accepts our authentication.
+file, in the spool, state or replies folder), those folders' permissions, free space
+against the reserve, the tor program and whether its version takes the proof-of-work
+defence in ADD_ONION, and, with ``--tor-control``, that tor's control port answers and
+accepts our authentication.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from .onion.errors import OnionError, OnionStateError
 from .onion.keys import KEY_FILE, load_service_key
 from .settings import Settings, SettingsError
 
-# Onion-service proof-of-work (the DoS defence) arrived in tor 0.4.8.
-POW_MINIMUM = (0, 4, 8)
+# Onion-service proof-of-work (the DoS defence) arrived in tor 0.4.8, but only as torrc
+# options; ADD_ONION, which sealdrop publishes with, takes its PoW keywords from tor
+# 0.4.9.2-alpha. An older tor publishes sealdrop's service without the defence.
+POW_MINIMUM = (0, 4, 9, 2)
 TOR_VERSION_TIMEOUT = 10.0
 # A reviewer secret key file is a few hundred bytes, and `keys` refuses any key file
 # over 64 KiB; a bigger file is read only at its start, where an accidental copy of
@@ -85,6 +87,7 @@ class Targets:
     spool_dir: Path | None = None
     public_key_file: Path | None = None
     state_dir: Path | None = None
+    replies_dir: Path | None = None
     reserve_bytes: int = 0
     tor_control: str | None = None
     tor_cmd: str = "tor"
@@ -105,7 +108,8 @@ def check_all(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Find
         config_file=args.config,
         spool_dir=settings.spool_dir if settings else args.spool,
         public_key_file=settings.public_key_file if settings else args.public_key,
-        state_dir=args.state or _state_dir_setting(settings),
+        state_dir=args.state or (settings.state_dir if settings else None),
+        replies_dir=settings.replies_dir if settings else None,
         reserve_bytes=settings.reserve_bytes if settings else 0,
         tor_control=args.tor_control,
     )
@@ -125,13 +129,6 @@ def load(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings | N
     return settings, ok(f"configuration: {where}SEALDROP_* variables read without error")
 
 
-def _state_dir_setting(settings: Settings | None) -> Path | None:
-    # The state folder is a setting once the onion service is wired into serve;
-    # until then only --state names it.
-    value = getattr(settings, "state_dir", None)
-    return value if isinstance(value, Path) else None
-
-
 def check_targets(targets: Targets) -> Iterator[Finding]:
     if targets.public_key_file is not None:
         yield check_public_key(targets.public_key_file)
@@ -146,6 +143,8 @@ def check_targets(targets: Targets) -> Iterator[Finding]:
         yield from state_findings
         if all(finding.ok for finding in state_findings):
             yield check_onion_key(targets.state_dir)
+    if targets.replies_dir is not None:
+        yield from check_private_dir(targets.replies_dir, "replies folder")
     if targets.tor_control is None:
         yield from check_tor_program(targets.tor_cmd)
     else:
@@ -172,7 +171,7 @@ def check_public_key(path: Path) -> Finding:
 def secret_key_places(targets: Targets) -> list[tuple[Path, bool]]:
     """Folders to scan, each with whether to descend into subfolders.
 
-    The spool and state folders belong to sealdrop, so all of each is scanned; the
+    The spool, state and replies folders belong to sealdrop, so all of each is scanned; the
     folders holding the public key and the config file may be shared (/etc/sealdrop,
     a home folder), so only the files directly in them.
     """
@@ -182,6 +181,7 @@ def secret_key_places(targets: Targets) -> list[tuple[Path, bool]]:
         (targets.config_file.parent if targets.config_file else None, False),
         (targets.spool_dir, True),
         (targets.state_dir, True),
+        (targets.replies_dir, True),
     ):
         if path is not None and os.path.isdir(path):
             places.append((path, recursive))
@@ -380,10 +380,11 @@ def format_version(version: tuple[int, ...]) -> str:
 
 def version_finding(version: tuple[int, int, int, int], where: str) -> Finding:
     name = f"tor {format_version(version)} ({where})"
-    if version[:3] < POW_MINIMUM:
+    if version < POW_MINIMUM:
         return problem(
-            f"{name} has no proof-of-work defence for onion services (it arrived in tor "
-            f"{format_version(POW_MINIMUM)}), so a flood of connections can keep sources out",
+            f"{name} cannot give sealdrop's onion service the proof-of-work defence (ADD_ONION "
+            f"takes it from tor {format_version(POW_MINIMUM)}), so a flood of connections can "
+            "keep sources out",
             "upgrade tor: Debian 12's tor package is 0.4.9 since its 2025 updates "
             "(apt-get update && apt-get install tor), or use the Tor Project's repository",
         )

@@ -141,6 +141,30 @@ def test_quiet_prints_only_the_problems(
     ]
 
 
+def test_the_state_and_replies_folders_named_in_the_settings_are_checked(
+    tmp_path: Path,
+    server: Targets,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    replies = private_dir(tmp_path / "replies")
+    os.chmod(replies, 0o755)
+    monkeypatch.setenv("SEALDROP_SPOOL_DIR", str(server.spool_dir))
+    monkeypatch.setenv("SEALDROP_PUBLIC_KEY_FILE", str(server.public_key_file))
+    monkeypatch.setenv("SEALDROP_STATE_DIR", str(server.state_dir))
+    monkeypatch.setenv("SEALDROP_REPLIES_DIR", str(replies))
+    status, lines = run(capsys, "--quiet")
+    assert status == 1
+    assert [line for line in lines if "tor is not installed" not in line] == [
+        f"PROBLEM the replies folder {replies} is open to other users (mode 0755): "
+        f"fix: run `chmod 700 {replies}`"
+    ]
+    os.chmod(replies, 0o700)
+    _, lines = run(capsys)
+    assert any(line.startswith(f"OK the replies folder {replies}: mode 0700") for line in lines)
+    assert any(line.startswith(f"OK the state folder {server.state_dir}") for line in lines)
+
+
 def test_a_bad_config_file_is_a_problem_and_the_rest_is_still_checked(
     tmp_path: Path, server: Targets, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -212,7 +236,7 @@ def test_a_secret_key_given_as_the_public_key_is_a_problem(
     assert not finding.ok and "SECRET" in finding.text
 
 
-@pytest.mark.parametrize("where", ["spool", "state", "state/tor/deep", "keys"])
+@pytest.mark.parametrize("where", ["spool", "state", "state/tor/deep", "replies", "keys"])
 def test_a_secret_key_anywhere_the_server_reads_is_found(
     tmp_path: Path, secret_key_text: str, where: str
 ) -> None:
@@ -224,6 +248,7 @@ def test_a_secret_key_anywhere_the_server_reads_is_found(
         spool_dir=private_dir(tmp_path / "spool"),
         public_key_file=public_key,
         state_dir=private_dir(tmp_path / "state"),
+        replies_dir=private_dir(tmp_path / "replies"),
     )
     (tmp_path / where).mkdir(parents=True, exist_ok=True)
     planted = tmp_path / where / "backup-copy.txt"
@@ -397,13 +422,23 @@ def test_tor_version_parsing(output: str, expected: tuple[int, int, int, int] | 
 
 @pytest.mark.parametrize(
     ("version", "good"),
-    [((0, 4, 7, 16), False), ((0, 4, 8, 0), True), ((0, 4, 9, 11), True), ((0, 3, 5, 8), False)],
+    [
+        ((0, 3, 5, 8), False),
+        ((0, 4, 7, 16), False),
+        # 0.4.8 has proof-of-work only as torrc options, not in ADD_ONION.
+        ((0, 4, 8, 16), False),
+        ((0, 4, 9, 1), False),
+        ((0, 4, 9, 2), True),  # 0.4.9.2-alpha: ADD_ONION's PoWDefensesEnabled
+        ((0, 4, 9, 11), True),
+        ((0, 5, 0, 0), True),
+    ],
 )
-def test_proof_of_work_needs_tor_0_4_8(version: tuple[int, int, int, int], good: bool) -> None:
+def test_proof_of_work_needs_tor_0_4_9_2(version: tuple[int, int, int, int], good: bool) -> None:
     finding = version_finding(version, "here")
     assert finding.ok is good
     if not good:
-        assert "proof-of-work" in finding.text and "upgrade tor" in finding.fix
+        assert "proof-of-work" in finding.text and "0.4.9.2" in finding.text
+        assert "upgrade tor" in finding.fix
 
 
 def test_pow_module_parsing() -> None:
@@ -435,7 +470,7 @@ def test_an_old_tor_is_a_problem(tmp_path: Path) -> None:
 
 
 def test_a_tor_without_the_pow_module_is_a_problem(tmp_path: Path) -> None:
-    findings = check_tor_program(fake_tor(tmp_path, "Tor version 0.4.8.16.", r"pow: no\n"))
+    findings = check_tor_program(fake_tor(tmp_path, "Tor version 0.4.9.3.", r"pow: no\n"))
     assert [f.ok for f in findings] == [True, False]
     assert "pow: no" in findings[1].text
 

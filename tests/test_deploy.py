@@ -147,13 +147,17 @@ def test_the_unit_keeps_its_hardening() -> None:
     assert "LogsDirectory" not in UNIT_VALUES
 
 
-def test_the_unit_can_write_only_the_sample_configs_spool_and_the_state_folder() -> None:
+def test_the_unit_can_write_only_the_sample_configs_spool_state_and_replies() -> None:
     settings = load_settings({}, SAMPLE_CONFIG)
+    # A real deployment has codename follow-ups on.
+    assert settings.replies_enabled
     [writable] = UNIT_VALUES["ReadWritePaths"]
-    assert writable.split() == [str(settings.spool_dir), "/var/lib/sealdrop/state"]
+    folders = [settings.spool_dir, settings.state_dir, settings.replies_dir]
+    assert writable.split() == [str(folder) for folder in folders]
     # The same layout as the container image, so the docs describe one.
     env = dockerfile_env()
-    assert writable.split() == [env["SEALDROP_SPOOL_DIR"], env["SEALDROP_STATE_DIR"]]
+    names = ("SEALDROP_SPOOL_DIR", "SEALDROP_STATE_DIR", "SEALDROP_REPLIES_DIR")
+    assert writable.split() == [env[name] for name in names]
 
 
 def test_the_sample_config_loads_and_listens_on_loopback_only() -> None:
@@ -329,7 +333,7 @@ def test_the_healthcheck_passes_with_the_images_variables(
 
     env = {name: value for name, value in dockerfile_env().items() if name.startswith("SEALDROP")}
     moved = {name: str(tmp_path / value.lstrip("/")) for name, value in env.items()}
-    for name in ("SEALDROP_SPOOL_DIR", "SEALDROP_STATE_DIR"):
+    for name in ("SEALDROP_SPOOL_DIR", "SEALDROP_STATE_DIR", "SEALDROP_REPLIES_DIR"):
         Path(moved[name]).mkdir(mode=0o700, parents=True)
         os.chmod(moved[name], 0o700)
     key = Path(moved["SEALDROP_PUBLIC_KEY_FILE"])
@@ -351,11 +355,6 @@ def test_the_healthcheck_passes_with_the_images_variables(
     assert (status, out) == (0, "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py has no state_dir yet: the Dockerfile's SEALDROP_STATE_DIR is read by "
-    "nothing until the onion service is wired into serve (then remove this marker)",
-)
 def test_every_variable_the_image_sets_is_a_setting() -> None:
     known = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
     assert {n for n in dockerfile_env() if n.startswith(ENV_PREFIX)} <= known
@@ -365,14 +364,14 @@ def test_the_required_settings_come_from_the_image_and_its_volumes_match() -> No
     env = dockerfile_env()
     settings = load_settings(env)
     volumes = [a for i, a in dockerfile_instructions() if i == "VOLUME"]
-    assert [json.loads(v) for v in volumes] == [
-        [str(settings.spool_dir), env["SEALDROP_STATE_DIR"]]
-    ]
+    folders = [settings.spool_dir, settings.state_dir, settings.replies_dir]
+    assert settings.replies_enabled
+    assert [json.loads(v) for v in volumes] == [[str(folder) for folder in folders]]
     [run_user] = [a for i, a in dockerfile_instructions() if i == "USER"]
     assert run_user.split(":")[0] not in ("0", "root")
     # The image creates the folders it names, private to the service's user.
     setup = " ".join(a for i, a in dockerfile_instructions() if i == "RUN")
-    for folder in (settings.spool_dir, env["SEALDROP_STATE_DIR"]):
+    for folder in folders:
         assert re.search(rf"install -d [^&]*-m 0700 [^&]*{re.escape(str(folder))}\b", setup)
     assert f"install -d -m 0755 {settings.public_key_file.parent}" in setup
 

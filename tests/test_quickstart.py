@@ -1,0 +1,429 @@
+"""The README's promises: the quick start's two commands, the first one run for real in a
+fresh clone (inside a network namespace with only loopback, so the tor it starts can
+make the onion address but never reach the public Tor network), and the configuration
+table, which must say what settings.py says.
+
+Rewrite the README's table after changing a setting with:
+    .venv/bin/python -m sealdrop.tests.test_quickstart
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sealdrop import settings as settings_module
+from sealdrop.settings import GiB, KiB, Listen, MiB, Settings
+from sealdrop.tests.tor_local import tor_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+ONION_LINE = re.compile(r"^(?:http://)?([a-z2-7]{56})\.onion/?$")
+# From starting ./scripts/run to the onion address, demo key derivation included.
+URL_BOUND_SECONDS = 60.0
+
+
+# --- the quick start block -----------------------------------------------------------------
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text("utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match is not None, f"README.md has no section '## {title}'"
+    return match.group(1)
+
+
+def quick_start_commands() -> list[str]:
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", readme_section("Quick start"), re.M | re.S)
+    assert len(blocks) == 1, "the quick start holds exactly one code block"
+    [(language, body)] = blocks
+    assert language in ("sh", "bash", "shell")
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
+def ci_test_command() -> str:
+    """The command .ci/run runs (its last line: ``exec COMMAND``)."""
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
+    last = shlex.split(lines[-1])
+    assert last[0] == "exec"
+    return shlex.join(last[1:])
+
+
+def test_the_quick_start_is_one_block_of_two_commands_run_then_test() -> None:
+    commands = quick_start_commands()
+    assert commands == ["./scripts/run", ci_test_command()]
+    for command in commands:
+        program = ROOT / command.split()[0]
+        assert program.is_file() and os.access(program, os.X_OK), program
+
+
+# --- the first command, for real ----------------------------------------------------------
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: the first command runs in a network namespace (ip netns add)"
+    if shutil.which("ip") is None:
+        return "needs `ip` (Debian: apt-get install iproute2; scripts/bootstrap --test does)"
+    if tor_binary() is None:
+        return "needs the Debian tor package"
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return "needs a git checkout to clone the committed tree from"
+    if not (Path(sys.prefix) / "bin" / "sealdrop").exists():
+        return "runs in a virtual environment with sealdrop installed (scripts/bootstrap)"
+    return None
+
+
+needs_namespace = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+@dataclasses.dataclass
+class Line:
+    at: float  # seconds since the command started
+    text: str
+
+
+class Running:
+    """A command in its own process group, its output lines collected with their times."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[Line] = []
+        self._fresh: queue.Queue[Line | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for text in self.process.stdout:
+            self._fresh.put(Line(time.monotonic() - self.started, text.rstrip("\n")))
+        self._fresh.put(None)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> Line:
+        deadline = self.started + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._fresh.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if pattern.search(line.text):
+                return line
+        pytest.fail(f"no line matching {pattern.pattern!r} in {timeout:.0f} s:\n{self.output()}")
+
+    def output(self) -> str:
+        return "\n".join(f"{line.at:6.1f} {line.text}" for line in self.lines)
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group (as Ctrl-C or systemd would), then wait."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            pytest.fail(f"the command ignored SIGTERM for 30 s:\n{self.output()}")
+        finally:
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+
+
+def namespace_pids(namespace: str) -> list[int]:
+    result = subprocess.run(
+        ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=True
+    )
+    return [int(pid) for pid in result.stdout.split()]
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def offline_namespace() -> Iterator[str]:
+    """A network namespace with only loopback: nothing started in it can leave the machine."""
+    name = f"sealdrop-test-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        links = subprocess.run(
+            ["ip", "netns", "exec", name, "ip", "-o", "link", "show"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
+        yield name
+    finally:
+        for pid in namespace_pids(name):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.fixture
+def fresh_clone() -> Iterator[Path]:
+    """The committed tree, cloned into a short path (tor's control socket path is
+    limited to about 100 bytes, and it lives under the clone's demo folder)."""
+    parent = Path(tempfile.mkdtemp(prefix="sdq-"))
+    clone = parent / "c"
+    try:
+        subprocess.run(
+            ["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
+            check=True,
+            capture_output=True,
+        )
+        yield clone
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def run_env(reuse_venv: bool) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SEALDROP_")}
+    if reuse_venv:
+        # This checkout's virtual environment instead of a fresh install, where the
+        # install is not what is tested.
+        env["SEALDROP_VENV"] = sys.prefix
+    return env
+
+
+def first_command(
+    clone: Path, namespace: str, reuse_venv: bool, prefix: list[str] | None = None
+) -> Running:
+    [command, _] = quick_start_commands()
+    argv = [*(prefix or []), "ip", "netns", "exec", namespace, *shlex.split(command)]
+    return Running(argv, clone, run_env(reuse_venv))
+
+
+def install_as_the_first_command_would(clone: Path) -> float:
+    """scripts/bootstrap in the clone: a new .venv with the package, the real install
+    path (outside the namespace: pip may need the network). Returns its seconds."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(clone / "scripts" / "bootstrap")],
+        cwd=clone,
+        env=run_env(reuse_venv=False),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (clone / ".venv" / "bin" / "sealdrop").exists()
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+@pytest.mark.tor
+@needs_namespace
+def test_the_first_command_prints_the_onion_url_without_any_network(
+    fresh_clone: Path, offline_namespace: str
+) -> None:
+    install_seconds = install_as_the_first_command_would(fresh_clone)
+    print(f"scripts/bootstrap installed the clone's .venv in {install_seconds:.1f} s")
+    stamp = fresh_clone / ".venv" / ".sealdrop-installed"
+    installed_at = stamp.stat().st_mtime
+    first = first_command(fresh_clone, offline_namespace, reuse_venv=False)
+    try:
+        url = first.wait_for(ONION_LINE, URL_BOUND_SECONDS)
+        print(f"onion URL after {url.at:.1f} s")
+        # No network at all: the run script must say so rather than sit silent.
+        first.wait_for(re.compile(r"tor has NOT reached the Tor network yet"), url.at + 25)
+        names = [process_name(pid) for pid in namespace_pids(offline_namespace)]
+        assert "tor" in names, names
+    finally:
+        first.stop()
+    output = first.output()
+    assert "DEMO KEY" in output and "OFFLINE machine" in output
+    assert not re.search(r"onion service published", output)
+    deadline = time.monotonic() + 15
+    while (left := namespace_pids(offline_namespace)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], f"left running: {[(pid, process_name(pid)) for pid in left]}"
+    # The run's own bootstrap found everything installed and installed nothing again.
+    assert stamp.stat().st_mtime == installed_at
+
+    demo = fresh_clone / "demo"
+    server = demo / "server"
+    for folder in (
+        server / "spool",
+        server / "state",
+        server / "replies",
+        demo / "offline-reviewer",
+    ):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((demo / "offline-reviewer" / "passphrase.txt").stat().st_mode) == 0o600
+    assert (server / "state" / "hs_ed25519_secret_key").exists()
+    assert (server / "state" / "codename.salt").exists()
+    assert not (server / "reviewer.key").exists()
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=fresh_clone, capture_output=True, text=True
+    )
+    assert status.stdout == "", "the demo folder must not show up in git"
+
+    # Again: nothing is made twice, and the address is the same.
+    again = first_command(fresh_clone, offline_namespace, reuse_venv=False)
+    try:
+        second_url = again.wait_for(ONION_LINE, URL_BOUND_SECONDS)
+    finally:
+        again.stop()
+    assert ONION_LINE.match(second_url.text) and ONION_LINE.match(url.text)
+    assert second_url.text == url.text
+    assert "making a DEMO reviewer key pair" not in again.output()
+    assert "DEMO KEY" in again.output()
+
+
+@pytest.mark.slow
+@needs_namespace
+def test_without_tor_the_first_command_falls_back_to_loopback_only_and_says_so(
+    fresh_clone: Path, offline_namespace: str
+) -> None:
+    # tor hidden in a private mount namespace, as on a machine without it where
+    # bootstrap could not install it.
+    tor = tor_binary()
+    assert tor is not None
+    hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
+    real = shlex.quote(os.path.realpath(tor))
+    hide += [f'mount --bind /dev/null {real} && exec "$@"', "hide-tor"]
+    run = first_command(fresh_clone, offline_namespace, reuse_venv=True, prefix=hide)
+    try:
+        run.wait_for(re.compile(r"^http://127\.0\.0\.1:8080/$"), URL_BOUND_SECONDS)
+    finally:
+        run.stop()
+    output = run.output()
+    assert "tor is not installed" in output and "apt-get install tor" in output
+    assert "LOOPBACK-ONLY" in output and "NOT published on Tor" in output
+    assert not any(ONION_LINE.match(line.text) for line in run.lines)
+
+
+# --- the configuration table -------------------------------------------------------------
+
+# What each setting means, for the README. A setting missing here fails the test below.
+MEANINGS = {
+    "spool_dir": "Folder where sealed submissions are written (mode 0700). Required.",
+    "public_key_file": "The reviewer's public key, `reviewer.pub` (made offline by "
+    "`sealdrop keygen`). Required; a secret key here stops start-up.",
+    "max_body_bytes": "Largest submission, message and files together; bigger ones are refused.",
+    "max_files": "Most attachments in one submission.",
+    "max_message_chars": "Longest message, in characters.",
+    "max_part_header_bytes": "Largest header of one form part (a file's name and type).",
+    "reserve_bytes": "Free space kept on the spool's disk; below it new submissions are "
+    "refused, calmly, until spool files are collected.",
+    "listen": "Where the web server listens: `127.0.0.1:PORT`, `[::1]:PORT` or "
+    "`unix:/ABSOLUTE/PATH`. Loopback only: tor connects to it locally.",
+    "accepting": "`false` closes the form to new submissions without stopping the service.",
+    "state_dir": "The service's own folder (mode 0700): the onion service key, tor's data, "
+    "the codename salt. `sealdrop serve` needs it (or `--state`) unless `--local-only`; "
+    "with `replies_dir`, turns codename follow-ups on.",
+    "replies_dir": "Folder where the operator puts the reviewer's reply files. With "
+    "`state_dir`, turns codename follow-ups and replies on.",
+    "codename_kdf_memory": "Argon2id memory for each codename a source enters "
+    "(64 MiB with 3 passes is about 0.25 s on one core).",
+    "codename_kdf_passes": "Argon2id passes for each codename a source enters.",
+    "codename_max_concurrent": "Codename derivations at once in one worker process; more "
+    'get a calm "try again" page (429).',
+}
+TABLE_START = "<!-- settings-table -->"
+TABLE_END = "<!-- /settings-table -->"
+
+
+def _human_size(size: int) -> str:
+    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} B"
+
+
+def _default(name: str, value: object, is_size: bool) -> str:
+    if value is dataclasses.MISSING:
+        return "(required)"
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, Listen):
+        return f"`{value.bind}`"
+    if isinstance(value, int) and is_size:
+        return f"`{_human_size(value)}`"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """The README's configuration table, from settings.py's fields and defaults."""
+    defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+    rows = ["| setting | default | variable | meaning |", "| --- | --- | --- | --- |"]
+    for field in settings_module._FIELDS:
+        is_size = field.fix.startswith(settings_module._SIZE_FIX)
+        default = _default(field.name, defaults[field.name], is_size)
+        rows.append(f"| `{field.name}` | {default} | `{field.env_var}` | {MEANINGS[field.name]} |")
+    return "\n".join(rows)
+
+
+def readme_with_table(text: str) -> str:
+    start, end = text.index(TABLE_START), text.find(TABLE_END)
+    tail = text[end + len(TABLE_END) :] if end != -1 else text[start + len(TABLE_START) :]
+    return f"{text[:start]}{TABLE_START}\n{settings_table()}\n{TABLE_END}{tail}"
+
+
+def test_every_setting_has_a_meaning_and_a_default_column() -> None:
+    names = [field.name for field in settings_module._FIELDS]
+    assert sorted(names) == sorted(MEANINGS)
+    assert sorted(names) == sorted(field.name for field in dataclasses.fields(Settings))
+
+
+def test_the_readme_configuration_table_matches_settings_py() -> None:
+    text = README.read_text("utf-8")
+    assert TABLE_START in readme_section("Configuration")
+    assert text == readme_with_table(text), (
+        "README.md's settings table is out of date: run "
+        "`.venv/bin/python -m sealdrop.tests.test_quickstart` to rewrite it"
+    )
+
+
+def test_the_table_shows_defaults_as_an_operator_writes_them() -> None:
+    table = settings_table()
+    assert "| `max_body_bytes` | `2 GiB` | `SEALDROP_MAX_BODY_BYTES` |" in table
+    assert "| `listen` | `127.0.0.1:8080` | `SEALDROP_LISTEN` |" in table
+    assert "| `spool_dir` | (required) | `SEALDROP_SPOOL_DIR` |" in table
+    assert "| `max_files` | `20` |" in table
+    assert "| `accepting` | `true` |" in table
+
+
+if __name__ == "__main__":
+    README.write_text(readme_with_table(README.read_text("utf-8")), "utf-8")
+    print(f"rewrote the settings table in {README}")

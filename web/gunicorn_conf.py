@@ -25,9 +25,12 @@ until its request is read, with no header or body timeout, so a client trickling
 bytes holds a thread as long as it likes. Measured (tests/test_slow_clients.py,
 docs/RELIABILITY.md): with 2 x 32 threads, 200 connections trickling one byte every
 0.5 s held every thread and a normal submission got no answer in 15 s; with 2 x 128
-it was answered in milliseconds. A thread held in a request's headers costs about
-50 KB of RSS (200 of them: +10 MiB); one held in a body also holds the upload's read
-buffer (web/upload.py, 1 MiB: 200 of them +217 MiB). Threads only raise the bar: Tor's
+it was answered in milliseconds, once `worker_connections` was also cut to the threads
+plus a few kept-alive slots (with twice the threads, one worker took 129 of the 200
+and the visitor who landed on it waited while the other had threads free). A thread
+held in a request's headers costs about 50 KB of RSS (200 of them: +10 MiB); one held in
+a body also holds the upload's read buffer (web/upload.py, 1 MiB: 200 of them +217 MiB).
+Threads only raise the bar: Tor's
 stream limits and proof-of-work are the real bound.
 
 Memory: each worker's glibc malloc is limited to 2 arenas with a fixed mmap threshold
@@ -67,6 +70,7 @@ MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 128 * 1024
 HEARTBEAT_TIMEOUT = 60
 KEEPALIVE = 5
+KEEPALIVE_SLOTS = 4
 SHM = Path("/dev/shm")
 
 
@@ -85,8 +89,12 @@ def gunicorn_options(
         "worker_class": worker_class,
         "workers": workers,
         "threads": threads,
-        # Connections a worker holds at once (kept-alive ones included).
-        "worker_connections": threads * 2,
+        # Connections a worker holds at once (kept-alive ones included): its threads and
+        # a few idle kept-alive ones, no more. A worker whose threads are all held then
+        # stops accepting, and a new visitor goes to a worker with a thread free. With
+        # twice the threads, the workers took 200 trickling connections unevenly (129
+        # and 73), and whoever landed on the full one waited with threads free next door.
+        "worker_connections": threads + KEEPALIVE_SLOTS,
         "timeout": HEARTBEAT_TIMEOUT,
         "graceful_timeout": 30,
         "keepalive": KEEPALIVE,

@@ -30,8 +30,7 @@ plus a few kept-alive slots (with twice the threads, one worker took 129 of the 
 and the visitor who landed on it waited while the other had threads free). A thread
 held in a request's headers costs about 50 KB of RSS (200 of them: +10 MiB); one held in
 a body also holds the upload's read buffer (web/upload.py, 1 MiB: 200 of them +217 MiB).
-Threads only raise the bar: Tor's
-stream limits and proof-of-work are the real bound.
+Threads only raise the bar: Tor's stream limits and proof-of-work are the real bound.
 
 Memory: each worker's glibc malloc is limited to 2 arenas with a fixed mmap threshold
 of 128 KiB (`prepare_worker`). With glibc's defaults, every thread that handled an

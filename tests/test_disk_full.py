@@ -192,3 +192,13 @@ def test_disk_full_on_the_test_client_gives_the_507_page(tmp_path: Path, small_d
     assert response.status_code == 507
     assert "Storage is full" in response.get_data(as_text=True)
     assert not service.spool_names()
+
+
+def test_the_default_reserve_outlasts_the_check_interval(tmp_path: Path) -> None:
+    # The reserve is checked every RESERVE_CHECK_INTERVAL bytes written: only a reserve
+    # larger than that (plus one read) keeps the disk from filling between two checks.
+    from sealdrop.settings import Settings
+    from sealdrop.web.upload import READ_SIZE
+
+    default = Settings(spool_dir=tmp_path, public_key_file=tmp_path / "k").reserve_bytes
+    assert default > RESERVE_CHECK_INTERVAL + READ_SIZE

@@ -13,6 +13,7 @@ import traceback
 from types import TracebackType
 
 from flask import Flask, Response, render_template, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from ..storage.spool import StorageError, StorageFull
@@ -76,6 +77,16 @@ def register_error_handlers(app: Flask) -> None:
     def upload_rejected(error: UploadRejected) -> Response:
         # The submission was aborted when the error left the route's ``with`` block.
         return refusal_page(error.status)
+
+    @app.errorhandler(ParseException)
+    def broken_body_framing(error: ParseException) -> Response:
+        # gunicorn's chunked-body reader found broken framing (a bad chunk size, a missing
+        # CRLF) while the upload read the body: a malformed request, not our failure. The
+        # submission was aborted with the ``with`` block; nothing more of the body can be
+        # read, so the connection ends with the answer.
+        response = error_page(400)
+        response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(StorageFull)
     def storage_full(error: StorageFull) -> Response:

@@ -45,6 +45,18 @@ _MAX_UTF8_BYTES_PER_CHAR = 4
 # Parts beyond the files and the message: room for a browser's odd extra field, no more.
 _EXTRA_PARTS = 2
 _MAX_BOUNDARY = 70  # RFC 2046
+# The read buffer's room for bytes held back from one read to the next, in hold windows
+# (a boundary plus 8): the decoder's held bytes put back, then the parser's own.
+_TAIL_ROOM = 4
+# Outside a part's data the decoder is fed this much at a time: a delimiter, headers.
+_FEED_PIECE = 16 * 1024
+# Whitespace allowed between a delimiter's boundary and its line break when the two are
+# split across reads (RFC 2046 transport padding; browsers send none).
+_MAX_DELIMITER_PADDING = 64
+_LINE_BREAK_BYTES = b"\r\n"
+_CR = ord("\r")
+# What Werkzeug's decoder accepts as padding after a boundary: whitespace but CR and LF.
+_PADDING_BYTES = b" \t\x0b\x0c"
 
 # A refusal is answered only once the rest of the body has been read and thrown away. A
 # browser still sending when the server answers and closes reports "connection reset"
@@ -140,68 +152,212 @@ def stream_upload(
     """
     if content_length is not None and content_length > limits.max_body_bytes:
         raise BodyTooLarge("declared body too large")
+    hold_window = len(boundary) + 8
     decoder = MultipartDecoder(
         boundary,
-        # Bounds the decoder's buffer: one read plus a part header plus a split boundary.
-        max_form_memory_size=READ_SIZE + limits.max_part_header_bytes + 2 * len(boundary) + 64,
+        # Bounds the decoder's buffer: one read plus a part header plus the held-back tail.
+        max_form_memory_size=READ_SIZE
+        + limits.max_part_header_bytes
+        + _MAX_DELIMITER_PADDING
+        + _TAIL_ROOM * hold_window,
         max_parts=limits.max_files + _EXTRA_PARTS,
     )
     builder = _SubmissionBuilder(submission, limits)
+    reader = _Reader(stream, _MAX_DELIMITER_PADDING + _TAIL_ROOM * hold_window)
+    scanner = _DataScanner(boundary)
     received = 0
-    held = bytearray()
-    hold_window = len(boundary) + 8
     while not builder.finished:
-        chunk = _read(stream)
-        received += len(chunk)
+        count = reader.read()
+        received += count
         if received > limits.max_body_bytes:
             raise BodyTooLarge("body too large")
-        if not chunk and content_length is not None and received < content_length:
+        if not count and content_length is not None and received < content_length:
             raise ClientGone("body cut short")
-        held += chunk
-        cut = _safe_cut(held, hold_window) if chunk else len(held)
-        ready = bytes(held[:cut])
-        del held[:cut]
-        try:
-            if ready:
-                decoder.receive_data(ready)
-            if not chunk:
-                decoder.receive_data(None)
-            _drain(decoder, builder, limits.max_part_header_bytes)
-        except RequestEntityTooLarge:
-            raise TooManyFiles("too many parts or an oversized part header") from None
-        except ValueError:
-            # The decoder's way of saying the framing is broken (also undecodable headers).
-            raise MalformedUpload("broken multipart framing") from None
-        if not chunk and not builder.finished:
-            raise MalformedUpload("the body ends before the closing boundary")
+        if not count:
+            _feed(decoder, builder, reader, reader.filled, limits, end=True)
+            break
+        while reader.filled and not builder.finished:
+            if decoder.state == State.DATA and not decoder.buffer:
+                # Inside a part's data: what cannot belong to a delimiter goes to the
+                # builder straight from the read buffer; the decoder sees only the rest.
+                data_end, delimiter_seen = scanner.scan(reader.buffer, reader.filled)
+                if data_end:
+                    builder.data(reader.view[:data_end])
+                reader.keep_from(data_end)
+                if not delimiter_seen:
+                    break
+            # The decoder gets a delimiter, part headers or a preamble a piece at a time,
+            # so that the data after them is left to the path above.
+            cut = min(scanner.feed_cut(reader.buffer, reader.filled), _FEED_PIECE)
+            _feed(decoder, builder, reader, cut, limits, end=False)
+            if decoder.state == State.DATA and 0 < len(decoder.buffer) <= hold_window:
+                # In a part's data the decoder's buffer holds only data it has not handed
+                # out yet (a possible delimiter's start): put it back in front, where the
+                # path above looks at it again with what follows.
+                reader.put_back(decoder.buffer)
+                del decoder.buffer[:]
+            if cut < _FEED_PIECE:
+                break  # the rest waits for the next read
+    if not builder.finished:
+        raise MalformedUpload("the body ends before the closing boundary")
     builder.finish()
 
 
-def _safe_cut(data: bytearray, window: int) -> int:
-    """Where to cut `data` so that the decoder never sees a delimiter cut just after its
-    boundary (like ``\r\n--BOUNDARY-``).
-
-    Werkzeug 3.1's decoder, given such a tail, hands the delimiter's leading CR to
-    the part as data: a file would gain a byte. Socket reads split anywhere (Tor
-    delivers ~500-byte cells), so that would happen to real uploads. Feeding only
-    up to the last line break near the end (and keeping the rest for the next
-    read) means a delimiter always reaches the decoder whole or not at all.
-    """
-    start = max(0, len(data) - window)
-    line_break = max(data.rfind(b"\r", start), data.rfind(b"\n", start))
-    return line_break if line_break >= 0 else len(data)
-
-
-def _read(stream: IO[bytes]) -> bytes:
+def _feed(
+    decoder: MultipartDecoder,
+    builder: _SubmissionBuilder,
+    reader: _Reader,
+    cut: int,
+    limits: UploadLimits,
+    *,
+    end: bool,
+) -> None:
+    """Hand `reader`'s first `cut` bytes to the decoder (then the body's end, if `end`)
+    and its events to the builder."""
+    ready = bytes(reader.view[:cut])
+    reader.keep_from(cut)
     try:
-        return stream.read(READ_SIZE)
-    except ClientDisconnected:
-        raise ClientGone("client disconnected") from None
+        if ready:
+            decoder.receive_data(ready)
+        if end:
+            decoder.receive_data(None)
+        _drain(decoder, builder, limits.max_part_header_bytes)
     except RequestEntityTooLarge:
-        raise BodyTooLarge("body over MAX_CONTENT_LENGTH") from None
-    except OSError:
-        # A reset or timed-out socket, seen by a server that does not wrap the stream.
-        raise ClientGone("client connection failed") from None
+        raise TooManyFiles("too many parts or an oversized part header") from None
+    except ValueError:
+        # The decoder's way of saying the framing is broken (also undecodable headers).
+        raise MalformedUpload("broken multipart framing") from None
+
+
+class _Reader:
+    """Reads the body into one buffer reused by every read, behind the bytes held back.
+
+    `view[:filled]` is what is at hand: the tail held back last round (at most a few
+    delimiter lengths), then the newest read. A large body allocates nothing per read,
+    and a stream with ``readinto`` (Werkzeug's, a file) reads straight into the buffer.
+    """
+
+    def __init__(self, stream: IO[bytes], tail_room: int) -> None:
+        self._stream = stream
+        self._tail_room = tail_room
+        self.buffer = bytearray(READ_SIZE + tail_room)
+        self.view = memoryview(self.buffer)
+        self.filled = 0
+        self._readinto = getattr(stream, "readinto", None)
+
+    def read(self) -> int:
+        """Read more behind what is held; return how many bytes came (0: the end)."""
+        if self.filled > self._tail_room:
+            raise AssertionError("more held back than a few delimiter lengths")
+        target = self.view[self.filled : self.filled + READ_SIZE]
+        try:
+            count = self._read_into(target)
+        except ClientDisconnected:
+            raise ClientGone("client disconnected") from None
+        except RequestEntityTooLarge:
+            raise BodyTooLarge("body over MAX_CONTENT_LENGTH") from None
+        except OSError:
+            # A reset or timed-out socket, seen by a server that does not wrap the stream.
+            raise ClientGone("client connection failed") from None
+        self.filled += count
+        return count
+
+    def _read_into(self, target: memoryview) -> int:
+        if self._readinto is not None:
+            try:
+                count: int | None = self._readinto(target)
+            except NotImplementedError:
+                # A raw stream that implements only read(): use that from now on.
+                self._readinto = None
+            else:
+                return count or 0
+        piece = self._stream.read(len(target))
+        target[: len(piece)] = piece
+        return len(piece)
+
+    def keep_from(self, start: int) -> None:
+        """Drop `view[:start]` (consumed); the rest moves to the front for the next read."""
+        left = self.filled - start
+        if left and start:
+            self.buffer[:left] = self.view[start : self.filled]
+        self.filled = left
+
+    def put_back(self, data: bytearray) -> None:
+        """Put `data`, which came before what is held, back in front of it."""
+        size = len(data)
+        if size + self.filled > len(self.buffer):
+            raise AssertionError("no room to put bytes back")
+        self.buffer[size : size + self.filled] = self.view[: self.filled]
+        self.buffer[:size] = data
+        self.filled += size
+
+
+class _DataScanner:
+    """Finds the bytes of a part's data that cannot be part of a delimiter.
+
+    A delimiter is a line break (CRLF, CR or LF), ``--``, the boundary, then ``--`` or
+    line-ending whitespace: it holds ``--BOUNDARY`` whole and starts at most two bytes
+    before it. So the bytes before the first ``--BOUNDARY``, less two, are data; and
+    without one, so is everything before the first CR or LF among the last
+    ``len(--BOUNDARY) + 1`` bytes, where a delimiter cut by the end of the read would
+    start. The rest goes to the decoder (or waits for the next read), which judges the
+    delimiter whole. This only ever hands out fewer bytes than the decoder would.
+    """
+
+    def __init__(self, boundary: bytes) -> None:
+        self._dash_boundary = b"--" + boundary
+        self._tail = len(self._dash_boundary) + 1
+        self._hold_window = len(boundary) + 8
+
+    def scan(self, data: bytearray, end: int) -> tuple[int, bool]:
+        """(data_end, delimiter_seen) for `data[:end]`: `data[:data_end]` is part data."""
+        found = data.find(self._dash_boundary, 0, end)
+        if found >= 0:
+            return max(0, found - 2), True
+        tail_start = max(0, end - self._tail)
+        line_breaks = [
+            i
+            for i in (data.find(b"\r", tail_start, end), data.find(b"\n", tail_start, end))
+            if i >= 0
+        ]
+        return (min(line_breaks) if line_breaks else end), False
+
+    def feed_cut(self, data: bytearray, end: int) -> int:
+        """Where to cut `data[:end]` before handing it to the decoder: never inside a
+        delimiter, which must reach the decoder whole or not at all.
+
+        Werkzeug 3.1's decoder, given a delimiter cut short (``\r\n--BOUNDARY-``, or
+        ``\r\n--BOUNDARY`` and padding whitespace without the line break after it),
+        hands the delimiter's leading CR to the part as data: a file would gain a byte.
+        Socket reads split anywhere (Tor delivers ~500-byte cells), so that would happen
+        to real uploads. So the bytes from the last line break near the end, and from an
+        unfinished delimiter, wait for the next read.
+        """
+        start = max(0, end - self._hold_window)
+        line_break = max(data.rfind(b"\r", start, end), data.rfind(b"\n", start, end))
+        cut = line_break if line_break >= 0 else end
+        found = data.rfind(self._dash_boundary, 0, cut)
+        if found >= 0 and self._unfinished(data, found + len(self._dash_boundary), cut):
+            if found >= 1 and data[found - 1] in _LINE_BREAK_BYTES:
+                cut = found - 2 if data[found - 2 : found] == b"\r\n" else found - 1
+                if end - cut > _MAX_DELIMITER_PADDING + self._hold_window:
+                    # Only a hand-made body pads a delimiter so; holding it would be unbounded.
+                    raise MalformedUpload("a delimiter padded with too much whitespace")
+        return cut
+
+    @staticmethod
+    def _unfinished(data: bytearray, after: int, end: int) -> bool:
+        """True if what follows a ``--BOUNDARY`` at `after` may still become the end of a
+        delimiter (``--``, or padding then a line break): the bytes are not all there."""
+        if end - after >= 2 and data[after : after + 2] == b"--":
+            return False
+        if data[after:end] == b"-":
+            return True
+        position = after
+        while position < end and data[position] in _PADDING_BYTES:
+            position += 1
+        # A CR last: CRLF or a lone CR end the delimiter at different places.
+        return position == end or (position == end - 1 and data[position] == _CR)
 
 
 def _drain(decoder: MultipartDecoder, builder: _SubmissionBuilder, header_limit: int) -> None:
@@ -291,17 +447,20 @@ class _SubmissionBuilder:
         self._file_open = True
 
     def _data(self, event: Data) -> None:
-        if self._part == MESSAGE_FIELD:
-            self._message += event.data
-            if len(self._message) > self._limits.max_message_chars * _MAX_UTF8_BYTES_PER_CHAR:
-                raise MessageTooLong("message too long")
-        elif self._part == "file":
-            if event.data:
-                if not self._file_open:
-                    self._begin_file()
-                self._submission.write(event.data)
+        self.data(event.data)
         if not event.more_data:
             self._end_part()
+
+    def data(self, data: bytes | memoryview) -> None:
+        """More of the current part's data (a view is only valid during the call)."""
+        if self._part == MESSAGE_FIELD:
+            self._message += data
+            if len(self._message) > self._limits.max_message_chars * _MAX_UTF8_BYTES_PER_CHAR:
+                raise MessageTooLong("message too long")
+        elif self._part == "file" and data:
+            if not self._file_open:
+                self._begin_file()
+            self._submission.write(data)
 
     def _end_part(self) -> None:
         if self._part == "file" and self._file_open:

@@ -128,6 +128,14 @@ class PayloadSealer:
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Take more plaintext; return the ciphertext that is ready (often empty)."""
+        return b"".join(self.update_chunks(data))
+
+    def update_chunks(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Like `update`, but each ready chunk's ciphertext apart (often none), in order.
+
+        A caller that writes them one by one never joins a piece's chunks into one
+        large buffer: a fresh megabyte per piece costs the copy and its page faults.
+        """
         if self._finished:
             raise RuntimeError("payload already finalized")
         pending = self._pending
@@ -136,7 +144,7 @@ class PayloadSealer:
             size = len(view)
             if len(pending) + size <= CHUNK_SIZE:
                 pending += view
-                return b""
+                return []
             # Keep at least one byte back: the last chunk must be pushed with TAG_FINAL.
             # Whole chunks are cut straight from the caller's buffer, never queued: each
             # plaintext byte is copied once (the binding only takes `bytes`), and the
@@ -152,7 +160,7 @@ class PayloadSealer:
                 out.append(self._push(bytes(view[start : start + CHUNK_SIZE]), _TAG_MESSAGE))
                 start += CHUNK_SIZE
             pending += view[start:]
-        return b"".join(out)
+        return out
 
     def finalize(self) -> bytes:
         """Return the final chunk's ciphertext. The sealer cannot be used afterwards."""

@@ -275,9 +275,7 @@ class Submission:
         version = VERSION if source is None else SOURCE_VERSION
         self._sealer = PayloadSealer(spool._recipient, version=version)
         self._file_write(self._sealer.header)
-        self._payload = PayloadWriter(
-            lambda data: self._file_write(self._sealer.update(data)), day, receipt, source
-        )
+        self._payload = PayloadWriter(self._seal, day, receipt, source)
 
     @property
     def bytes_written(self) -> int:
@@ -362,6 +360,11 @@ class Submission:
     def _require_open(self) -> None:
         if self._state != "open":
             raise RuntimeError(f"the submission is {self._state}; start a new one")
+
+    def _seal(self, data: bytes | bytearray | memoryview) -> None:
+        # Chunk by chunk: joining a piece's chunks first would copy every byte once more.
+        for chunk in self._sealer.update_chunks(data):
+            self._file_write(chunk)
 
     def _file_write(self, data: bytes) -> None:
         if not data:

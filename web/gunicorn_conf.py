@@ -28,8 +28,9 @@ docs/RELIABILITY.md): with 2 x 32 threads, 200 connections trickling one byte ev
 it was answered in milliseconds, once `worker_connections` was also cut to the threads
 plus a few kept-alive slots (with twice the threads, one worker took 129 of the 200
 and the visitor who landed on it waited while the other had threads free). A thread
-held in a request's headers costs about 50 KB of RSS (200 of them: +10 MiB); one held in
-a body also holds the upload's read buffer (web/upload.py, 1 MiB: 200 of them +217 MiB).
+held in a request's headers costs about 50 KB of RSS; one held in a body also holds the
+upload's read buffer, 64 KiB until the body comes fast (web/upload.py): 200 trickling
+connections, half of each, +19 MiB.
 Threads only raise the bar: Tor's stream limits and proof-of-work are the real bound.
 
 Memory: each worker's glibc malloc is limited to 2 arenas with a fixed mmap threshold

@@ -128,12 +128,15 @@ class PayloadWriter:
 
     def __init__(
         self,
-        sink: Callable[[bytes], object],
+        sink: Callable[[bytes | memoryview], object],
         day: str,
         receipt: str,
         source: SourceIdentity | None = None,
     ) -> None:
-        """`source` given makes a version 2 payload: seal it with crypto.SOURCE_VERSION."""
+        """`source` given makes a version 2 payload: seal it with crypto.SOURCE_VERSION.
+
+        `sink` may be handed a view of the caller's buffer, valid only during the call.
+        """
         self._sink = sink
         self._written = 0
         self._attachments: list[AttachmentSummary] = []
@@ -238,7 +241,9 @@ class PayloadWriter:
     def _record(self, record_type: int, body: bytes | memoryview) -> None:
         self._sink(RECORD_HEADER.pack(record_type, len(body)))
         if body:
-            self._sink(bytes(body) if isinstance(body, memoryview) else body)
+            # A view goes on as it is: copying each attachment piece into a fresh
+            # megabyte would cost the copy and, for large pieces, its page faults.
+            self._sink(body)
         self._written += RECORD_HEADER.size + len(body)
 
 

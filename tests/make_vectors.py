@@ -1,8 +1,15 @@
-"""Regenerate the spool format test vectors in tests/vectors/ (format version 1).
+"""Regenerate the spool format test vectors in tests/vectors/.
 
 Run from the repository root::
 
-    .venv/bin/python tests/make_vectors.py
+    .venv/bin/python tests/make_vectors.py              # every vector
+    .venv/bin/python tests/make_vectors.py --only v2    # version 2 and reply files only
+    .venv/bin/python tests/make_vectors.py --only v1    # version 1 only
+
+The version 1 set (`good_*`, `fail_*`) is quoted byte for byte by docs/FORMAT.md's
+worked example: `--only v2` writes the version 2 set (`*_v2_*.sealed`: submissions
+with a SOURCE record) and the reply files (`*_reply_*.reply`, magic `sealrply`)
+without touching a version 1 file.
 
 Sealed boxes and file keys are random, so each run writes different `.sealed`
 bytes; everything a vector is checked against (`*.expected.json`, `*.expected`)
@@ -19,8 +26,10 @@ vectors are built from good ones by the smallest change that breaks one rule.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
+import io
 import json
 import sys
 from collections.abc import Callable
@@ -30,7 +39,7 @@ from pathlib import Path
 from nacl import bindings
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from sealdrop import crypto, keys, records
+from sealdrop import codename, crypto, keys, records, replies
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 # Test-only: this passphrase and the key it protects are public. Never use them.
@@ -55,6 +64,10 @@ class Submission:
     attachments: tuple[Attachment, ...] = ()
     # (position among the top-level records after RECEIPT, record type, body)
     optional_records: tuple[tuple[int, int, bytes], ...] = field(default=())
+    # Version 2: (kind, the source's reply public key) for the SOURCE record.
+    source: tuple[int, bytes] | None = None
+    # A reply file's RECEIPT holds its reference number instead.
+    receipt: str = RECEIPT
 
 
 def filler(label: str, size: int) -> bytes:
@@ -69,8 +82,14 @@ def record(record_type: int, body: bytes) -> bytes:
     return _HEADER.pack(record_type, len(body)) + body
 
 
+def source_body(kind: int, reply_public_key: bytes) -> bytes:
+    """kind || reply_public_key || BLAKE2b-128(reply_public_key, person "sealdrop-mbox1")."""
+    mailbox = hashlib.blake2b(reply_public_key, digest_size=16, person=b"sealdrop-mbox1")
+    return bytes([kind]) + reply_public_key + mailbox.digest()
+
+
 def top_level_records(sub: Submission) -> list[bytes]:
-    """SUBMISSION and RECEIPT, then the body records and optional ones, then MANIFEST."""
+    """SUBMISSION, RECEIPT (and SOURCE), the body records and optional ones, MANIFEST."""
     body: list[bytes] = []
     if sub.message:
         body.append(record(records.MESSAGE, sub.message.encode("utf-8")))
@@ -89,9 +108,11 @@ def top_level_records(sub: Submission) -> list[bytes]:
         manifest += hashlib.sha256(attachment.content).digest()
     for position, record_type, optional_body in sorted(sub.optional_records, reverse=True):
         body.insert(position, record(record_type, optional_body))
+    source = [] if sub.source is None else [record(records.SOURCE, source_body(*sub.source))]
     return [
         record(records.SUBMISSION, DAY.encode("ascii")),
-        record(records.RECEIPT, RECEIPT.encode("ascii")),
+        record(records.RECEIPT, sub.receipt.encode("ascii")),
+        *source,
         *body,
         record(records.MANIFEST, manifest),
     ]
@@ -129,7 +150,10 @@ def write_payload(sub: Submission) -> bytes:
         # PayloadWriter never writes optional records; only the encoder above can.
         return encode_payload(sub)
     out = bytearray()
-    writer = records.PayloadWriter(out.extend, DAY, RECEIPT)
+    source = None
+    if sub.source is not None:
+        source = records.SourceIdentity.for_key(*sub.source)
+    writer = records.PayloadWriter(out.extend, DAY, sub.receipt, source)
     if sub.message:
         writer.message(sub.message)
     for attachment in sub.attachments:
@@ -143,8 +167,13 @@ def write_payload(sub: Submission) -> bytes:
     return payload
 
 
-def seal(payload: bytes, recipient: PublicKey) -> bytes:
-    sealer = crypto.PayloadSealer(recipient)
+def seal(
+    payload: bytes,
+    recipient: PublicKey,
+    version: int = crypto.VERSION,
+    magic: bytes = crypto.MAGIC,
+) -> bytes:
+    sealer = crypto.PayloadSealer(recipient, version=version, magic=magic)
     out = [sealer.header]
     # Odd piece sizes so chunking never lines up with the writes by luck.
     for start in range(0, len(payload), 10_007):
@@ -427,7 +456,324 @@ def fail_vectors(
     }
 
 
-def main() -> int:
+# --- version 2 (the SOURCE record) and reply files ---------------------------------------
+
+# Test-only: this codename, salt and the reply key they derive are public.
+SOURCE_WORD_INDICES = (3113, 3945, 3402, 6721, 1788, 4999, 7007)
+SOURCE_SALT = hashlib.shake_256(b"sealdrop test vectors codename salt").digest(16)
+SOURCE_COST = codename.TEST_COST
+REFERENCE = "0412-9931"
+KIND_NAMES = {records.FIRST_CONTACT: "first contact", records.FOLLOW_UP: "follow-up"}
+V2_MARKERS = ("good_v2_", "fail_v2_", "good_reply_", "fail_reply_")
+SOURCE_FILE = "source_codename.json"
+
+
+def in_v2_set(name: str) -> bool:
+    return name.startswith(V2_MARKERS) or name == SOURCE_FILE
+
+
+def source_codename() -> str:
+    words = [codename.word_list()[index] for index in SOURCE_WORD_INDICES]
+    return " ".join([*words, codename.checksum_word(words)])
+
+
+def source_keys() -> codename.SourceKeys:
+    return codename.derive(source_codename(), SOURCE_SALT, SOURCE_COST)
+
+
+def source_json(keys_: codename.SourceKeys) -> dict[str, object]:
+    """The derivation vector: from codename and salt to the reply key and mailbox id."""
+    return {
+        "codename": source_codename(),
+        "salt": SOURCE_SALT.hex(),
+        "opslimit": SOURCE_COST.opslimit,
+        "memlimit": SOURCE_COST.memlimit,
+        "reply_secret_key": bytes(keys_.reply_key).hex(),
+        "reply_public_key": bytes(keys_.reply_public_key).hex(),
+        "mailbox_id": keys_.mailbox,
+    }
+
+
+def good_v2(reply_public_key: bytes) -> dict[str, Submission]:
+    first = (records.FIRST_CONTACT, reply_public_key)
+    follow = (records.FOLLOW_UP, reply_public_key)
+    return {
+        "good_v2_first_contact": Submission(
+            message="Logs leave the reserve at night by the river road.",
+            attachments=(Attachment("permit.jpg", "image/jpeg", filler("permit", 2500)),),
+            source=first,
+        ),
+        "good_v2_follow_up": Submission(
+            message="The port is Mombasa. The bill of lading is attached.",
+            attachments=(Attachment("bill-of-lading.pdf", "application/pdf", b"%PDF-1.4 bill"),),
+            source=follow,
+        ),
+        "good_v2_follow_up_empty": Submission(source=follow),
+        "good_v2_follow_up_two_chunks": Submission(
+            message="A long follow-up.",
+            attachments=(Attachment("video.mp4", "video/mp4", filler("video", 70_000)),),
+            source=follow,
+        ),
+        "good_v2_optional_record_after_source": Submission(
+            message="An optional record may follow SOURCE.",
+            optional_records=((0, 0x80, b"future optional data"),),
+            source=first,
+        ),
+    }
+
+
+REPLIES: dict[str, str] = {
+    "good_reply_short": "Thank you. Which port did the truck leave from?\n",
+    # Exactly MAX_REPLY_CHARS characters of 1 to 4 UTF-8 bytes each: two chunks.
+    "good_reply_longest": ("象牙🐘 é\n" * replies.MAX_REPLY_CHARS)[: replies.MAX_REPLY_CHARS],
+}
+
+
+def expected_v2_json(sub: Submission, payload: bytes, sealed: bytes) -> dict[str, object]:
+    assert sub.source is not None
+    kind, reply_public_key = sub.source
+    return {
+        "version": crypto.SOURCE_VERSION,
+        "source": {
+            "kind": kind,
+            "kind_name": KIND_NAMES[kind],
+            "reply_public_key": reply_public_key.hex(),
+            "mailbox_id": records.mailbox_id_for(reply_public_key).hex(),
+        },
+        **expected_json(sub, payload, sealed),
+    }
+
+
+def expected_reply_json(
+    message: str, keys_: codename.SourceKeys, payload: bytes, sealed: bytes
+) -> dict[str, object]:
+    return {
+        "magic": replies.REPLY_MAGIC.decode("ascii"),
+        "version": replies.REPLY_VERSION,
+        "reply_public_key": bytes(keys_.reply_public_key).hex(),
+        "mailbox_id": keys_.mailbox,
+        "day": DAY,
+        "reference": REFERENCE,
+        "message": message,
+        "payload_length": len(payload),
+        "file_size": len(sealed),
+    }
+
+
+def fail_v2_vectors(
+    public: PublicKey, keys_: codename.SourceKeys, good: dict[str, bytes], reply: bytes
+) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (expected error class, why, file bytes), read as a submission."""
+    reply_pk = bytes(keys_.reply_public_key)
+    plain = top_level_records(
+        Submission(message="m", source=(records.FOLLOW_UP, reply_pk))
+    )  # SUBMISSION RECEIPT SOURCE MESSAGE MANIFEST
+    good_source = source_body(records.FOLLOW_UP, reply_pk)
+    wrong_mailbox = bytearray(good_source)
+    wrong_mailbox[-1] ^= 0x01
+    other_key_mailbox = good_source[:33] + records.mailbox_id_for(bytes(32))
+    v2 = crypto.SOURCE_VERSION
+
+    def sealed(parts: list[bytes], version: int = v2) -> bytes:
+        return seal(pad(b"".join(parts)), public, version)
+
+    def source(body: bytes) -> bytes:
+        return record(records.SOURCE, body)
+
+    changed = bytearray(good["good_v2_follow_up"])
+    changed[len(crypto.MAGIC)] = crypto.VERSION
+    return {
+        "fail_v2_no_source": (
+            "MalformedPayload",
+            "a version 2 file whose payload has no SOURCE record (a version 1 payload)",
+            sealed([*plain[:2], *plain[3:]]),
+        ),
+        "fail_v2_source_wrong_mailbox": (
+            "MalformedPayload",
+            "the SOURCE record's mailbox id has one bit changed: it is not the reply key's",
+            sealed([*plain[:2], source(bytes(wrong_mailbox)), *plain[3:]]),
+        ),
+        "fail_v2_source_other_mailbox": (
+            "MalformedPayload",
+            "the SOURCE record names the mailbox id of another reply key",
+            sealed([*plain[:2], source(other_key_mailbox), *plain[3:]]),
+        ),
+        "fail_v2_source_bad_kind": (
+            "MalformedPayload",
+            "the SOURCE record's kind is 3 (only 1 and 2 exist)",
+            sealed([*plain[:2], source(b"\x03" + good_source[1:]), *plain[3:]]),
+        ),
+        "fail_v2_source_short": (
+            "MalformedPayload",
+            "the SOURCE record is 48 bytes (the mailbox id lost its last byte)",
+            sealed([*plain[:2], source(good_source[:-1]), *plain[3:]]),
+        ),
+        "fail_v2_source_long": (
+            "MalformedPayload",
+            "the SOURCE record is 50 bytes (one byte after the mailbox id)",
+            sealed([*plain[:2], source(good_source + b"\x00"), *plain[3:]]),
+        ),
+        "fail_v2_source_twice": (
+            "MalformedPayload",
+            "a second SOURCE record after the first",
+            sealed([*plain[:3], plain[2], *plain[3:]]),
+        ),
+        "fail_v2_source_after_message": (
+            "MalformedPayload",
+            "MESSAGE, then SOURCE: SOURCE must be the third record",
+            sealed([*plain[:2], plain[3], plain[2], plain[4]]),
+        ),
+        "fail_v2_optional_record_before_source": (
+            "MalformedPayload",
+            "an optional 0x80 record between RECEIPT and SOURCE",
+            sealed([*plain[:2], record(0x80, b"x"), *plain[2:]]),
+        ),
+        "fail_v2_record_in_version_1": (
+            "MalformedPayload",
+            "a valid SOURCE record in a file whose header says version 1",
+            sealed(plain, crypto.VERSION),
+        ),
+        "fail_v2_version_byte_changed": (
+            "TamperedChunk",
+            "good_v2_follow_up with its version byte changed to 1 (the header is every chunk's AD)",
+            bytes(changed),
+        ),
+        "fail_v2_reply_file": (
+            "NotASealdropFile",
+            "good_reply_short (magic sealrply) given to the submission reader",
+            reply,
+        ),
+    }
+
+
+def fail_reply_vectors(
+    keys_: codename.SourceKeys, good: dict[str, bytes], payloads: dict[str, bytes]
+) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (expected error class, why, file bytes), read as a reply."""
+    short, longest = good["good_reply_short"], good["good_reply_longest"]
+    reply_pk = keys_.reply_public_key
+    magic = replies.REPLY_MAGIC
+    with_file = Submission(
+        message="A reply with a file.",
+        attachments=(Attachment("a.txt", "text/plain", b"not allowed"),),
+        receipt=REFERENCE,
+    )
+    return {
+        "fail_reply_truncated_mid_chunk": (
+            "TamperedChunk",
+            "good_reply_short cut in the middle of its only chunk",
+            short[: len(short) // 2],
+        ),
+        "fail_reply_truncated_at_chunk_boundary": (
+            "TruncatedFile",
+            "good_reply_longest cut after chunk 0",
+            longest[: crypto.HEADER_BYTES + crypto.ENCRYPTED_CHUNK_BYTES],
+        ),
+        "fail_reply_flipped_bit": (
+            "TamperedChunk",
+            "one bit changed inside chunk 0 of good_reply_short",
+            flip_bit(short, 8 * (crypto.HEADER_BYTES + 1000)),
+        ),
+        "fail_reply_wrong_key": (
+            "WrongKey",
+            "good_reply_short's payload sealed to another source's reply key",
+            seal(payloads["good_reply_short"], PrivateKey.generate().public_key, 1, magic),
+        ),
+        "fail_reply_submission_magic": (
+            "NotASealdropFile",
+            "good_reply_short's payload sealed to the reply key under the magic sealdrop",
+            seal(payloads["good_reply_short"], reply_pk),
+        ),
+        "fail_reply_bad_version": (
+            "UnsupportedVersion",
+            "good_reply_short with version byte 2 (replies are version 1 only)",
+            magic + b"\x02" + short[crypto.PREFIX_BYTES :],
+        ),
+        "fail_reply_with_attachment": (
+            "MalformedPayload",
+            "a validly sealed reply holding an attachment (replies hold a message only)",
+            seal(encode_payload(with_file), reply_pk, 1, magic),
+        ),
+    }
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def write_json(path: Path, data: dict[str, object]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_fail(name: str, suffix: str, error: str, why: str, data: bytes) -> None:
+    (VECTORS / f"{name}{suffix}").write_bytes(data)
+    (VECTORS / f"{name}.expected").write_text(f"{error}\n{why}\n", encoding="utf-8")
+
+
+def remove_stale(v2_set: bool) -> None:
+    for pattern in ("*.sealed", "*.reply", "*.expected*", SOURCE_FILE):
+        for stale in VECTORS.glob(pattern):
+            if in_v2_set(stale.name) == v2_set:
+                stale.unlink()
+
+
+def make_v1(public: PublicKey) -> None:
+    remove_stale(v2_set=False)
+    payloads: dict[str, bytes] = {}
+    sealed: dict[str, bytes] = {}
+    for name, sub in GOOD.items():
+        payloads[name] = write_payload(sub)
+        sealed[name] = seal(payloads[name], public)
+        (VECTORS / f"{name}.sealed").write_bytes(sealed[name])
+        write_json(
+            VECTORS / f"{name}.expected.json", expected_json(sub, payloads[name], sealed[name])
+        )
+    for name, (error, why, data) in fail_vectors(public, payloads, sealed).items():
+        write_fail(name, ".sealed", error, why, data)
+
+
+def make_v2(public: PublicKey) -> None:
+    remove_stale(v2_set=True)
+    keys_ = source_keys()
+    write_json(VECTORS / SOURCE_FILE, source_json(keys_))
+    sealed: dict[str, bytes] = {}
+    for name, sub in good_v2(bytes(keys_.reply_public_key)).items():
+        payload = write_payload(sub)
+        sealed[name] = seal(payload, public, crypto.SOURCE_VERSION)
+        (VECTORS / f"{name}.sealed").write_bytes(sealed[name])
+        write_json(VECTORS / f"{name}.expected.json", expected_v2_json(sub, payload, sealed[name]))
+
+    reply_payloads: dict[str, bytes] = {}
+    reply_files: dict[str, bytes] = {}
+    for name, message in REPLIES.items():
+        data = replies.seal_reply(message, keys_.reply_public_key, DAY, REFERENCE)
+        chunks = crypto.open_payload(
+            io.BytesIO(data), keys_.reply_key, magic=replies.REPLY_MAGIC, versions=frozenset({1})
+        )
+        payload = b"".join(chunks)
+        if payload != encode_payload(Submission(message=message, receipt=REFERENCE)):
+            sys.exit("seal_reply and the FORMAT.md encoder disagree: fix one of them")
+        reply_payloads[name], reply_files[name] = payload, data
+        (VECTORS / f"{name}.reply").write_bytes(data)
+        write_json(
+            VECTORS / f"{name}.expected.json", expected_reply_json(message, keys_, payload, data)
+        )
+
+    for name, (error, why, data) in fail_v2_vectors(
+        public, keys_, sealed, reply_files["good_reply_short"]
+    ).items():
+        write_fail(name, ".sealed", error, why, data)
+    for name, (error, why, data) in fail_reply_vectors(keys_, reply_files, reply_payloads).items():
+        write_fail(name, ".reply", error, why, data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        choices=("v1", "v2"),
+        help="v1: the version 1 vectors; v2: version 2 and reply files (v1 untouched)",
+    )
+    args = parser.parse_args(argv)
     VECTORS.mkdir(exist_ok=True)
     key_path = VECTORS / keys.SECRET_KEY_FILENAME
     if not key_path.exists():
@@ -437,26 +783,12 @@ def main() -> int:
     (VECTORS / "reviewer_secret_key.hex").write_text(bytes(secret).hex() + "\n")
     public = secret.public_key
 
-    for stale in VECTORS.glob("*.sealed"):
-        stale.unlink()
-    for stale in VECTORS.glob("*.expected*"):
-        stale.unlink()
+    if args.only in (None, "v1"):
+        make_v1(public)
+    if args.only in (None, "v2"):
+        make_v2(public)
 
-    payloads: dict[str, bytes] = {}
-    sealed: dict[str, bytes] = {}
-    for name, sub in GOOD.items():
-        payloads[name] = write_payload(sub)
-        sealed[name] = seal(payloads[name], public)
-        (VECTORS / f"{name}.sealed").write_bytes(sealed[name])
-        expected = expected_json(sub, payloads[name], sealed[name])
-        text = json.dumps(expected, indent=2, ensure_ascii=False) + "\n"
-        (VECTORS / f"{name}.expected.json").write_text(text, encoding="utf-8")
-
-    for name, (error, why, data) in fail_vectors(public, payloads, sealed).items():
-        (VECTORS / f"{name}.sealed").write_bytes(data)
-        (VECTORS / f"{name}.expected").write_text(f"{error}\n{why}\n", encoding="utf-8")
-
-    for path in sorted(VECTORS.glob("*.sealed")):
+    for path in sorted([*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]):
         assert path.stat().st_size < 300_000, path
         print(f"{path.stat().st_size:8d}  {path.name}")
     return 0

@@ -20,11 +20,14 @@ import pytest
 from nacl import bindings
 from nacl.public import PrivateKey, SealedBox
 
-from sealdrop import crypto, keys, records
+from sealdrop import codename, crypto, keys, records, replies
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 GOOD = sorted(p.stem for p in VECTORS.glob("good_*.sealed"))
 FAIL = sorted(p.stem for p in VECTORS.glob("fail_*.sealed"))
+GOOD_REPLIES = sorted(p.stem for p in VECTORS.glob("good_*.reply"))
+FAIL_REPLIES = sorted(p.stem for p in VECTORS.glob("fail_*.reply"))
+SOURCE = json.loads((VECTORS / "source_codename.json").read_text(encoding="utf-8"))
 ERRORS: dict[str, type[crypto.SpoolFileError]] = {
     cls.__name__: cls
     for cls in (
@@ -46,6 +49,11 @@ def secret_key() -> PrivateKey:
     return keys.load_secret_key(VECTORS / "reviewer.key", passphrase)
 
 
+@pytest.fixture(scope="module")
+def reply_key() -> PrivateKey:
+    return PrivateKey(bytes.fromhex(SOURCE["reply_secret_key"]))
+
+
 def open_vector(name: str, key: PrivateKey) -> list[records.Event]:
     data = (VECTORS / f"{name}.sealed").read_bytes()
     return list(records.read_payload(crypto.open_payload(io.BytesIO(data), key)))
@@ -60,6 +68,14 @@ def outcome(events: list[records.Event]) -> dict[str, Any]:
             result["day"] = event.day
         elif isinstance(event, records.Receipt):
             result["receipt"] = event.receipt
+        elif isinstance(event, records.SourceIdentity):
+            assert "source" not in result
+            result["source"] = {
+                "kind": event.kind,
+                "kind_name": {1: "first contact", 2: "follow-up"}[event.kind],
+                "reply_public_key": event.reply_public_key.hex(),
+                "mailbox_id": event.mailbox_id.hex(),
+            }
         elif isinstance(event, records.MessageText):
             result["message"] += event.text
         elif isinstance(event, records.AttachmentStart):
@@ -104,13 +120,31 @@ def test_the_vector_set_is_complete() -> None:
         "fail_empty_final_chunk",
         "fail_unknown_critical_record",
         "fail_manifest_mismatch",
+        "good_v2_first_contact",
+        "good_v2_follow_up",
+        "fail_v2_no_source",
+        "fail_v2_source_wrong_mailbox",
+        "fail_v2_source_bad_kind",
+        "fail_v2_source_short",
+        "fail_v2_record_in_version_1",
+        "fail_v2_version_byte_changed",
+        "fail_v2_reply_file",
+    }
+    required_replies = {
+        "good_reply_short",
+        "good_reply_longest",
+        "fail_reply_truncated_mid_chunk",
+        "fail_reply_flipped_bit",
+        "fail_reply_wrong_key",
+        "fail_reply_submission_magic",
     }
     assert required <= set(GOOD) | set(FAIL)
-    for name in GOOD:
+    assert required_replies <= set(GOOD_REPLIES) | set(FAIL_REPLIES)
+    for name in GOOD + GOOD_REPLIES:
         assert (VECTORS / f"{name}.expected.json").is_file()
-    for name in FAIL:
+    for name in FAIL + FAIL_REPLIES:
         assert (VECTORS / f"{name}.expected").is_file()
-    for path in VECTORS.glob("*.sealed"):
+    for path in [*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]:
         assert path.stat().st_size < 300_000
 
 
@@ -126,16 +160,26 @@ def test_good_vector_opens_to_its_expected_content(name: str, secret_key: Privat
     expected = json.loads((VECTORS / f"{name}.expected.json").read_text(encoding="utf-8"))
     data = (VECTORS / f"{name}.sealed").read_bytes()
     assert len(data) == expected["file_size"]
-    chunks = list(crypto.open_payload(io.BytesIO(data), secret_key))
+    opened = crypto.open_payload(io.BytesIO(data), secret_key)
+    chunks = list(opened)
     assert sum(len(chunk) for chunk in chunks) == expected["payload_length"]
+    # A list of chunks no longer carries the header's version: hand it over as
+    # sealdrop's reader does when it streams (version 1 vectors predate the field).
+    assert opened.version == expected.get("version", 1)
 
-    events = list(records.read_payload(chunks))
+    events = list(records.read_payload(chunks, opened.version))
 
     assert isinstance(events[-1], records.PayloadEnd)
     assert not any(isinstance(event, records.PayloadEnd) for event in events[:-1])
     got = outcome(events)
     for field in ("day", "receipt", "message", "attachments", "skipped_records"):
         assert got[field] == expected[field], field
+    assert got.get("source") == expected.get("source")
+    if "source" in expected:
+        # The SOURCE record is the third event, right after the day and the receipt.
+        assert isinstance(events[2], records.SourceIdentity)
+        reply_public = bytes.fromhex(expected["source"]["reply_public_key"])
+        assert records.mailbox_id_for(reply_public).hex() == expected["source"]["mailbox_id"]
     summaries = [(a.size, a.sha256.hex()) for a in events[-1].attachments]
     assert summaries == [(a["size"], a["sha256"]) for a in expected["attachments"]]
 
@@ -160,20 +204,124 @@ def test_the_format_document_suffices_to_read_good_vectors(
     name: str, secret_key: PrivateKey
 ) -> None:
     expected = json.loads((VECTORS / f"{name}.expected.json").read_text(encoding="utf-8"))
-    payload = _decrypt_as_documented((VECTORS / f"{name}.sealed").read_bytes(), bytes(secret_key))
-    assert _parse_as_documented(payload) == {
+    data = (VECTORS / f"{name}.sealed").read_bytes()
+    payload = _decrypt_as_documented(data, bytes(secret_key))
+    documented = {
         "day": expected["day"],
         "receipt": expected["receipt"],
         "message": expected["message"],
         "attachments": [(a["name"], a["media_type"], a["sha256"]) for a in expected["attachments"]],
+    }
+    if "source" in expected:
+        documented["source"] = (
+            expected["source"]["kind"],
+            expected["source"]["reply_public_key"],
+            expected["source"]["mailbox_id"],
+        )
+    assert _parse_as_documented(payload, version=data[8]) == documented
+
+
+# --- reply files and the codename they are sealed to -------------------------------------
+
+
+def test_the_source_codename_derives_the_reply_key_of_the_vectors() -> None:
+    assert codename.normalise(SOURCE["codename"].upper()) == SOURCE["codename"]
+    cost = keys.KdfCost(SOURCE["opslimit"], SOURCE["memlimit"])
+    derived = codename.derive(SOURCE["codename"], bytes.fromhex(SOURCE["salt"]), cost)
+    assert bytes(derived.reply_key).hex() == SOURCE["reply_secret_key"]
+    assert bytes(derived.reply_public_key).hex() == SOURCE["reply_public_key"]
+    assert derived.mailbox == SOURCE["mailbox_id"]
+
+
+def test_the_format_document_suffices_to_derive_the_reply_key() -> None:
+    words = SOURCE["codename"].split(" ")
+    checksum = hashlib.blake2b(
+        " ".join(words[:7]).encode("ascii"), digest_size=8, person=b"sealdrop-cname1"
+    ).digest()
+    assert codename.word_list()[int.from_bytes(checksum, "big") % 7776] == words[7]
+    master = bindings.crypto_pwhash_alg(
+        32,
+        SOURCE["codename"].encode("ascii"),
+        bytes.fromhex(SOURCE["salt"]),
+        SOURCE["opslimit"],
+        SOURCE["memlimit"],
+        bindings.crypto_pwhash_ALG_ARGON2ID13,
+    )
+    reply_sk = hashlib.blake2b(b"", digest_size=32, key=master, person=b"sealdrop-reply1")
+    reply_pk = bindings.crypto_scalarmult_base(reply_sk.digest())
+    mailbox = hashlib.blake2b(reply_pk, digest_size=16, person=b"sealdrop-mbox1").hexdigest()
+    assert reply_sk.hexdigest() == SOURCE["reply_secret_key"]
+    assert reply_pk.hex() == SOURCE["reply_public_key"]
+    assert mailbox == SOURCE["mailbox_id"]
+
+
+@pytest.mark.parametrize("name", GOOD_REPLIES)
+def test_good_reply_opens_to_its_expected_content(name: str, reply_key: PrivateKey) -> None:
+    expected = json.loads((VECTORS / f"{name}.expected.json").read_text(encoding="utf-8"))
+    data = (VECTORS / f"{name}.reply").read_bytes()
+    assert len(data) == expected["file_size"]
+    assert data[:8].decode("ascii") == expected["magic"]
+    assert bytes(reply_key.public_key).hex() == expected["reply_public_key"]
+    assert replies.belongs_to(expected["mailbox_id"], reply_key.public_key)
+    # What a reply file on the server would be called: found by its mailbox id.
+    name_on_server = replies.reply_file_name(bytes.fromhex(expected["mailbox_id"]))
+    parsed = replies.parse_reply_name(name_on_server)
+    assert parsed is not None and parsed[0] == expected["mailbox_id"]
+
+    opened = crypto.open_payload(
+        io.BytesIO(data), reply_key, magic=replies.REPLY_MAGIC, versions=frozenset({1})
+    )
+    chunks = list(opened)
+    assert opened.version == expected["version"]
+    assert sum(len(chunk) for chunk in chunks) == expected["payload_length"]
+    got = outcome(list(records.read_payload(chunks, opened.version)))
+    assert (got["day"], got["receipt"], got["message"]) == (
+        expected["day"],
+        expected["reference"],
+        expected["message"],
+    )
+    assert got["attachments"] == [] and "source" not in got
+
+    reply = replies.open_reply(data, reply_key, "0" * 32)
+    assert (reply.day, reply.reference, reply.message) == (
+        expected["day"],
+        expected["reference"],
+        expected["message"],
+    )
+
+
+@pytest.mark.parametrize("name", FAIL_REPLIES)
+def test_fail_reply_raises_exactly_its_error(name: str, reply_key: PrivateKey) -> None:
+    expected = (VECTORS / f"{name}.expected").read_text(encoding="utf-8").splitlines()[0]
+    data = (VECTORS / f"{name}.reply").read_bytes()
+
+    with pytest.raises(crypto.SpoolFileError) as raised:
+        replies.open_reply(data, reply_key, "0" * 32)
+
+    assert type(raised.value) is ERRORS[expected]
+
+
+@pytest.mark.parametrize("name", GOOD_REPLIES)
+def test_the_format_document_suffices_to_read_good_replies(
+    name: str, reply_key: PrivateKey
+) -> None:
+    expected = json.loads((VECTORS / f"{name}.expected.json").read_text(encoding="utf-8"))
+    data = (VECTORS / f"{name}.reply").read_bytes()
+    payload = _decrypt_as_documented(data, bytes(reply_key), magic=b"sealrply")
+    assert _parse_as_documented(payload) == {
+        "day": expected["day"],
+        "receipt": expected["reference"],
+        "message": expected["message"],
+        "attachments": [],
     }
 
 
 # --- a decoder written from docs/FORMAT.md only ----------------------------------------
 
 
-def _decrypt_as_documented(data: bytes, raw_secret: bytes) -> bytes:
-    assert data[:8] == b"sealdrop" and data[8] == 1
+def _decrypt_as_documented(data: bytes, raw_secret: bytes, magic: bytes = b"sealdrop") -> bytes:
+    # Submissions are version 1 or 2 (2: with a SOURCE record); replies are version 1.
+    assert data[:8] == magic and data[8] in ((1, 2) if magic == b"sealdrop" else (1,))
     header = data[:113]
     sealed_key, stream_header = header[9:89], header[89:113]
     file_key = SealedBox(PrivateKey(raw_secret)).decrypt(sealed_key)
@@ -192,7 +340,7 @@ def _decrypt_as_documented(data: bytes, raw_secret: bytes) -> bytes:
         assert tag == 0 and len(plaintext) == 65536
 
 
-def _parse_as_documented(payload: bytes) -> dict[str, Any]:
+def _parse_as_documented(payload: bytes, version: int = 1) -> dict[str, Any]:
     result: dict[str, Any] = {"message": "", "attachments": []}
     offset = 0
     current: hashlib._Hash | None = None
@@ -205,6 +353,16 @@ def _parse_as_documented(payload: bytes) -> dict[str, Any]:
             result["day"] = body.decode("ascii")
         elif record_type == 0x07:
             result["receipt"] = body.decode("ascii")
+        elif record_type == 0x08:
+            # Version 2 only, the third record: kind, reply public key, its mailbox id.
+            assert version == 2 and offset == 5 + 10 + 5 + len(result["receipt"]) + 5 + 49
+            kind, reply_pk, mailbox = body[0], body[1:33], body[33:]
+            assert kind in (1, 2) and len(mailbox) == 16
+            assert (
+                mailbox
+                == hashlib.blake2b(reply_pk, digest_size=16, person=b"sealdrop-mbox1").digest()
+            )
+            result["source"] = (kind, reply_pk.hex(), mailbox.hex())
         elif record_type == 0x02:
             result["message"] += body.decode("utf-8")
         elif record_type == 0x03:
@@ -224,6 +382,7 @@ def _parse_as_documented(payload: bytes) -> dict[str, Any]:
             break
         else:
             assert 0x80 <= record_type <= 0xFE
+    assert ("source" in result) == (version == 2)
     # Padmé of the length including the first PADDING record's header, at least 16 KiB.
     exponent = (offset + 5).bit_length() - 1
     mask = (1 << (exponent - exponent.bit_length())) - 1

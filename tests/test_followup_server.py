@@ -273,3 +273,104 @@ def test_too_many_derivations_at_once_get_the_busy_page(
     assert len(statuses) == 12
     assert set(statuses) == {200, 429}
     assert 1 <= statuses.count(200) <= 10
+
+
+@pytest.mark.parametrize("refusal", ["busy", "bad checksum"])
+def test_a_refused_follow_up_is_read_to_its_end_so_the_browser_sees_the_page(
+    start_server: Callable[..., Any], service_dirs: dict[str, Path], spool_dir: Path, refusal: str
+) -> None:
+    import socket
+    import threading
+
+    env = {
+        "SEALDROP_STATE_DIR": str(service_dirs["state"]),
+        "SEALDROP_REPLIES_DIR": str(service_dirs["replies"]),
+        **TEST_KDF,
+    }
+    if refusal == "busy":
+        # One slot per worker, each derivation about 0.25 s, kept taken by four visitors.
+        env.update(
+            SEALDROP_CODENAME_KDF_MEMORY="64 MiB",
+            SEALDROP_CODENAME_KDF_PASSES="3",
+            SEALDROP_CODENAME_MAX_CONCURRENT="1",
+        )
+    server = start_server(env=env)
+    words = codename.new_codename()
+    upload = build_multipart(
+        [
+            (
+                "codename",
+                None,
+                (mistype(words) if refusal == "bad checksum" else words).encode(),
+                None,
+            ),
+            ("message", None, b"more", None),
+            ("files", "big.bin", b"\0" * (6 * 1024 * 1024), "application/octet-stream"),
+        ]
+    )
+    head = (
+        f"POST /follow-up HTTP/1.1\r\nHost: {server.host}\r\nContent-Type: "
+        f"{upload.content_type}\r\nContent-Length: {len(upload.body)}\r\n\r\n"
+    ).encode()
+
+    def send_while_reading() -> tuple[list[str], bytes]:
+        # Like a browser: the files go on being sent while the answer is read.
+        errors: list[str] = []
+        answer = bytearray()
+        with socket.create_connection((server.host, server.port), timeout=30) as sock:
+
+            def send() -> None:
+                try:
+                    sock.sendall(head)
+                    for start in range(0, len(upload.body), 64 * 1024):
+                        sock.sendall(upload.body[start : start + 64 * 1024])
+                        time.sleep(0.001)
+                except OSError as error:
+                    errors.append(f"sending: {error!r}")
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            try:
+                while not _whole_answer(answer) and (piece := sock.recv(65536)):
+                    answer += piece
+            except OSError as error:
+                errors.append(f"reading: {error!r}")
+            sender.join(timeout=30)
+        return errors, bytes(answer)
+
+    stop = threading.Event()
+
+    def keep_deriving() -> None:
+        while not stop.is_set():
+            enter_codename(server, codename.new_codename())
+
+    visitors = [
+        threading.Thread(target=keep_deriving) for _ in range(4 if refusal == "busy" else 0)
+    ]
+    for visitor in visitors:
+        visitor.start()
+    try:
+        for _ in range(30):
+            errors, answer = send_while_reading()
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                break  # a follow-up that found a free slot was stored; try again
+    finally:
+        stop.set()
+        for visitor in visitors:
+            visitor.join(timeout=30)
+
+    status = 429 if refusal == "busy" else 400
+    # Before the fix the 429 came while the files were still on their way and the
+    # connection closed: the browser met a reset and showed that, not the page.
+    assert errors == []
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    assert b"\r\nConnection: keep-alive\r\n" in answer
+    assert _whole_answer(answer)
+    assert b"Error code %d" % status in answer and answer.rstrip().endswith(b"</html>")
+    assert not [n for n in os.listdir(spool_dir) if n.endswith(".part")]
+
+
+def _whole_answer(answer: bytes | bytearray) -> bool:
+    head, found, page = answer.partition(b"\r\n\r\n")
+    lengths = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    return bool(found and lengths) and len(page) >= int(lengths[0].split(b":")[1])

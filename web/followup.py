@@ -39,7 +39,7 @@ from ..records import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
 from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
-from .errors import SERVICE_UNAVAILABLE, error_page
+from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
 from .upload import MalformedUpload, UploadLimits, boundary_from, stream_upload
 
 CODENAME_FIELD = "codename"
@@ -102,7 +102,10 @@ def register_followup_routes(
 
     @app.errorhandler(DerivationsBusy)
     def busy(error: DerivationsBusy) -> Response:
-        return error_page(TOO_MANY_REQUESTS)
+        # Raised before anything was stored, often while the browser is still sending
+        # a follow-up's (or a first submission's) files: answering before reading the
+        # rest would make the browser show a reset connection instead of this page.
+        return refusal_page(TOO_MANY_REQUESTS)
 
     @app.get("/come-back")
     def come_back() -> str:
@@ -138,7 +141,8 @@ def register_followup_routes(
             codename = normalise_codename(typed)
         except BadCodename:
             # The form sends the codename the replies page was shown with: only a
-            # hand-made request gets here, and it gets the generic refusal.
+            # hand-made request gets here, and it gets the generic refusal (400, after
+            # the rest of the body was read: web.errors, UploadRejected).
             raise MalformedUpload("the follow-up's codename is not valid") from None
         keys = codenames.derive(codename)
         source = SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))

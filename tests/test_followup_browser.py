@@ -4,6 +4,12 @@ Chromium (Tor Browser "Safest": no script) against `sealdrop serve --local-only`
 submit and be shown a codename; come back and mistype it; enter it and read a
 reply; delete the reply; send a follow-up with a file; the spool then holds a
 version 2 follow-up carrying the same reply key as the first submission.
+
+Screenshots of the receipt with its codename, the come-back page (also with the
+"please check" notice) and the replies page (with a reply, and after deleting it)
+at 1280 and 360 px go to a temporary folder, or with SEALDROP_SCREENSHOTS=1 to
+docs/screenshots/ (test_browser.py's mechanism); each is checked not to scroll
+sideways.
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ from nacl.public import PrivateKey
 
 from sealdrop import codename, crypto, keys, records, replies
 
-from .test_browser import browser, free_port, wait_for_port  # noqa: F401 (a fixture)
+from .test_browser import (  # noqa: F401 (browser and shots are fixtures)
+    browser,
+    free_port,
+    screenshot_both_widths,
+    shots,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -102,6 +114,7 @@ def sources_in_spool(service: Service) -> list[records.SourceIdentity]:
 def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
     browser: Any,  # noqa: F811
     service: Service,
+    shots: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     browser.get(service.url + "/")
@@ -112,18 +125,20 @@ def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
     secret_words = browser.find_element(By.CLASS_NAME, "codename").text
     assert codename.normalise(secret_words) == secret_words
     assert browser.get_cookies() == []
+    screenshot_both_widths(browser, shots, "received-codename")
 
     # The reviewer's reply, sealed offline to the key the codename stands for.
     salt = (service.state / codename.SALT_FILE).read_bytes()
     derived = codename.derive(secret_words, salt, TEST_COST)
     (first,) = sources_in_spool(service)
     assert first.reply_public_key == bytes(derived.reply_public_key)
-    data = replies.seal_reply(
-        "Thank you.\nWhich sawmill?", derived.reply_public_key, "2026-12-01", "0001-0001"
-    )
+    # A long unbroken token (a link, a file hash) must wrap, not widen the page.
+    reply_text = "Thank you.\nWhich sawmill?\nsha256:" + "9f86d081884c7d65" * 4
+    data = replies.seal_reply(reply_text, derived.reply_public_key, "2026-12-01", "0001-0001")
     (service.replies / replies.reply_file_name(derived.mailbox_id)).write_bytes(data)
 
     browser.get(service.url + "/come-back")
+    screenshot_both_widths(browser, shots, "come-back")
     words = secret_words.split()
     words[0], words[1] = words[1], words[0]
     field = browser.find_element(By.ID, "codename")
@@ -131,12 +146,14 @@ def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait_for(browser, "#codename-problem")
     assert "Please check the codename" in browser.page_source
+    screenshot_both_widths(browser, shots, "come-back-problem")
 
     browser.find_element(By.ID, "codename").send_keys(secret_words.upper())
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait_for(browser, ".reply-text")
     assert h1(browser) == "Replies from our reviewer"
-    assert browser.find_element(By.CLASS_NAME, "reply-text").text == "Thank you.\nWhich sawmill?"
+    assert browser.find_element(By.CLASS_NAME, "reply-text").text == reply_text
+    screenshot_both_widths(browser, shots, "replies")
 
     browser.find_element(By.CSS_SELECTOR, "button.secondary").click()
     WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
@@ -144,6 +161,7 @@ def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
     )
     assert not browser.find_elements(By.CLASS_NAME, "reply-text")
     assert list(service.replies.iterdir()) == []
+    screenshot_both_widths(browser, shots, "replies-none")
 
     document = tmp_path / "sawmill invoice.pdf"
     document.write_bytes(b"%PDF-1.4 invoice " + os.urandom(2000))

@@ -1,10 +1,14 @@
 """Stream a multipart/form-data upload straight into a sealed spool submission.
 
 Werkzeug's own form parser keeps files over 500 KB in a plaintext temporary file.
-Here the body is instead read in pieces from the request stream, split into parts
-by the sans-IO `MultipartDecoder`, and every piece handed to the `Submission`,
-which seals it before anything reaches the disk. Memory stays bounded by one read
-plus one part header; no byte of plaintext is ever written anywhere.
+Here the body is instead read in pieces from the request stream into one reused
+buffer, and every piece of a part's data is handed to the `Submission`, which
+seals it before anything reaches the disk. The sans-IO `MultipartDecoder` parses
+the preamble, the delimiters and the part headers; the bytes of a part's data
+that cannot belong to a delimiter go from the read buffer to the submission
+without it (`_DataScanner`), so each byte is copied once on its way. Memory stays
+bounded by one read plus one part header; no byte of plaintext is ever written
+anywhere.
 
 Every limit is checked as the bytes arrive. Whatever goes wrong, the caller's
 ``with spool.begin()`` block aborts the submission, so nothing is left behind.

@@ -357,12 +357,14 @@ class _DataScanner:
         line_break = max(data.rfind(b"\r", start, end), data.rfind(b"\n", start, end))
         cut = line_break if line_break >= 0 else end
         found = data.rfind(self._dash_boundary, 0, cut)
-        if found >= 0 and self._unfinished(data, found + len(self._dash_boundary), cut):
+        after = found + len(self._dash_boundary)
+        if found >= 0 and self._unfinished(data, after, cut):
             if found >= 1 and data[found - 1] in _LINE_BREAK_BYTES:
-                cut = found - 2 if data[found - 2 : found] == b"\r\n" else found - 1
-                if end - cut > _MAX_DELIMITER_PADDING + self._hold_window:
+                # The padding (and a CR after it) must fit the room the reader keeps.
+                if cut - after > _MAX_DELIMITER_PADDING + 1:
                     # Only a hand-made body pads a delimiter so; holding it would be unbounded.
                     raise MalformedUpload("a delimiter padded with too much whitespace")
+                cut = found - 2 if data[found - 2 : found] == b"\r\n" else found - 1
         return cut
 
     @staticmethod

@@ -27,6 +27,7 @@ import nacl.exceptions
 from nacl.public import PrivateKey, PublicKey
 from nacl.pwhash import argon2id
 
+from . import durable
 from .keys import KdfCost
 from .records import mailbox_id_for
 
@@ -173,25 +174,14 @@ def load_installation_salt(state_dir: Path) -> bytes:
     """Read the installation's salt from `state_dir`, creating it (0600) on first start."""
     path = state_dir / SALT_FILE
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        durable.create_new_file(path, secrets.token_bytes(SALT_BYTES), 0o600)
     except FileExistsError:
-        return _read_salt(path)
+        pass
     except OSError as err:
         raise SaltUnusable(
             f"cannot create the codename salt {path} ({err.strerror}); give a state folder "
             "the service's user can write (setting state_dir)"
         ) from None
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, secrets.token_bytes(SALT_BYTES))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     return _read_salt(path)
 
 

@@ -30,6 +30,8 @@ from nacl.public import PrivateKey, PublicKey
 from nacl.pwhash import argon2id
 from nacl.secret import SecretBox
 
+from . import durable
+
 PUBLIC_KEY_PREFIX = "sealdrop-pub1"
 SECRET_KEY_HEADER = "sealdrop secret key v1"
 PUBLIC_KEY_LABEL = "public key: "
@@ -372,7 +374,6 @@ def write_key_pair(
         # written: leave no half pair behind. We created secret_path ourselves (O_EXCL).
         secret_path.unlink()
         raise
-    _fsync_directory(directory)
     return public_path, secret_path
 
 
@@ -391,37 +392,12 @@ def _exists(path: Path) -> KeyFileExists:
 
 
 def _create_file(path: Path, data: bytes, mode: int) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags, mode)
+        durable.create_new_file(path, data, mode)
     except FileExistsError:
         raise _exists(path) from None
     except OSError as error:
         raise KeyFileInaccessible(f"cannot create {path}: {error.strerror}") from None
-    try:
-        # The umask can only have removed bits; make the mode exact.
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except OSError as error:
-        os.close(fd)
-        path.unlink()
-        raise KeyFileInaccessible(f"cannot write {path}: {error.strerror}") from None
-    os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Without this a crash right after keygen could lose the new names, keys and all.
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as error:
-        raise KeyFileInaccessible(f"cannot sync the folder {directory}: {error.strerror}") from None
 
 
 def _read_key_file(path: Path) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
 import stat
@@ -26,6 +25,7 @@ from pathlib import Path
 from nacl import bindings
 from nacl.public import PrivateKey
 
+from .. import durable
 from .errors import OnionStateError
 
 KEY_FILE = "hs_ed25519_secret_key"
@@ -120,22 +120,7 @@ def ensure_private_dir(path: Path) -> Path:
 
 def _write_new_file(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file ``path`` (0600), durably; never replace an existing one."""
-    part = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        # link() refuses an existing target, so two processes cannot both win.
-        os.link(part, path)
-    finally:
-        part.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    durable.create_new_file(path, data, 0o600)
 
 
 def _read_private_file(path: Path) -> bytes:

@@ -29,6 +29,7 @@ from typing import BinaryIO, cast
 
 from nacl.public import PrivateKey
 
+from .. import durable
 from ..crypto import (
     MalformedStream,
     NotASealdropFile,
@@ -247,7 +248,7 @@ class Workspace:
             counter += 1
             final = where / f"{base}-{counter}"
         os.rename(incoming, final)
-        _fsync_directory(where)
+        durable.fsync_directory(where)
         return final
 
     def record_opened(self, spool_name: str) -> None:
@@ -280,7 +281,7 @@ class Workspace:
                 continue
             # A hard link keeps the mode the file had in the spool copy; keep it private.
             os.chmod(target, FILE_MODE)
-            _fsync_directory(self.quarantine)
+            durable.fsync_directory(self.quarantine)
             return target
 
     def _remove_stale_incoming(self) -> int:
@@ -426,7 +427,7 @@ class Opener:
     def _remove_spool_file(self, path: Path) -> None:
         try:
             os.unlink(path)
-            _fsync_directory(path.parent)
+            durable.fsync_directory(path.parent)
         except FileNotFoundError:
             return
         except OSError as err:
@@ -539,11 +540,3 @@ def _copy_exclusive(source: Path, target: Path) -> None:
         os.unlink(target)
         raise
     os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nacl.public import PublicKey
 
+from .. import durable
 from ..replies import MAX_REPLY_CHARS, new_reference, reply_file_name, seal_reply
 from ..storage.spool import utc_day
 from .sources import SourceFolderError, read_info
@@ -75,21 +76,12 @@ def write_reply(out: Path, mailbox_id: bytes, key: PublicKey, message: str) -> P
     path = out / reply_file_name(mailbox_id)
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+        durable.create_new_file(path, data, FILE_MODE)
     except OSError as err:
         raise ReplyRefused(
-            f"cannot write into {out} ({err.strerror}); choose a folder you can write to with --out"
+            f"cannot write {path} ({err.strerror}); choose a folder you can write to with "
+            "--out, with free space"
         ) from None
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except OSError as err:
-        os.close(fd)
-        os.unlink(path)
-        raise ReplyRefused(f"writing {path} failed ({err.strerror}); free some space") from None
-    os.close(fd)
     return path
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import durable
 from ..records import (
     FIRST_CONTACT,
     AttachmentBytes,
@@ -110,7 +111,7 @@ class _FolderWriter:
         for event in events:
             if isinstance(event, AttachmentBytes):
                 assert self._attachment_fd is not None
-                _write_all(self._attachment_fd, event.data)
+                durable.write_all(self._attachment_fd, event.data)
             elif isinstance(event, Day):
                 day = event.day
             elif isinstance(event, SourceIdentity):
@@ -120,7 +121,7 @@ class _FolderWriter:
             elif isinstance(event, MessageText):
                 assert self._message_fd is not None
                 encoded = event.text.encode("utf-8")
-                _write_all(self._message_fd, encoded)
+                durable.write_all(self._message_fd, encoded)
                 message_bytes += len(encoded)
             elif isinstance(event, AttachmentStart):
                 current = event
@@ -181,7 +182,7 @@ class _FolderWriter:
         text = json.dumps(manifest, indent=2, ensure_ascii=True) + "\n"
         fd = _create(self._folder / MANIFEST_FILE)
         try:
-            _write_all(fd, text.encode("ascii"))
+            durable.write_all(fd, text.encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -189,8 +190,8 @@ class _FolderWriter:
     def sync(self) -> None:
         assert self._message_fd is not None
         os.fsync(self._message_fd)
-        _fsync_directory(self._files_dir)
-        _fsync_directory(self._folder)
+        durable.fsync_directory(self._files_dir)
+        durable.fsync_directory(self._folder)
 
     def close(self) -> None:
         for fd in (self._message_fd, self._attachment_fd):
@@ -228,17 +229,3 @@ def _create(path: Path) -> int:
     fd = os.open(path, _CREATE_FLAGS, FILE_MODE)
     os.fchmod(fd, FILE_MODE)  # exact, whatever the umask
     return fd
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

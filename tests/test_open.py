@@ -16,8 +16,7 @@ import pytest
 from nacl import bindings
 from nacl.public import PrivateKey, PublicKey
 
-from sealdrop import cli, crypto, keys, records
-from sealdrop.reviewer import unpack
+from sealdrop import cli, crypto, durable, keys, records
 from sealdrop.reviewer.progress import Progress
 from sealdrop.storage.spool import Spool
 
@@ -393,17 +392,17 @@ def test_remove_on_a_later_run_deletes_files_opened_earlier(
 
 
 def _fail_on_write(monkeypatch: pytest.MonkeyPatch, after: int, error: BaseException) -> None:
-    real = unpack._write_all
+    real = durable.write_all
     calls = 0
 
-    def failing(fd: int, data: bytes) -> None:
+    def failing(fd: int, data: bytes | bytearray | memoryview) -> None:
         nonlocal calls
         calls += 1
         if calls > after:
             raise error
         real(fd, data)
 
-    monkeypatch.setattr(unpack, "_write_all", failing)
+    monkeypatch.setattr(durable, "write_all", failing)
 
 
 def test_a_crash_mid_write_leaves_no_partial_folder(

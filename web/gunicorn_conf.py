@@ -34,10 +34,13 @@ connections, half of each, +19 MiB.
 Threads only raise the bar: Tor's stream limits and proof-of-work are the real bound.
 
 Memory: each worker's glibc malloc is limited to 2 arenas with a fixed mmap threshold
-of 128 KiB (`prepare_worker`). With glibc's defaults, every thread that handled an
+of 4 MiB (`prepare_worker`). With glibc's defaults, every thread that handled an
 upload kept its own arena holding freed 1 MiB read buffers: RSS rose by ~90 MiB over
 the first few thousand submissions and kept creeping (tests/test_soak.py: 93 -> 215
-MiB over 8,000); limited, the same run stays at 112-125 MiB.
+MiB over 8,000); with 2 arenas the same run stays flat (121 -> 131 MiB over 2,000).
+The threshold is fixed so glibc's dynamic one cannot drift, but at 4 MiB rather than
+128 KiB: at 128 KiB every 1 MiB buffer was mmapped and unmapped again, which doubled
+the CPU per uploaded byte (bench/upload_bench.py: 12-13 CPU s per GiB against 5-6).
 
 Error pages: gunicorn answers a request it cannot parse itself, and its page quotes
 the offending method, version or header name back (HTML-escaped). `prepare_worker`
@@ -67,7 +70,7 @@ THREADS = 128
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
-MMAP_THRESHOLD = 128 * 1024
+MMAP_THRESHOLD = 4 * 1024 * 1024
 HEARTBEAT_TIMEOUT = 60
 KEEPALIVE = 5
 KEEPALIVE_SLOTS = 4

@@ -13,6 +13,7 @@ from .storage.spool import Spool, StorageError
 from .web.errors import SealdropFlask, register_error_handlers
 from .web.followup import Codenames
 from .web.headers import add_security_headers
+from .web.idle import register_idle_timeout
 from .web.request import SealingRequest
 from .web.routes import register_routes
 from .web.upload import READ_SIZE
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> Flask:
     # sets a cookie.
     register_routes(app, settings, spool, _codenames(settings))
     register_error_handlers(app)
+    register_idle_timeout(app, settings.body_idle_seconds)
     app.after_request(add_security_headers)
     return app
 

@@ -68,6 +68,7 @@ class Settings:
     max_message_chars: int = 100_000
     max_part_header_bytes: int = 8 * KiB
     reserve_bytes: int = 512 * MiB
+    body_idle_seconds: int = 300
     listen: Listen = Listen("127.0.0.1", DEFAULT_PORT)
     accepting: bool = True
     # Codenames and replies (both folders set, or the feature is off): the state folder
@@ -209,6 +210,11 @@ _FIELDS: tuple[_Field, ...] = (
     ),
     _Field("max_part_header_bytes", _size(1 * KiB, 1 * MiB), _SIZE_FIX + ", 1 KiB to 1 MiB"),
     _Field("reserve_bytes", _size(0, 1024**5), _SIZE_FIX + ", or 0 for no reserve"),
+    _Field(
+        "body_idle_seconds",
+        _count(1, 86_400),
+        "give the seconds an upload may send nothing before it is dropped (1 to 86400)",
+    ),
     _Field(
         "listen",
         parse_listen,

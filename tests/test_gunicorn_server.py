@@ -261,6 +261,27 @@ def test_upload_cut_off_halfway_leaves_nothing(
     assert wait_until(lambda: spool_names(spool_dir) == [])
 
 
+def test_an_upload_that_stops_sending_is_dropped_after_the_idle_bound(
+    start_server: Callable[..., Any], submission_body: Callable[..., Any], spool_dir: Path
+) -> None:
+    server = start_server(env={**SMALL_LIMITS, "SEALDROP_BODY_IDLE_SECONDS": "2"})
+    upload = submission_body("m", ("a.bin", random.Random(3).randbytes(2 * MiB)))
+    head = (
+        f"POST /submit HTTP/1.1\r\nHost: {server.host}\r\n"
+        f"Content-Type: {upload.content_type}\r\nContent-Length: {len(upload.body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(head + upload.body[: len(upload.body) // 2])
+        assert wait_until(lambda: any(n.endswith(".part") for n in spool_names(spool_dir)))
+        started = time.monotonic()
+        # The client keeps the connection open but sends nothing more: the server
+        # gives up on it after the bound and keeps nothing of the upload.
+        assert wait_until(lambda: spool_names(spool_dir) == [], timeout=15)
+        assert 1.5 <= time.monotonic() - started < 10
+    status, _, _ = request(server, "GET", "/")
+    assert status == 200
+
+
 def test_malformed_body_is_400(server: Any, spool_dir: Path) -> None:
     status, _, page = request(
         server,

@@ -354,6 +354,9 @@ MEANINGS = {
     "refused, calmly, until spool files are collected.",
     "listen": "Where the web server listens: `127.0.0.1:PORT`, `[::1]:PORT` or "
     "`unix:/ABSOLUTE/PATH`. Loopback only: tor connects to it locally.",
+    "body_idle_seconds": "An upload that sends nothing for this long is dropped, and "
+    "nothing of it kept: a stalled client must not hold a worker thread for ever. Tor "
+    "circuits can stall for a minute, so keep it generous.",
     "accepting": "`false` closes the form to new submissions without stopping the service.",
     "state_dir": "The service's own folder (mode 0700): the onion service key, tor's data, "
     "the codename salt. `sealdrop serve` needs it (or `--state`) unless `--local-only`; "

@@ -373,12 +373,15 @@ class _ByteQueue:
         return not self._fill()
 
 
-def read_payload(chunks: Iterable[bytes], version: int | None = None) -> Iterator[Event]:
+def read_payload(
+    chunks: Iterable[bytes], version: int | Callable[[], int | None] | None = None
+) -> Iterator[Event]:
     """Parse decrypted payload chunks into events, checking every format rule.
 
-    The format version is `version`, else the one crypto.open_payload read from
-    the file's header, else 1. Version 2 payloads have a SOURCE record right after
-    RECEIPT; version 1 payloads have none.
+    The format version is `version` (or what it returns when called, once the first
+    chunk is in: for chunks from crypto.open_payload behind a wrapper), else the one
+    crypto.open_payload read from the file's header, else 1. Version 2 payloads have
+    a SOURCE record right after RECEIPT; version 1 payloads have none.
 
     The last event is PayloadEnd; it comes only after the manifest was checked
     against the attachments and the padding against its rules. Anything before
@@ -393,8 +396,10 @@ def read_payload(chunks: Iterable[bytes], version: int | None = None) -> Iterato
     if record_type != RECEIPT:
         raise MalformedPayload("the SUBMISSION record is not followed by a RECEIPT record")
     yield Receipt(_decode_receipt(body))
+    # Known by now: the header was read before the first chunk was yielded.
+    if callable(version):
+        version = version()
     if version is None:
-        # Known by now: the header was read before the first chunk was yielded.
         version = (chunks.version if isinstance(chunks, PayloadChunks) else None) or VERSION
     if version != VERSION:
         record_type, body = _next_small_record(queue)

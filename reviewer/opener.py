@@ -44,6 +44,7 @@ from ..crypto import (
 from ..keys import KeyFileError, load_secret_key
 from ..records import MalformedPayload, SourceIdentity, read_payload
 from .passphrase import PassphraseError, read_passphrase
+from .prefetch import prefetched
 from .progress import Progress, human_size
 from .sources import SourceFolderError, folder_for, kind_name, refresh_order
 from .unpack import DIR_MODE, FILE_MODE, Unpacked, unpack
@@ -388,8 +389,14 @@ class Opener:
                 raise SpoolUnreadable(str(path)) from err
             with raw:
                 reader = _ReportingReader(raw, self._progress.advance)
-                events = read_payload(open_payload(cast(BinaryIO, reader), self._key))
-                unpacked = unpack(events, incoming, path.name, reader.report)
+                payload = open_payload(cast(BinaryIO, reader), self._key)
+                chunks = prefetched(payload)
+                try:
+                    events = read_payload(chunks, version=lambda: payload.version)
+                    unpacked = unpack(events, incoming, path.name, reader.report)
+                finally:
+                    # Stop the decrypting thread before the file it reads is closed.
+                    chunks.close()
             parent = None
             if unpacked.source is not None:
                 parent = self._source_folder(unpacked.source)

@@ -420,7 +420,7 @@ def test_serve_refuses_bad_settings_with_exit_2_and_no_traceback(
     assert "Traceback" not in wide.stderr
 
 
-def test_serve_without_local_only_refuses_until_tor_publishing_exists(
+def test_serve_publishing_on_tor_refuses_without_a_state_folder(
     spool_dir: Path, public_key_file: Path
 ) -> None:
     result = run_serve("--spool", str(spool_dir), "--public-key", str(public_key_file))

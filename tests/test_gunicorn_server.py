@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import random
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from nacl.public import PrivateKey
 
-from sealdrop import crypto, records
+from sealdrop import cli, keys
 from sealdrop.web.gunicorn_conf import _Redact
 from sealdrop.web.headers import SECURITY_HEADERS
 
@@ -312,6 +313,8 @@ def test_large_upload_streams_through_with_bounded_memory(
     reviewer_key: PrivateKey,
     multipart: Callable[..., Any],
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = start_server()
     big_size = 100 * MiB + 12345
@@ -362,29 +365,34 @@ def test_large_upload_streams_through_with_bounded_memory(
     # Bounded memory: nowhere near the 100 MB that buffering the file would need.
     assert workers and max(peaks) < 90
 
-    [name] = spool_names(spool_dir)
-    files: list[tuple[str, int, bytes]] = []
-    message = ""
+    # The reviewer's own command recovers exactly those bytes.
+    key_file = tmp_path / "offline" / "reviewer.key"
+    key_file.parent.mkdir(mode=0o700)
+    key_file.write_text(keys.encode_secret_key(reviewer_key, "pw", keys.KdfCost.MIN))
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", "pw")
+    out = tmp_path / "opened"
+    assert cli.main(["open", str(spool_dir), "--key", str(key_file), "--out", str(out)]) == 0
+    [folder] = [entry for entry in out.iterdir() if not entry.name.startswith(".")]
+    assert (folder / "message.txt").read_text() == "the big one"
+    opened = {
+        entry.name: (entry.stat().st_size, _file_sha256(entry))
+        for entry in (folder / "files").iterdir()
+    }
+    assert opened == {
+        "small.bin": (len(small), hashlib.sha256(small).digest()),
+        "big.bin": (big_size, big_digest.digest()),
+        "c.txt": (5, hashlib.sha256(b"third").digest()),
+    }
+    receipt = json.loads((folder / "manifest.json").read_text())["receipt"]
+    assert receipt.encode() in page
+
+
+def _file_sha256(path: Path) -> bytes:
     digest = hashlib.sha256()
-    with (spool_dir / name).open("rb") as handle:
-        for event in records.read_payload(crypto.open_payload(handle, reviewer_key)):
-            if isinstance(event, records.MessageText):
-                message += event.text
-            elif isinstance(event, records.Receipt):
-                assert event.receipt.encode() in page
-            elif isinstance(event, records.AttachmentStart):
-                digest = hashlib.sha256()
-                current = event.name
-            elif isinstance(event, records.AttachmentBytes):
-                digest.update(event.data)
-            elif isinstance(event, records.AttachmentDone):
-                files.append((current, event.size, digest.digest()))
-    assert message == "the big one"
-    assert files == [
-        ("small.bin", len(small), hashlib.sha256(small).digest()),
-        ("big.bin", big_size, big_digest.digest()),
-        ("c.txt", 5, hashlib.sha256(b"third").digest()),
-    ]
+    with path.open("rb") as handle:
+        while block := handle.read(MiB):
+            digest.update(block)
+    return digest.digest()
 
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

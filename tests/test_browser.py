@@ -34,7 +34,7 @@ import pytest
 from nacl.public import PrivateKey
 from werkzeug.serving import make_server
 
-from sealdrop import crypto, records
+from sealdrop import cli, crypto, keys, records
 from sealdrop.app import create_app
 from sealdrop.keys import encode_public_key
 from sealdrop.settings import Settings
@@ -235,7 +235,11 @@ def test_javascript_is_really_off(browser: Any) -> None:
 
 
 def test_a_source_submits_a_message_and_two_files(
-    browser: Any, service: Service, shots: Path, tmp_path: Path
+    browser: Any,
+    service: Service,
+    shots: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     message = "Trucks with ivory leave the north gate at night.\nÉlan — 象牙 — rhino horn."
     files = {
@@ -280,6 +284,17 @@ def test_a_source_submits_a_message_and_two_files(
     assert [a.sha256 for a in end.attachments] == [
         hashlib.sha256(d).digest() for d in files.values()
     ]
+
+    # And the reviewer's own command yields exactly what was sent.
+    key_file = tmp_path / "offline" / "reviewer.key"
+    key_file.parent.mkdir(mode=0o700)
+    key_file.write_text(keys.encode_secret_key(service.key, "pw", keys.KdfCost.MIN))
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", "pw")
+    out = tmp_path / "opened"
+    assert cli.main(["open", str(spool_file), "--key", str(key_file), "--out", str(out)]) == 0
+    [folder] = [entry for entry in out.iterdir() if not entry.name.startswith(".")]
+    assert (folder / "message.txt").read_text().replace("\r\n", "\n") == message
+    assert {f.name: f.read_bytes() for f in (folder / "files").iterdir()} == files
 
 
 def unpack_attachments(events: list[Any]) -> dict[str, bytes]:

@@ -31,6 +31,7 @@ from typing import NoReturn
 
 from nacl.public import PublicKey
 
+from .. import durable
 from ..crypto import SOURCE_VERSION, VERSION, PayloadSealer
 from ..records import PayloadWriter, SourceIdentity
 
@@ -334,7 +335,7 @@ class Submission:
         self._state = "renamed"
         try:
             _blur_directory_times(self._spool.directory, self._day)
-            _fsync_directory(self._spool.directory)
+            durable.fsync_directory(self._spool.directory)
         except OSError as err:
             # Not provably durable: take it back, so the source is not told it arrived.
             _unlink_quietly(self._final)
@@ -410,14 +411,6 @@ def _blur_directory_times(directory: Path, day: str) -> None:
     # Creating, renaming or removing a name sets the directory's mtime to that moment.
     midnight = midnight_utc(day)
     os.utime(directory, (midnight, midnight))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _close_quietly(fd: int) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -424,3 +426,106 @@ def test_serve_with_unreachable_tor_stops_with_the_fix(
     assert done.returncode == 2, done.stderr
     assert "cannot reach tor's control port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class CountingControlProxy:
+    """Sits between sealdrop and tor's control port and counts the commands it passes."""
+
+    def __init__(self, tor_port: int) -> None:
+        self._tor_port = tor_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.commands: list[bytes] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def count(self, verb: bytes) -> int:
+        with self._lock:
+            return sum(1 for line in self.commands if line.split(b" ", 1)[0].upper() == verb)
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._tor_port))
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, record: bool) -> None:
+        pending = b""
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+                if record:
+                    pending += data
+                    *lines, pending = pending.split(b"\r\n")
+                    with self._lock:
+                        self.commands.extend(lines)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_serve_publishes_once_per_server_not_once_per_worker(
+    tmp_path: Path, spool_dir: Path, public_key_file: Path, tor: OfflineTor
+) -> None:
+    proxy = CountingControlProxy(tor.port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    env["SEALDROP_RESERVE_BYTES"] = "0"
+    command = serve_command(
+        spool_dir,
+        public_key_file,
+        "--tor-control",
+        f"127.0.0.1:{proxy.port}",
+        "--state",
+        str(tmp_path / "state"),
+    )
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            deadline = time.monotonic() + 30
+            url = ""
+            while time.monotonic() < deadline and not url:
+                line = server.stdout.readline()
+                if re.fullmatch(r"http://[a-z2-7]{56}\.onion/\s*", line):
+                    url = line.strip()
+            assert url, "serve printed no onion URL"
+            # Both gunicorn workers come up well within this; none may publish on its own.
+            workers_seen = 0
+            while time.monotonic() < deadline and workers_seen < 2:
+                workers_seen = len(_children(server.pid))
+                time.sleep(0.1)
+            assert workers_seen >= 2
+            time.sleep(1.0)
+            assert proxy.count(b"ADD_ONION") == 1
+            assert proxy.connections == 1
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            proxy.close()
+    assert proxy.count(b"DEL_ONION") == 1
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat_file.parent.name))
+    return found

@@ -30,6 +30,7 @@ from pathlib import Path
 from nacl.public import PrivateKey
 
 from sealdrop.keys import encode_public_key
+from sealdrop.tests.procs import child_pids
 
 RESULTS_ENV = "SEALDROP_RELIABILITY_OUT"
 HOST = "127.0.0.1"
@@ -429,11 +430,7 @@ class RealServer:
         return self.service.log.read_text(errors="replace")
 
     def worker_pids(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        return child_pids(self.pid)
 
     def group_pids(self) -> list[int]:
         """Every live process of the server's group (the master's orphans included)."""

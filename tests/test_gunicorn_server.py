@@ -21,6 +21,7 @@ import pytest
 from nacl.public import PrivateKey
 
 from sealdrop import cli, keys
+from sealdrop.tests.procs import child_pids
 from sealdrop.web.gunicorn_conf import _Redact
 from sealdrop.web.headers import SECURITY_HEADERS
 
@@ -62,18 +63,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 def spool_names(spool_dir: Path) -> list[str]:
     return sorted(p.name for p in spool_dir.iterdir())
-
-
-def worker_pids(master: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            children.append(int(stat.parent.name))
-    return children
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -354,7 +343,7 @@ def test_large_upload_streams_through_with_bounded_memory(
     )
     elapsed = time.monotonic() - started
     assert status == 200, page
-    workers = worker_pids(server.pid)
+    workers = child_pids(server.pid)
     peaks = [peak_rss_mib(pid) for pid in workers]
     with capsys.disabled():
         print(

@@ -38,6 +38,7 @@ from sealdrop.onion import (
 )
 from sealdrop.onion.control import AddOnionRequest, PowSettings, add_onion, check_version
 from sealdrop.onion.keys import CLIENTS_DIR, KEY_FILE, ServiceKey
+from sealdrop.tests.procs import child_pids
 from sealdrop.tests.tor_local import OFFLINE_TORRC, OfflineTor, free_port, hash_password, tor_binary
 
 pytestmark = [
@@ -506,7 +507,7 @@ def test_serve_publishes_once_per_server_not_once_per_worker(
             # Both gunicorn workers come up well within this; none may publish on its own.
             workers_seen = 0
             while time.monotonic() < deadline and workers_seen < 2:
-                workers_seen = len(_children(server.pid))
+                workers_seen = len(child_pids(server.pid))
                 time.sleep(0.1)
             assert workers_seen >= 2
             time.sleep(1.0)
@@ -517,15 +518,3 @@ def test_serve_publishes_once_per_server_not_once_per_worker(
             server.wait(timeout=30)
             proxy.close()
     assert proxy.count(b"DEL_ONION") == 1
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat_file.parent.name))
-    return found

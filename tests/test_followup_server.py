@@ -30,6 +30,7 @@ from sealdrop import cli, codename, keys
 from sealdrop.reviewer import sources
 
 from .conftest import build_multipart
+from .raw_http import send_while_reading, whole_response
 from .test_canary import encodings, files_under
 
 PASSPHRASE = "follow-up round trip passphrase"
@@ -279,7 +280,6 @@ def test_too_many_derivations_at_once_get_the_busy_page(
 def test_a_refused_follow_up_is_read_to_its_end_so_the_browser_sees_the_page(
     start_server: Callable[..., Any], service_dirs: dict[str, Path], spool_dir: Path, refusal: str
 ) -> None:
-    import socket
     import threading
 
     env = {
@@ -308,36 +308,6 @@ def test_a_refused_follow_up_is_read_to_its_end_so_the_browser_sees_the_page(
             ("files", "big.bin", b"\0" * (6 * 1024 * 1024), "application/octet-stream"),
         ]
     )
-    head = (
-        f"POST /follow-up HTTP/1.1\r\nHost: {server.host}\r\nContent-Type: "
-        f"{upload.content_type}\r\nContent-Length: {len(upload.body)}\r\n\r\n"
-    ).encode()
-
-    def send_while_reading() -> tuple[list[str], bytes]:
-        # Like a browser: the files go on being sent while the answer is read.
-        errors: list[str] = []
-        answer = bytearray()
-        with socket.create_connection((server.host, server.port), timeout=30) as sock:
-
-            def send() -> None:
-                try:
-                    sock.sendall(head)
-                    for start in range(0, len(upload.body), 64 * 1024):
-                        sock.sendall(upload.body[start : start + 64 * 1024])
-                        time.sleep(0.001)
-                except OSError as error:
-                    errors.append(f"sending: {error!r}")
-
-            sender = threading.Thread(target=send)
-            sender.start()
-            try:
-                while not _whole_answer(answer) and (piece := sock.recv(65536)):
-                    answer += piece
-            except OSError as error:
-                errors.append(f"reading: {error!r}")
-            sender.join(timeout=30)
-        return errors, bytes(answer)
-
     stop = threading.Event()
 
     def keep_deriving() -> None:
@@ -351,7 +321,9 @@ def test_a_refused_follow_up_is_read_to_its_end_so_the_browser_sees_the_page(
         visitor.start()
     try:
         for _ in range(30):
-            errors, answer = send_while_reading()
+            errors, answer = send_while_reading(
+                server, upload.content_type, upload.body, path="/follow-up"
+            )
             if not answer.startswith(b"HTTP/1.1 200 "):
                 break  # a follow-up that found a free slot was stored; try again
     finally:
@@ -365,12 +337,6 @@ def test_a_refused_follow_up_is_read_to_its_end_so_the_browser_sees_the_page(
     assert errors == []
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
     assert b"\r\nConnection: keep-alive\r\n" in answer
-    assert _whole_answer(answer)
+    assert whole_response(answer)
     assert b"Error code %d" % status in answer and answer.rstrip().endswith(b"</html>")
     assert not [n for n in os.listdir(spool_dir) if n.endswith(".part")]
-
-
-def _whole_answer(answer: bytes | bytearray) -> bool:
-    head, found, page = answer.partition(b"\r\n\r\n")
-    lengths = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
-    return bool(found and lengths) and len(page) >= int(lengths[0].split(b":")[1])

@@ -11,7 +11,6 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from nacl.public import PrivateKey
 
 from sealdrop import cli, keys
 from sealdrop.tests.procs import child_pids
+from sealdrop.tests.raw_http import send_while_reading, whole_response
 from sealdrop.web.gunicorn_conf import _Redact
 from sealdrop.web.headers import SECURITY_HEADERS
 
@@ -176,43 +176,6 @@ def test_limits_are_enforced_by_the_real_server(
     assert spool_names(spool_dir) == []
 
 
-def _whole_response(answer: bytes | bytearray) -> bool:
-    head, found, page = answer.partition(b"\r\n\r\n")
-    lengths = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
-    return bool(found and lengths) and len(page) >= int(lengths[0].split(b":")[1])
-
-
-def send_while_reading(server: Any, content_type: str, body: bytes) -> tuple[list[str], bytes]:
-    """Send a whole upload in 64 KiB pieces, like a browser, from one thread while another
-    reads the answer; return the errors the sending met and all the bytes answered."""
-    head = (
-        f"POST /submit HTTP/1.1\r\nHost: {server.host}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    errors: list[str] = []
-    answer = bytearray()
-    with socket.create_connection((server.host, server.port), timeout=30) as sock:
-
-        def send() -> None:
-            try:
-                sock.sendall(head)
-                for start in range(0, len(body), 64 * 1024):
-                    sock.sendall(body[start : start + 64 * 1024])
-                    time.sleep(0.001)
-            except OSError as error:
-                errors.append(f"sending: {error!r}")
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        try:
-            while not _whole_response(answer) and (piece := sock.recv(65536)):
-                answer += piece
-        except OSError as error:
-            errors.append(f"reading: {error!r}")
-        sender.join(timeout=30)
-    return errors, bytes(answer)
-
-
 @pytest.mark.parametrize("what", ["files", "message"])
 def test_refused_upload_is_read_to_its_end_so_a_browser_sees_the_page(
     server: Any, multipart: Callable[..., Any], spool_dir: Path, what: str
@@ -230,7 +193,7 @@ def test_refused_upload_is_read_to_its_end_so_a_browser_sees_the_page(
     assert errors == []
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"\r\nConnection: keep-alive\r\n" in answer
-    assert _whole_response(answer)
+    assert whole_response(answer)
     assert b"Error code 413" in answer and answer.rstrip().endswith(b"</html>")
     assert spool_names(spool_dir) == []
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from nacl.public import PrivateKey
 
 from sealdrop.keys import encode_public_key
+from sealdrop.tests.conftest import open_submission
 from sealdrop.tests.procs import child_pids
 
 RESULTS_ENV = "SEALDROP_RELIABILITY_OUT"
@@ -542,24 +543,8 @@ class Opened:
 
 def open_sealed(path: Path, key: PrivateKey) -> Opened:
     """Decrypt and check one spool file completely (raises SpoolFileError if bad)."""
-    from sealdrop import crypto, records
-
-    opened = Opened("", "", [])
-    content = bytearray()
-    with path.open("rb") as handle:
-        for event in records.read_payload(crypto.open_payload(handle, key)):
-            if isinstance(event, records.Receipt):
-                opened.receipt = event.receipt
-            elif isinstance(event, records.MessageText):
-                opened.message += event.text
-            elif isinstance(event, records.AttachmentStart):
-                content = bytearray()
-                opened.files.append((event.name, b""))
-            elif isinstance(event, records.AttachmentBytes):
-                content += event.data
-            elif isinstance(event, records.AttachmentDone):
-                opened.files[-1] = (opened.files[-1][0], bytes(content))
-    return opened
+    opened = open_submission(path, key)
+    return Opened(opened.receipt, opened.message, [(name, data) for name, _, data in opened.files])
 
 
 def multipart(

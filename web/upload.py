@@ -196,8 +196,14 @@ def stream_upload(
                 if not delimiter_seen:
                     break
             # The decoder gets a delimiter, part headers or a preamble a piece at a time,
-            # so that the data after them is left to the path above.
-            cut = min(scanner.feed_cut(reader.buffer, reader.filled), _FEED_PIECE)
+            # so that the data after them is left to the path above. The piece's end is
+            # chosen by feed_cut too: cutting at a fixed length could split a delimiter
+            # after its CR, which the decoder would then hand out as data.
+            limit = min(reader.filled, _FEED_PIECE)
+            all_at_hand = limit == reader.filled
+            cut = scanner.feed_cut(reader.buffer, limit)
+            if not cut and not all_at_hand:
+                raise MalformedUpload("no place to cut the body outside a delimiter")
             _feed(decoder, builder, reader, cut, limits, end=False)
             if decoder.state == State.DATA and 0 < len(decoder.buffer) <= hold_window:
                 # In a part's data the decoder's buffer holds only data it has not handed
@@ -205,7 +211,7 @@ def stream_upload(
                 # path above looks at it again with what follows.
                 reader.put_back(decoder.buffer)
                 del decoder.buffer[:]
-            if cut < _FEED_PIECE:
+            if all_at_hand and cut < limit:
                 break  # the rest waits for the next read
     if not builder.finished:
         raise MalformedUpload("the body ends before the closing boundary")

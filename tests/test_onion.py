@@ -476,6 +476,9 @@ class CountingControlProxy:
             for sock in (source, target):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+            # Each pump closes the socket it read from: once both ends are done,
+            # both sockets are closed.
+            source.close()
 
 
 def test_serve_publishes_once_per_server_not_once_per_worker(

@@ -6,6 +6,7 @@ Shared by tests/test_onion.py; tests/tor_network.py builds the private network.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,9 +26,32 @@ def tor_binary() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free 127.0.0.1 port below the kernel's ephemeral range.
+
+    The private network's ports are chosen before its tors start, seconds apart; a
+    port from the ephemeral range (what binding to port 0 gives) can be taken
+    meanwhile as the source port of one relay's connection to another, and the tor
+    meant to listen there then fails with "Address already in use".
+    """
+    low = _ephemeral_low()
+    chooser = random.SystemRandom()
+    for _ in range(200):
+        port = chooser.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return max(low, 10_001)
 
 
 class OfflineTor:

@@ -29,7 +29,7 @@ from nacl.pwhash import argon2id
 
 from . import durable
 from .keys import KdfCost
-from .records import mailbox_id_for
+from .records.source import mailbox_id_for
 
 WORDS = 7
 WORD_LIST_SIZE = 7776

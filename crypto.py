@@ -5,7 +5,7 @@ A spool file is::
     MAGIC (8) | VERSION (1) | sealed file key (80) | secretstream header (24) | chunks...
 
 Version 1 and version 2 share this layout; a version 2 payload also carries the
-source's reply key (records.py), and the version byte tells the record reader so.
+source's reply key (records/), and the version byte tells the record reader so.
 Reply files (replies.py) use the same layout under their own magic.
 
 The file key is a fresh random secretstream key, sealed with libsodium's
@@ -208,26 +208,20 @@ def read_prefix(
 class PayloadChunks(Iterator[bytes]):
     """The plaintext chunks of one sealed file, with the format version it declares.
 
-    `version` is None until the first chunk has been read (the header is read
-    lazily, so that every refusal is raised while iterating, as it always was);
-    records.read_payload reads it then to know which records to expect.
+    The magic and version (no key needed) are read when it is made, so `version`
+    is known before any chunk: records.read_payload takes it to know which records
+    to expect. Everything that needs the key is checked while iterating.
     """
 
     def __init__(
         self, source: BinaryIO, key: PrivateKey, magic: bytes, versions: frozenset[int]
     ) -> None:
-        self.version: int | None = None
-        self._chunks = self._open(source, key, magic, versions)
+        prefix = read_prefix(source, magic=magic, versions=versions)
+        self.version: int = prefix[len(magic)]
+        self._chunks = _open_after_prefix(source, key, prefix)
 
     def __next__(self) -> bytes:
         return next(self._chunks)
-
-    def _open(
-        self, source: BinaryIO, key: PrivateKey, magic: bytes, versions: frozenset[int]
-    ) -> Iterator[bytes]:
-        prefix = read_prefix(source, magic=magic, versions=versions)
-        self.version = prefix[len(magic)]
-        yield from _open_after_prefix(source, key, prefix)
 
 
 def open_payload(
@@ -239,6 +233,7 @@ def open_payload(
 ) -> PayloadChunks:
     """The plaintext chunks of the spool file read from `source`, as an iterator.
 
+    Raises NotASealdropFile or UnsupportedVersion at once (the first 9 bytes).
     Every chunk is authenticated before it is yielded, but the stream as a whole
     is only proven complete when the iterator ends without raising: a caller must
     treat what it received as unverified until then.

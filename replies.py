@@ -2,7 +2,7 @@
 
 A reply file has the spool file's layout (crypto.py) under its own magic,
 ``sealrply``, version 1, sealed to the source's X25519 reply public key; its
-payload is a version 1 payload (records.py) whose RECEIPT is the reply's
+payload is a version 1 payload (records/) whose RECEIPT is the reply's
 reference number and which holds a message and no attachment. It is padded like
 a submission, so short replies all have the same size. It is named
 ``<mailbox id>-<32 random hex digits>.reply``, so the server can find a source's
@@ -21,17 +21,11 @@ from dataclasses import dataclass
 from nacl.public import PrivateKey, PublicKey
 
 from .crypto import PayloadSealer, open_payload
-from .records import (
-    AttachmentStart,
-    Day,
-    MalformedPayload,
-    MessageText,
-    PayloadEnd,
-    PayloadWriter,
-    Receipt,
-    mailbox_id_for,
-    read_payload,
-)
+from .records.events import AttachmentStart, Day, MessageText, PayloadEnd, Receipt
+from .records.layout import MalformedPayload
+from .records.reader import read_payload
+from .records.source import mailbox_id_for
+from .records.writer import PayloadWriter
 
 REPLY_MAGIC = b"sealrply"
 REPLY_VERSION = 1

@@ -206,7 +206,8 @@ def child_open(args: argparse.Namespace) -> dict[str, float]:
     start = time.perf_counter()
     ended = False
     with open(_only_spool_file(Path(args.work) / "spool"), "rb") as source:
-        for event in read_payload(open_payload(source, key)):
+        payload = open_payload(source, key)
+        for event in read_payload(payload, payload.version):
             if isinstance(event, AttachmentBytes):
                 view = memoryview(event.data)
                 while view:

@@ -41,7 +41,8 @@ def read_spool(data: bytes, key: PrivateKey) -> int:
     from sealdrop import crypto, records
 
     events = 0
-    for _ in records.read_payload(crypto.open_payload(io.BytesIO(data), key)):
+    payload = crypto.open_payload(io.BytesIO(data), key)
+    for _ in records.read_payload(payload, payload.version):
         events += 1
     return events
 

@@ -42,7 +42,9 @@ from ..crypto import (
     open_payload,
 )
 from ..keys import KeyFileError, load_secret_key
-from ..records import MalformedPayload, SourceIdentity, read_payload
+from ..records.layout import MalformedPayload
+from ..records.reader import read_payload
+from ..records.source import SourceIdentity
 from .passphrase import PassphraseError, read_passphrase
 from .prefetch import prefetched
 from .progress import Progress, human_size
@@ -392,7 +394,7 @@ class Opener:
                 payload = open_payload(cast(BinaryIO, reader), self._key)
                 chunks = prefetched(payload)
                 try:
-                    events = read_payload(chunks, version=lambda: payload.version)
+                    events = read_payload(chunks, payload.version)
                     unpacked = unpack(events, incoming, path.name, reader.report)
                 finally:
                     # Stop the decrypting thread before the file it reads is closed.

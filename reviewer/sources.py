@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..codename import word_list
-from ..records import FIRST_CONTACT, SourceIdentity, mailbox_id_for
+from ..records.source import FIRST_CONTACT, SourceIdentity, mailbox_id_for
 from .unpack import FILE_MODE, MANIFEST_FILE
 
 SOURCE_PREFIX = "source_"

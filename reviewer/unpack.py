@@ -15,20 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import durable
-from ..records import (
-    FIRST_CONTACT,
+from ..records.events import (
     AttachmentBytes,
     AttachmentDone,
     AttachmentStart,
     Day,
     Event,
-    MalformedPayload,
     MessageText,
     PayloadEnd,
     Receipt,
     SkippedRecord,
-    SourceIdentity,
 )
+from ..records.layout import MalformedPayload
+from ..records.source import FIRST_CONTACT, SourceIdentity
 from .safe_names import contained_path, safe_name, unique_name
 
 MESSAGE_FILE = "message.txt"

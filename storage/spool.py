@@ -33,7 +33,8 @@ from nacl.public import PublicKey
 
 from .. import durable
 from ..crypto import SOURCE_VERSION, VERSION, PayloadSealer
-from ..records import PayloadWriter, SourceIdentity
+from ..records.source import SourceIdentity
+from ..records.writer import PayloadWriter
 
 SEALED_SUFFIX = ".sealed"
 PART_SUFFIX = ".part"

@@ -123,7 +123,8 @@ def open_submission(path: Path, key: PrivateKey) -> OpenedSubmission:
     opened = OpenedSubmission("", "", [])
     content = bytearray()
     with path.open("rb") as handle:
-        for event in records.read_payload(crypto.open_payload(handle, key)):
+        payload = crypto.open_payload(handle, key)
+        for event in records.read_payload(payload, payload.version):
             if isinstance(event, records.Receipt):
                 opened.receipt = event.receipt
             elif isinstance(event, records.MessageText):

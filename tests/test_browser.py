@@ -272,7 +272,8 @@ def test_a_source_submits_a_message_and_two_files(
 
     (spool_file,) = service.spool.glob("*.sealed")
     with spool_file.open("rb") as sealed:
-        events = list(records.read_payload(crypto.open_payload(sealed, service.key)))
+        payload = crypto.open_payload(sealed, service.key)
+        events = list(records.read_payload(payload, payload.version))
     assert [e.receipt for e in events if isinstance(e, records.Receipt)] == [receipt]
     sent_text = "".join(e.text for e in events if isinstance(e, records.MessageText))
     # HTML forms send a textarea's line breaks as CRLF; the words must arrive unchanged.

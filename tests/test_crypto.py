@@ -169,9 +169,17 @@ def test_read_prefix_needs_no_key() -> None:
     assert source.read() == b"rest"
 
 
-def test_opening_is_lazy_and_errors_come_on_iteration(key: PrivateKey) -> None:
-    iterator = crypto.open_payload(io.BytesIO(b"not ours at all"), key)
+def test_the_version_is_known_before_any_chunk(key: PrivateKey) -> None:
     with pytest.raises(crypto.NotASealdropFile):
+        crypto.open_payload(io.BytesIO(b"not ours at all"), key)
+    sealer = crypto.PayloadSealer(key.public_key, version=crypto.SOURCE_VERSION)
+    data = sealer.header + sealer.update(b"hi") + sealer.finalize()
+    assert crypto.open_payload(io.BytesIO(data), key).version == crypto.SOURCE_VERSION
+
+
+def test_errors_that_need_the_key_come_on_iteration(key: PrivateKey) -> None:
+    iterator = crypto.open_payload(io.BytesIO(seal(b"hi", PrivateKey.generate().public_key)), key)
+    with pytest.raises(crypto.WrongKey):
         next(iterator)
 
 

@@ -106,7 +106,8 @@ def sources_in_spool(service: Service) -> list[records.SourceIdentity]:
     found = []
     for path in sorted(service.spool.glob("*.sealed")):
         with path.open("rb") as sealed:
-            events = list(records.read_payload(crypto.open_payload(sealed, service.key)))
+            payload = crypto.open_payload(sealed, service.key)
+            events = list(records.read_payload(payload, payload.version))
         found += [e for e in events if isinstance(e, records.SourceIdentity)]
     return found
 
@@ -187,5 +188,6 @@ def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
 
 def _attachment_names(path: Path, key: PrivateKey) -> bytes:
     with path.open("rb") as sealed:
-        events = list(records.read_payload(crypto.open_payload(sealed, key)))
+        payload = crypto.open_payload(sealed, key)
+        events = list(records.read_payload(payload, payload.version))
     return b" ".join(e.name.encode() for e in events if isinstance(e, records.AttachmentStart))

@@ -35,7 +35,8 @@ def sealed(data: bytes, key: PrivateKey, version: int) -> bytes:
 
 
 def events(data: bytes, key: PrivateKey) -> list[records.Event]:
-    return list(records.read_payload(crypto.open_payload(io.BytesIO(data), key)))
+    payload = crypto.open_payload(io.BytesIO(data), key)
+    return list(records.read_payload(payload, payload.version))
 
 
 def test_a_version_2_file_carries_the_source_identity_after_the_receipt() -> None:

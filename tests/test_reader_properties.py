@@ -50,7 +50,8 @@ def sample() -> Sample:
 def outcome(data: bytes, key: PrivateKey) -> str:
     """'complete', or the name of the SpoolFileError; anything else propagates."""
     try:
-        for event in records.read_payload(crypto.open_payload(io.BytesIO(data), key)):
+        payload = crypto.open_payload(io.BytesIO(data), key)
+        for event in records.read_payload(payload, payload.version):
             if isinstance(event, records.PayloadEnd):
                 return "complete"
     except crypto.SpoolFileError as error:
@@ -118,7 +119,7 @@ def test_inserted_or_deleted_bytes_are_refused(sample: Sample, data: st.DataObje
 
 def parse(chunks: list[bytes]) -> str:
     try:
-        for event in records.read_payload(chunks):
+        for event in records.read_payload(chunks, crypto.VERSION):
             if isinstance(event, records.PayloadEnd):
                 return "complete"
     except records.MalformedPayload:

@@ -1,4 +1,4 @@
-"""Records inside the payload (records.py): the writer's output, Padmé padding, and every
+"""Records inside the payload (records/): the writer's output, Padmé padding, and every
 rule the reader enforces. The reader takes plaintext chunks, so no encryption is needed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from sealdrop import records
+from sealdrop import crypto, records
 
 DAY = "2026-11-29"
 RECEIPT = "1234-5678"
@@ -46,7 +46,7 @@ ONE_ATTACHMENT = (
 
 def read(payload: bytes, chunk: int = 65536) -> list[records.Event]:
     pieces = [payload[i : i + chunk] for i in range(0, len(payload), chunk)]
-    return list(records.read_payload(pieces))
+    return list(records.read_payload(pieces, crypto.VERSION))
 
 
 def write(build: object = None) -> bytes:
@@ -195,7 +195,7 @@ def test_padding_split_over_several_records(monkeypatch: pytest.MonkeyPatch) -> 
     # Real payloads only need a second PADDING record beyond 4 GiB of padding; a smaller
     # limit exercises the same code, including the "leave room for a header" branch.
     for limit in (1000, 1003, 16384 - 100):
-        monkeypatch.setattr(records, "_MAX_PADDING_BODY", limit)
+        monkeypatch.setattr(records.writer, "MAX_PADDING_BODY", limit)
         payload = write()
         assert len(payload) == 16 * 1024
         assert isinstance(read(payload)[-1], records.PayloadEnd)
@@ -425,7 +425,7 @@ def test_no_payload_end_before_the_checks() -> None:
     payload = pad(START + ONE_ATTACHMENT + manifest(b"abd"))
     events: list[records.Event] = []
     with pytest.raises(records.MalformedPayload):
-        events.extend(records.read_payload([payload]))
+        events.extend(records.read_payload([payload], crypto.VERSION))
     assert not any(isinstance(e, records.PayloadEnd) for e in events)
 
 

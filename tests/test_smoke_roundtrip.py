@@ -22,7 +22,8 @@ def test_payload_round_trip_recovers_the_attachment() -> None:
     writer.close()
     out.write(sealer.finalize())
 
-    events = list(records.read_payload(crypto.open_payload(io.BytesIO(out.getvalue()), key)))
+    payload = crypto.open_payload(io.BytesIO(out.getvalue()), key)
+    events = list(records.read_payload(payload, payload.version))
 
     body = b"".join(e.data for e in events if isinstance(e, records.AttachmentBytes))
     assert body == b"x" * 70_000

@@ -44,7 +44,8 @@ def today_midnight() -> int:
 
 def read_events(path: Path, key: PrivateKey) -> list[records.Event | records.Receipt]:
     with path.open("rb") as source:
-        return list(records.read_payload(crypto.open_payload(source, key)))
+        payload = crypto.open_payload(source, key)
+        return list(records.read_payload(payload, payload.version))
 
 
 def only_file(directory: Path) -> Path:

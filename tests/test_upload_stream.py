@@ -122,7 +122,8 @@ def test_any_read_sizes_and_contents_round_trip(
     path = seal(spool_dir, reviewer_key, body.body, "X", ShortReads(body.body, seed, largest))
     got_message, got_files, current = "", [], bytearray()
     with path.open("rb") as handle:
-        for event in records.read_payload(crypto.open_payload(handle, reviewer_key)):
+        payload = crypto.open_payload(handle, reviewer_key)
+        for event in records.read_payload(payload, payload.version):
             if isinstance(event, records.MessageText):
                 got_message += event.text
             elif isinstance(event, records.AttachmentStart):

@@ -56,7 +56,8 @@ def reply_key() -> PrivateKey:
 
 def open_vector(name: str, key: PrivateKey) -> list[records.Event]:
     data = (VECTORS / f"{name}.sealed").read_bytes()
-    return list(records.read_payload(crypto.open_payload(io.BytesIO(data), key)))
+    payload = crypto.open_payload(io.BytesIO(data), key)
+    return list(records.read_payload(payload, payload.version))
 
 
 def outcome(events: list[records.Event]) -> dict[str, Any]:
@@ -192,7 +193,8 @@ def test_fail_vector_raises_exactly_its_error(name: str, secret_key: PrivateKey)
     data = (VECTORS / f"{name}.sealed").read_bytes()
 
     with pytest.raises(crypto.SpoolFileError) as raised:
-        for event in records.read_payload(crypto.open_payload(io.BytesIO(data), secret_key)):
+        payload = crypto.open_payload(io.BytesIO(data), secret_key)
+        for event in records.read_payload(payload, payload.version):
             events.append(event)
 
     assert type(raised.value) is error_class

@@ -35,7 +35,7 @@ from ..codename import (
 )
 from ..codename import normalise as normalise_codename
 from ..keys import KdfCost
-from ..records import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
+from ..records.source import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
 from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool

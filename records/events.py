@@ -1,0 +1,66 @@
+"""What records/reader.py yields: one typed event per record, or per piece of one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layout import AttachmentSummary
+from .source import SourceIdentity
+
+
+@dataclass(frozen=True)
+class Day:
+    day: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    receipt: str
+
+
+@dataclass(frozen=True)
+class MessageText:
+    text: str
+
+
+@dataclass(frozen=True)
+class AttachmentStart:
+    index: int
+    name: str
+    media_type: str
+
+
+@dataclass(frozen=True)
+class AttachmentBytes:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class AttachmentDone:
+    index: int
+    size: int
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    record_type: int
+    length: int
+
+
+@dataclass(frozen=True)
+class PayloadEnd:
+    attachments: tuple[AttachmentSummary, ...]
+
+
+Event = (
+    Day
+    | Receipt
+    | SourceIdentity
+    | MessageText
+    | AttachmentStart
+    | AttachmentBytes
+    | AttachmentDone
+    | SkippedRecord
+    | PayloadEnd
+)

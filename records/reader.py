@@ -1,0 +1,216 @@
+"""Reading a decrypted payload as a stream of events, checking every format rule.
+
+Records are parsed as the chunks arrive, so an attachment of any size is never
+held whole. The last event, PayloadEnd, comes only once the manifest and the
+padding were checked: everything before it is unverified until then. Types
+0x80-0xFE are optional (skipped); any other unknown type is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Generator, Iterable, Iterator
+
+from ..crypto import VERSION
+from .bytequeue import ByteQueue
+from .events import (
+    AttachmentBytes,
+    AttachmentDone,
+    AttachmentStart,
+    Day,
+    Event,
+    MessageText,
+    PayloadEnd,
+    Receipt,
+    SkippedRecord,
+)
+from .layout import (
+    ATTACHMENT_BEGIN,
+    ATTACHMENT_DATA,
+    ATTACHMENT_END,
+    FIRST_OPTIONAL_TYPE,
+    MANIFEST,
+    MANIFEST_ENTRY,
+    MAX_RECORD_BODY,
+    MESSAGE,
+    PADDING,
+    RECEIPT,
+    RECORD_HEADER,
+    SOURCE,
+    SUBMISSION,
+    U16,
+    U32,
+    AttachmentSummary,
+    MalformedPayload,
+    is_day,
+    is_receipt,
+    padded_payload_length,
+)
+from .source import REPLY_KEY_BYTES, SOURCE_BODY_BYTES, SourceIdentity
+
+
+def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
+    """Parse decrypted payload chunks into events, checking every format rule.
+
+    `version` is the format version the file's header declares: for a spool file
+    the `version` of the crypto.PayloadChunks the chunks come from (read with the
+    header, before any chunk). Version 2 payloads have a SOURCE record right after
+    RECEIPT; version 1 payloads have none.
+
+    The last event is PayloadEnd; it comes only after the manifest was checked
+    against the attachments and the padding against its rules. Anything before
+    it is unverified until then.
+    """
+    queue = ByteQueue(chunks)
+    record_type, body = _next_small_record(queue)
+    if record_type != SUBMISSION:
+        raise MalformedPayload("the payload does not start with a SUBMISSION record")
+    yield Day(_decode_day(body))
+    record_type, body = _next_small_record(queue)
+    if record_type != RECEIPT:
+        raise MalformedPayload("the SUBMISSION record is not followed by a RECEIPT record")
+    yield Receipt(_decode_receipt(body))
+    if version != VERSION:
+        record_type, body = _next_small_record(queue)
+        if record_type != SOURCE:
+            raise MalformedPayload("a version 2 payload has no SOURCE record after RECEIPT")
+        yield _decode_source(body)
+
+    computed: list[AttachmentSummary] = []
+    seen_attachment = False
+    while True:
+        record_type, length = _next_header(queue)
+        if record_type == MESSAGE:
+            if seen_attachment:
+                raise MalformedPayload("a MESSAGE record follows an attachment")
+            yield MessageText(_decode_text(_small_body(queue, length), "message"))
+        elif record_type == ATTACHMENT_BEGIN:
+            seen_attachment = True
+            start = _decode_attachment_start(len(computed), _small_body(queue, length))
+            yield start
+            summary = yield from _read_attachment_body(queue)
+            computed.append(summary)
+            yield AttachmentDone(start.index, summary.size, summary.sha256)
+        elif record_type == MANIFEST:
+            _check_manifest(_small_body(queue, length), computed)
+            break
+        elif record_type >= FIRST_OPTIONAL_TYPE and record_type != 0xFF:
+            for _ in queue.take_streamed(length):
+                pass
+            yield SkippedRecord(record_type, length)
+        else:
+            raise MalformedPayload(f"unexpected record type 0x{record_type:02x}")
+
+    _check_padding(queue)
+    yield PayloadEnd(tuple(computed))
+
+
+def _read_attachment_body(queue: ByteQueue) -> Generator[Event, None, AttachmentSummary]:
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        record_type, length = _next_header(queue)
+        if record_type == ATTACHMENT_END:
+            if length:
+                raise MalformedPayload("an ATTACHMENT_END record has a body")
+            return AttachmentSummary(size, digest.digest())
+        if record_type != ATTACHMENT_DATA:
+            raise MalformedPayload(f"record type 0x{record_type:02x} inside an attachment")
+        if not length or length > MAX_RECORD_BODY:
+            raise MalformedPayload(f"an ATTACHMENT_DATA record of {length} bytes")
+        for piece in queue.take_streamed(length):
+            digest.update(piece)
+            size += len(piece)
+            yield AttachmentBytes(piece)
+
+
+def _next_header(queue: ByteQueue) -> tuple[int, int]:
+    record_type, length = RECORD_HEADER.unpack(queue.take(RECORD_HEADER.size))
+    return record_type, length
+
+
+def _small_body(queue: ByteQueue, length: int) -> bytes:
+    if length > MAX_RECORD_BODY:
+        raise MalformedPayload(f"a record of {length} bytes exceeds the {MAX_RECORD_BODY} limit")
+    return queue.take(length)
+
+
+def _next_small_record(queue: ByteQueue) -> tuple[int, bytes]:
+    record_type, length = _next_header(queue)
+    return record_type, _small_body(queue, length)
+
+
+def _decode_day(body: bytes) -> str:
+    text = _decode_text(body, "day")
+    if not is_day(text):
+        raise MalformedPayload("the SUBMISSION record does not hold a YYYY-MM-DD day")
+    return text
+
+
+def _decode_receipt(body: bytes) -> str:
+    if not is_receipt(body):
+        raise MalformedPayload("the RECEIPT record does not hold a receipt number")
+    return body.decode("ascii")
+
+
+def _decode_text(body: bytes, what: str) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload(f"the {what} is not valid UTF-8") from None
+
+
+def _decode_source(body: bytes) -> SourceIdentity:
+    if len(body) != SOURCE_BODY_BYTES:
+        raise MalformedPayload(f"the SOURCE record is {len(body)} bytes, not {SOURCE_BODY_BYTES}")
+    source = SourceIdentity(body[0], body[1 : 1 + REPLY_KEY_BYTES], body[1 + REPLY_KEY_BYTES :])
+    try:
+        source.check()
+    except ValueError as err:
+        raise MalformedPayload(f"the SOURCE record is invalid: {err}") from None
+    return source
+
+
+def _decode_attachment_start(index: int, body: bytes) -> AttachmentStart:
+    try:
+        (name_length,) = U16.unpack_from(body, 0)
+        name = body[2 : 2 + name_length]
+        (media_length,) = U16.unpack_from(body, 2 + name_length)
+        media = body[4 + name_length : 4 + name_length + media_length]
+    except struct.error:
+        raise MalformedPayload("an ATTACHMENT_BEGIN record is cut short") from None
+    if 4 + name_length + media_length != len(body) or len(media) != media_length:
+        raise MalformedPayload("an ATTACHMENT_BEGIN record has the wrong length")
+    if not media.isascii():
+        raise MalformedPayload("an attachment's media type is not ASCII")
+    return AttachmentStart(index, _decode_text(name, "attachment name"), media.decode("ascii"))
+
+
+def _check_manifest(body: bytes, computed: list[AttachmentSummary]) -> None:
+    if len(body) < U32.size:
+        raise MalformedPayload("the MANIFEST record is cut short")
+    (count,) = U32.unpack_from(body, 0)
+    if count != len(computed) or len(body) != U32.size + count * MANIFEST_ENTRY.size:
+        raise MalformedPayload(
+            f"the manifest lists {count} attachments but the payload holds {len(computed)}"
+        )
+    for index, actual in enumerate(computed):
+        size, sha256 = MANIFEST_ENTRY.unpack_from(body, U32.size + index * MANIFEST_ENTRY.size)
+        if size != actual.size or sha256 != actual.sha256:
+            raise MalformedPayload(f"attachment {index} does not match its manifest entry")
+
+
+def _check_padding(queue: ByteQueue) -> None:
+    expected_total = padded_payload_length(queue.consumed)
+    while not queue.at_end():
+        record_type, length = _next_header(queue)
+        if record_type != PADDING:
+            raise MalformedPayload(f"record type 0x{record_type:02x} after the manifest")
+        for piece in queue.take_streamed(length):
+            if piece.count(0) != len(piece):
+                raise MalformedPayload("padding holds non-zero bytes")
+    if queue.consumed != expected_total:
+        raise MalformedPayload(
+            f"the payload is {queue.consumed} bytes, not the padded length {expected_total}"
+        )

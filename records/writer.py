@@ -1,0 +1,165 @@
+"""Encoding a submission as records, in one pass, as the upload arrives.
+
+The order is fixed: SUBMISSION (the day), RECEIPT, in format version 2 SOURCE,
+MESSAGE records, then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*,
+ATTACHMENT_END; one MANIFEST; PADDING up to the Padmé length. Pure: the bytes
+go to a sink, which seals them (storage/, replies.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from .layout import (
+    ATTACHMENT_BEGIN,
+    ATTACHMENT_DATA,
+    ATTACHMENT_END,
+    MANIFEST,
+    MANIFEST_ENTRY,
+    MAX_MEDIA_TYPE_BYTES,
+    MAX_NAME_BYTES,
+    MAX_PADDING_BODY,
+    MAX_RECORD_BODY,
+    MESSAGE,
+    PADDING,
+    RECEIPT,
+    RECORD_HEADER,
+    SOURCE,
+    SUBMISSION,
+    U16,
+    U32,
+    AttachmentSummary,
+    is_day,
+    is_receipt,
+    padded_payload_length,
+)
+from .source import SourceIdentity
+
+
+class PayloadWriter:
+    """Encodes a submission as records and hands the bytes to `sink`, in one pass."""
+
+    def __init__(
+        self,
+        sink: Callable[[bytes | memoryview], object],
+        day: str,
+        receipt: str,
+        source: SourceIdentity | None = None,
+    ) -> None:
+        """`source` given makes a version 2 payload: seal it with crypto.SOURCE_VERSION.
+
+        `sink` may be handed a view of the caller's buffer, valid only during the call.
+        """
+        self._sink = sink
+        self._written = 0
+        self._attachments: list[AttachmentSummary] = []
+        self._current: hashlib._Hash | None = None
+        self._current_size = 0
+        self._closed = False
+        # Checked here with the reader's own rules: a writer that accepted them would
+        # produce a file no reader can open, and nobody would know until the review.
+        if not is_day(day):
+            raise ValueError("the day must be a calendar date written YYYY-MM-DD")
+        if not is_receipt(receipt.encode("ascii", "replace")):
+            raise ValueError("the receipt must be 1 to 64 ASCII digits and hyphens")
+        if source is not None:
+            source.check()
+        self._record(SUBMISSION, day.encode("ascii"))
+        self._record(RECEIPT, receipt.encode("ascii"))
+        if source is not None:
+            self._record(SOURCE, source.encode())
+
+    @property
+    def attachments(self) -> list[AttachmentSummary]:
+        return list(self._attachments)
+
+    def message(self, text: str) -> None:
+        """Add message text; may be called several times, pieces are concatenated."""
+        if self._attachments or self._current is not None:
+            raise RuntimeError("the message must come before any attachment")
+        encoded = text.encode("utf-8", "replace")
+        start = 0
+        while start < len(encoded):
+            # Each record must decode on its own: never split a multi-byte character.
+            end = min(start + MAX_RECORD_BODY, len(encoded))
+            while end < len(encoded) and encoded[end] & 0xC0 == 0x80:
+                end -= 1
+            self._record(MESSAGE, encoded[start:end])
+            start = end
+
+    def begin_attachment(self, name: str, media_type: str) -> None:
+        if self._current is not None:
+            raise RuntimeError("the previous attachment is still open")
+        name_bytes = _truncate_utf8(name.encode("utf-8", "replace"), MAX_NAME_BYTES)
+        media = media_type.encode("ascii", "replace")[:MAX_MEDIA_TYPE_BYTES]
+        body = U16.pack(len(name_bytes)) + name_bytes + U16.pack(len(media)) + media
+        self._record(ATTACHMENT_BEGIN, body)
+        self._current = hashlib.sha256()
+        self._current_size = 0
+
+    def attachment_data(self, data: bytes | bytearray | memoryview) -> None:
+        if self._current is None:
+            raise RuntimeError("no attachment is open")
+        if isinstance(data, bytes) and 0 < len(data) <= MAX_RECORD_BODY:
+            # The common case (an upload read in pieces of up to 1 MiB): no copy at all.
+            # Empty data must write nothing: the reader refuses empty ATTACHMENT_DATA.
+            self._current.update(data)
+            self._current_size += len(data)
+            self._record(ATTACHMENT_DATA, data)
+            return
+        with memoryview(data) as raw, raw.cast("B") as view:
+            for start in range(0, len(view), MAX_RECORD_BODY):
+                piece = view[start : start + MAX_RECORD_BODY]
+                self._current.update(piece)
+                self._current_size += len(piece)
+                self._record(ATTACHMENT_DATA, piece)
+
+    def end_attachment(self) -> AttachmentSummary:
+        if self._current is None:
+            raise RuntimeError("no attachment is open")
+        summary = AttachmentSummary(self._current_size, self._current.digest())
+        self._attachments.append(summary)
+        self._current = None
+        self._record(ATTACHMENT_END, b"")
+        return summary
+
+    def close(self) -> None:
+        """Write the closing MANIFEST record and the padding."""
+        if self._current is not None:
+            raise RuntimeError("an attachment is still open")
+        if self._closed:
+            raise RuntimeError("payload already closed")
+        self._closed = True
+        entries = b"".join(MANIFEST_ENTRY.pack(a.size, a.sha256) for a in self._attachments)
+        self._record(MANIFEST, U32.pack(len(self._attachments)) + entries)
+        self._pad_to(padded_payload_length(self._written))
+
+    def _pad_to(self, target: int) -> None:
+        remaining = target - self._written
+        while remaining > 0:
+            body = min(remaining - RECORD_HEADER.size, MAX_PADDING_BODY)
+            if 0 < remaining - RECORD_HEADER.size - body < RECORD_HEADER.size:
+                body -= RECORD_HEADER.size  # leave room for one more whole record
+            self._sink(RECORD_HEADER.pack(PADDING, body))
+            self._written += RECORD_HEADER.size
+            zeros = bytes(min(body, MAX_RECORD_BODY))
+            left = body
+            while left:
+                piece = zeros[: min(left, len(zeros))]
+                self._sink(piece)
+                left -= len(piece)
+            self._written += body
+            remaining = target - self._written
+
+    def _record(self, record_type: int, body: bytes | memoryview) -> None:
+        self._sink(RECORD_HEADER.pack(record_type, len(body)))
+        if body:
+            # A view goes on as it is: copying each attachment piece into a fresh
+            # megabyte would cost the copy and, for large pieces, its page faults.
+            self._sink(body)
+        self._written += RECORD_HEADER.size + len(body)
+
+
+def _truncate_utf8(data: bytes, limit: int) -> bytes:
+    return data[:limit].decode("utf-8", "ignore").encode("utf-8")

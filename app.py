@@ -10,6 +10,7 @@ from .keys import KeyFileError, load_public_key
 from .settings import Settings
 from .storage.replies import RepliesFolderUnusable, ReplyBox
 from .storage.spool import Spool, StorageError
+from .web.crosssite import register_cross_site_refusal
 from .web.errors import SealdropFlask, register_error_handlers
 from .web.followup import Codenames
 from .web.headers import add_security_headers
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> Flask:
     register_routes(app, settings, spool, _codenames(settings))
     register_error_handlers(app)
     register_idle_timeout(app, settings.body_idle_seconds)
+    register_cross_site_refusal(app)
     app.after_request(add_security_headers)
     return app
 

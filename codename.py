@@ -143,6 +143,18 @@ def normalise(text: str) -> str:
     return " ".join(words)
 
 
+def ending(codename: str) -> str:
+    """The last two words of a normalised codename (the last is the checksum word).
+
+    The replies page shows them so that a source can see which codename it is using:
+    a page swapped for someone else's codename (web.crosssite) then looks different.
+    An onlooker who reads them still has six random words (77.5 bits) to guess; the
+    checksum word lets a cheap hash discard all but one guess in 7776 before Argon2id.
+    The server is sent the whole codename anyway.
+    """
+    return " ".join(codename.split()[-2:])
+
+
 def derive(codename: str, salt: bytes, cost: KdfCost) -> SourceKeys:
     """The source's reply key and mailbox id: Argon2id, then labelled BLAKE2b.
 

@@ -16,12 +16,17 @@ def whole_response(answer: bytes | bytearray) -> bool:
 
 
 def send_while_reading(
-    server: Any, content_type: str, body: bytes, path: str = "/submit"
+    server: Any,
+    content_type: str,
+    body: bytes,
+    path: str = "/submit",
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[str], bytes]:
     """POST `body` in 64 KiB pieces, like a browser, from one thread while another reads
     the answer; return the errors either side met and all the bytes answered."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {server.host}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n{extra}"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     errors: list[str] = []

@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 ROOT = Path(__file__).resolve().parent.parent
 CSS_PATH = ROOT / "static" / "style.css"
 PAGE_BUDGET = 30 * 1024
-ERROR_STATUSES = (400, 404, 405, 413, 429, 500, 503, 507)
+ERROR_STATUSES = (400, 403, 404, 405, 413, 429, 500, 503, 507)
 MARKER = "zq7MARKERx9"
 RECEIPT = "4821-7730-1159-6603"
 LIMITS = SimpleNamespace(max_files=20, max_message_chars=100_000, max_body_human="2 GiB")

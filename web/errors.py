@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from ..storage.spool import StorageError, StorageFull
 from .upload import UploadRejected, discard_refused_body
 
+FORBIDDEN = 403
 INSUFFICIENT_STORAGE = 507
 SERVICE_UNAVAILABLE = 503
 

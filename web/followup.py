@@ -29,6 +29,7 @@ from ..codename import (
     BadCodename,
     SourceKeys,
     derive,
+    ending,
     load_installation_salt,
     new_codename,
     word_list,
@@ -156,6 +157,7 @@ def register_followup_routes(
         return render_template(
             "replies.html",
             codename=codename,
+            codename_ending=ending(codename),
             replies=shown,
             deleted=deleted,
             limits=page_limits,

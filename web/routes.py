@@ -1,9 +1,9 @@
 """The routes: the form, and the upload that seals a submission as it arrives.
 
-No CSRF token, on purpose: the form is anonymous and the service keeps no session,
-no cookie and no account, so a forged cross-site POST could only do what anyone
-can do directly, submit anonymously. A token would need a cookie or server state,
-which would be one more thing that could link a source's visits.
+No CSRF token, on purpose: a token would need a cookie or server state, one more
+thing that could link a source's visits. A forged cross-site POST is refused
+instead from the headers browsers send (web.crosssite): with a codename in it, it
+could otherwise put a source on someone else's replies page.
 """
 
 from __future__ import annotations

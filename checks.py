@@ -6,8 +6,8 @@ HEALTHCHECK. Nothing here changes anything: folders are examined, never created 
 repaired, and a check that needs an earlier one to pass is skipped (the earlier
 PROBLEM already says what to do).
 
-What is checked: the settings (parsed by `settings.load_settings`, with the same
-command-line overrides as ``serve``), the reviewer public key, that no reviewer
+What is checked: the settings (read by `settings.from_command_line`, as ``serve``
+reads them), the reviewer public key, that no reviewer
 SECRET key lies anywhere the server can read (next to the public key or the config
 file, in the spool, state or replies folder), those folders' permissions, free space
 against the reserve, the tor program and whether its version takes the proof-of-work
@@ -31,7 +31,7 @@ import stem
 from .keys import KeyFileError, KeyFileInaccessible, load_public_key, looks_like_secret_key
 from .onion.errors import OnionError, OnionStateError
 from .onion.keys import KEY_FILE, load_service_key
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, from_command_line
 
 # Onion-service proof-of-work (the DoS defence) arrived in tor 0.4.8, but only as torrc
 # options; ADD_ONION, which sealdrop publishes with, takes its PoW keywords from tor
@@ -90,6 +90,7 @@ class Targets:
     replies_dir: Path | None = None
     reserve_bytes: int = 0
     tor_control: str | None = None
+    tor_control_password: str | None = None
     tor_cmd: str = "tor"
 
 
@@ -104,25 +105,37 @@ def run_check(args: argparse.Namespace) -> int:
 def check_all(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Finding]:
     settings, finding = load(args, env)
     yield finding
-    targets = Targets(
-        config_file=args.config,
-        spool_dir=settings.spool_dir if settings else args.spool,
-        public_key_file=settings.public_key_file if settings else args.public_key,
-        state_dir=args.state or (settings.state_dir if settings else None),
-        replies_dir=settings.replies_dir if settings else None,
-        reserve_bytes=settings.reserve_bytes if settings else 0,
-        tor_control=args.tor_control,
-    )
+    if settings is None:
+        # Still check what the command line names: the folders and key it points at.
+        targets = Targets(
+            config_file=args.config,
+            spool_dir=_given_path(args.spool_dir),
+            public_key_file=_given_path(args.public_key_file),
+            state_dir=_given_path(args.state_dir),
+            tor_control=args.tor_control,
+        )
+    else:
+        targets = Targets(
+            config_file=args.config,
+            spool_dir=settings.spool_dir,
+            public_key_file=settings.public_key_file,
+            state_dir=settings.state_dir,
+            replies_dir=settings.replies_dir,
+            reserve_bytes=settings.reserve_bytes,
+            tor_control=settings.tor_control,
+            tor_control_password=settings.tor_control_password,
+        )
     yield from check_targets(targets)
 
 
-def load(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings | None, Finding]:
-    """The settings exactly as ``sealdrop serve`` would read them (same overrides)."""
-    # serve pulls in Flask and gunicorn; import it only when check actually runs.
-    from .serve import settings_from_args
+def _given_path(raw: str | None) -> Path | None:
+    return Path(raw) if raw else None
 
+
+def load(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings | None, Finding]:
+    """The settings exactly as ``sealdrop serve`` reads them."""
     try:
-        settings = settings_from_args(args, env)
+        settings = from_command_line(args, env)
     except SettingsError as err:
         return None, problem_from_message(f"configuration: {err}", "fix the setting named")
     where = f"the config file {args.config} and " if args.config else ""
@@ -148,7 +161,7 @@ def check_targets(targets: Targets) -> Iterator[Finding]:
     if targets.tor_control is None:
         yield from check_tor_program(targets.tor_cmd)
     else:
-        yield from check_tor_control(targets.tor_control)
+        yield from check_tor_control(targets.tor_control, targets.tor_control_password)
 
 
 # --- the reviewer's keys -----------------------------------------------------------------
@@ -452,12 +465,12 @@ def parse_pow_module(text: str) -> bool | None:
     return None if match is None else match.group(1) == "yes"
 
 
-def check_tor_control(control: str) -> list[Finding]:
-    """Connect and authenticate as ``serve`` will (cookie, or no authentication)."""
+def check_tor_control(control: str, password: str | None = None) -> list[Finding]:
+    """Connect and authenticate as ``serve`` will (cookie, password or none)."""
     from .onion.control import connect
 
     try:
-        controller = connect(control, None)
+        controller = connect(control, password)
     except OnionError as err:
         return [problem_from_message(str(err), "check tor's ControlPort/ControlSocket lines")]
     try:

@@ -6,8 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .settings import add_flags
+
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +22,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sealdrop {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_keygen, _open, _reply, _spool, _serve, _onion, _check):
+        add_command(commands)
+    return parser
 
+
+# The reviewer's commands (offline).
+
+
+def _keygen(commands: Commands) -> None:
     keygen = commands.add_parser(
         "keygen", help="make a reviewer key pair (run this on the offline machine)"
     )
@@ -31,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.set_defaults(run=_run_keygen)
 
+
+def _open(commands: Commands) -> None:
     open_ = commands.add_parser("open", help="decrypt spool files into folders (offline)")
     open_.add_argument("spool", type=Path, metavar="SPOOL")
     open_.add_argument("--key", type=Path, required=True, metavar="FILE")
@@ -45,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     open_.set_defaults(run=_run_open)
 
+
+def _reply(commands: Commands) -> None:
     reply = commands.add_parser(
         "reply", help="write a reply file for one source, sealed to its reply key (offline)"
     )
@@ -58,27 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reply.set_defaults(run=_run_reply)
 
+
+def _spool(commands: Commands) -> None:
     spool = commands.add_parser("spool", help="list what a spool holds, without any key")
     spool.add_argument("spool", type=Path, metavar="SPOOL")
     spool.set_defaults(run=_run_spool)
 
+
+# The server's commands. `serve` and `check` take every setting's flag (settings.py
+# declares them); what is left here are the ways of running, not settings.
+
+
+def _serve(commands: Commands) -> None:
     serve = commands.add_parser("serve", help="run the web service that takes submissions")
-    serve.add_argument("--spool", type=Path, metavar="DIR", help="spool folder (mode 700)")
-    serve.add_argument("--public-key", type=Path, metavar="FILE", help="reviewer.pub")
-    serve.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
-    serve.add_argument("--listen", metavar="HOST:PORT|unix:PATH", help="loopback address")
+    add_flags(serve)
     serve.add_argument(
         "--local-only",
         action="store_true",
         help="serve on loopback only, WITHOUT publishing on Tor (testing)",
     )
-    serve.add_argument(
-        "--tor-control",
-        metavar="HOST:PORT|unix:PATH",
-        help="publish through this running tor (password, if any, in "
-        "SEALDROP_TOR_CONTROL_PASSWORD); without it sealdrop starts its own tor",
-    )
-    serve.add_argument("--state", type=Path, metavar="DIR", help="onion state folder (mode 700)")
     serve.add_argument(
         "--ephemeral",
         action="store_true",
@@ -86,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_run_serve)
 
+
+def _onion(commands: Commands) -> None:
     onion = commands.add_parser("onion", help="manage the onion service's keys")
     onion_commands = onion.add_subparsers(dest="onion_command", required=True, metavar="ACTION")
     add_client = onion_commands.add_parser(
@@ -97,20 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_client.set_defaults(run=_run_onion_add_client)
 
+
+def _check(commands: Commands) -> None:
     check = commands.add_parser(
         "check", help="check the server's settings, keys, folders and tor; say what to fix"
     )
-    check.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
-    check.add_argument("--spool", type=Path, metavar="DIR", help="spool folder (mode 700)")
-    check.add_argument("--public-key", type=Path, metavar="FILE", help="reviewer.pub")
-    check.add_argument("--state", type=Path, metavar="DIR", help="onion state folder")
-    check.add_argument(
-        "--tor-control", metavar="HOST:PORT|unix:PATH", help="a running tor's control port"
-    )
+    add_flags(check)
     check.add_argument("--quiet", action="store_true", help="print only the problems")
     check.set_defaults(run=_run_check)
-
-    return parser
 
 
 def _run_keygen(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from .app import StartupRefused, create_app
 from .onion.errors import OnionError
 from .onion.publisher import OnionPublisher
 from .onion.service import OnionConfig
-from .settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError, from_command_line
 from .web.gunicorn_conf import gunicorn_options, hide_server_header, honour_connection_close
 
 EXIT_REFUSED = 2
@@ -55,21 +55,9 @@ class SealdropServer(BaseApplication):  # type: ignore[misc]
         return self._app
 
 
-def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    """Command-line options win over variables, which win over the config file."""
-    overrides = dict(env)
-    for option, name in (("spool", "spool_dir"), ("public_key", "public_key_file")):
-        value = getattr(args, option, None)
-        if value is not None:
-            overrides[ENV_PREFIX + name.upper()] = str(value)
-    if getattr(args, "listen", None) is not None:
-        overrides[ENV_PREFIX + "LISTEN"] = args.listen
-    return load_settings(overrides, getattr(args, "config", None))
-
-
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        settings = settings_from_args(args, os.environ)
+        settings = from_command_line(args, os.environ)
         app = create_app(settings)
     except (SettingsError, StartupRefused) as err:
         print(f"sealdrop serve: {err}", file=sys.stderr)
@@ -81,21 +69,20 @@ def run_serve(args: argparse.Namespace) -> int:
             "only this machine can reach it.",
             flush=True,
         )
+    elif settings.state_dir is None:
+        print(
+            "sealdrop serve: no onion state folder; name one with --state DIR (it keeps "
+            "the onion address's key: mode 700, outside the spool), or add --local-only",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
     else:
-        state_dir = args.state or settings.state_dir
-        if state_dir is None:
-            print(
-                "sealdrop serve: no onion state folder; name one with --state DIR (it keeps "
-                "the onion address's key: mode 700, outside the spool), or add --local-only",
-                file=sys.stderr,
-            )
-            return EXIT_REFUSED
         publisher = OnionPublisher(
             OnionConfig(
-                state_dir,
+                settings.state_dir,
                 target="",  # the listening socket, known once gunicorn has bound it
-                control=args.tor_control,
-                control_password=os.environ.get(ENV_PREFIX + "TOR_CONTROL_PASSWORD"),
+                control=settings.tor_control,
+                control_password=settings.tor_control_password,
                 ephemeral=args.ephemeral,
             )
         )

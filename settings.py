@@ -1,16 +1,22 @@
-"""The service's settings: read once, from a TOML file and ``SEALDROP_*`` variables, into types.
+"""The service's settings: every source folded, once, into one typed `Settings`.
 
-Every setting has one name, used as the TOML key and, upper-cased after ``SEALDROP_``,
-as the environment variable (``max_files`` / ``SEALDROP_MAX_FILES``). A variable wins
-over the file, so a wrapper script or systemd unit can override one value. A bad value
-stops start-up with a `SettingsError` naming the setting, where it came from and the fix.
+A setting comes from, in order of precedence, a command-line flag (for the few that
+have one), a ``SEALDROP_<NAME>`` variable, or the TOML file given with ``--config``
+(``max_files = 20`` / ``SEALDROP_MAX_FILES``). A variable wins over the file, so a
+wrapper script or systemd unit can override one value; a flag wins over both. A bad
+value stops start-up with a `SettingsError` naming the setting, where it came from and
+the fix. Every command reads its settings through `from_command_line` and nothing else.
 
-New settings (the onion service's) are added as one more `_Field` in `_FIELDS` and one
-more attribute on `Settings`.
+Each setting is declared ONCE, as an attribute of `Settings` made with `setting(...)`:
+its type (the annotation), default, parser, the fix shown for a bad value, the meaning
+shown in README's table, and its flag if it has one. Adding a setting is adding that
+one attribute (then regenerate README's table: ``python -m sealdrop.tests.test_quickstart``).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -19,13 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .units import GiB, KiB, MiB, TiB, human_size
+
 ENV_PREFIX = "SEALDROP_"
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-
 DEFAULT_PORT = 8080
+
+__all__ = [
+    "ENV_PREFIX",
+    "GiB",
+    "KiB",
+    "Listen",
+    "MiB",
+    "Settings",
+    "SettingsError",
+    "add_flags",
+    "declared",
+    "from_command_line",
+    "load_settings",
+    "settings_table",
+]
 
 
 class SettingsError(Exception):
@@ -33,6 +51,10 @@ class SettingsError(Exception):
 
     Raised by `load_settings` before anything starts; the message is for the operator.
     """
+
+
+class _BadValue(ValueError):
+    """A parser's complaint, turned into a SettingsError by `_parse_one`."""
 
 
 @dataclass(frozen=True)
@@ -59,67 +81,35 @@ class Listen:
         return self.bind
 
 
-@dataclass(frozen=True)
-class Settings:
-    spool_dir: Path
-    public_key_file: Path
-    max_body_bytes: int = 2 * GiB
-    max_files: int = 20
-    max_message_chars: int = 100_000
-    max_part_header_bytes: int = 8 * KiB
-    reserve_bytes: int = 512 * MiB
-    body_idle_seconds: int = 300
-    listen: Listen = Listen("127.0.0.1", DEFAULT_PORT)
-    accepting: bool = True
-    # Codenames and replies (both folders set, or the feature is off): the state folder
-    # holds the installation's codename salt; the replies folder the reviewer's replies.
-    state_dir: Path | None = None
-    replies_dir: Path | None = None
-    # Argon2id per codename entry; 64 MiB x 3 passes is about 0.25 s on one core.
-    codename_kdf_memory: int = 64 * MiB
-    codename_kdf_passes: int = 3
-    # Derivations running at once in one worker process; more get a calm 429 page.
-    codename_max_concurrent: int = 2
-
-    @property
-    def replies_enabled(self) -> bool:
-        return self.state_dir is not None and self.replies_dir is not None
+# --- parsers: raw value (TOML value or text) in, typed value out, _BadValue on refusal ----
 
 
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    parse: Callable[[Any, str], Any]  # (raw value, where it came from) -> typed value
-    fix: str  # what a valid value looks like, for the error message
-
-    @property
-    def env_var(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
-def _problem(field: _Field, where: str, what: str) -> SettingsError:
-    return SettingsError(
-        f"setting {field.name} ({where}) {what}; {field.fix} "
-        f"(set it as `{field.name} = ...` in the config file or as {field.env_var})"
-    )
-
-
-class _BadValue(ValueError):
-    """A parser's complaint, turned into a SettingsError by `_parse_field`."""
-
-
-def _path(raw: Any, where: str) -> Path:
+def _path(raw: Any) -> Path:
     if not isinstance(raw, str) or not raw.strip():
         raise _BadValue("is empty or not a text value")
     return Path(raw)
 
 
+def _text(raw: Any) -> str:
+    # Never quotes the value back: it may be a password.
+    if not isinstance(raw, str) or not raw.strip():
+        raise _BadValue("is empty or not a text value")
+    return raw
+
+
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
-_UNITS = {None: 1, "B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1024 * GiB}
+_UNITS = {None: 1, "B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": TiB}
+_SIZE_FIX = "give a number of bytes, or a number with B, KiB, MiB, GiB or TiB (like '2 GiB')"
 
 
-def _size(low: int, high: int) -> Callable[[Any, str], int]:
-    def parse(raw: Any, where: str) -> int:
+@dataclass(frozen=True)
+class _Size:
+    """A number of bytes within [low, high], written as ``1048576`` or ``"512 MiB"``."""
+
+    low: int
+    high: int
+
+    def __call__(self, raw: Any) -> int:
         if isinstance(raw, bool):
             raise _BadValue(f"is {raw!r}, not a size")
         if isinstance(raw, int):
@@ -128,33 +118,35 @@ def _size(low: int, high: int) -> Callable[[Any, str], int]:
             value = int(match.group(1)) * _UNITS[match.group(2)]
         else:
             raise _BadValue(f"is {raw!r}, not a size")
-        if not low <= value <= high:
-            raise _BadValue(f"is {value} bytes, outside {low}..{high}")
+        if not self.low <= value <= self.high:
+            raise _BadValue(f"is {value} bytes, outside {self.low}..{self.high}")
         return value
 
-    return parse
 
+@dataclass(frozen=True)
+class _Count:
+    """A whole number within [low, high]."""
 
-def _count(low: int, high: int) -> Callable[[Any, str], int]:
-    def parse(raw: Any, where: str) -> int:
+    low: int
+    high: int
+
+    def __call__(self, raw: Any) -> int:
         if isinstance(raw, bool):
             raise _BadValue(f"is {raw!r}, not a whole number")
         if isinstance(raw, str) and raw.strip().isdigit():
             raw = int(raw)
         if not isinstance(raw, int):
             raise _BadValue(f"is {raw!r}, not a whole number")
-        if not low <= raw <= high:
-            raise _BadValue(f"is {raw}, outside {low}..{high}")
+        if not self.low <= raw <= self.high:
+            raise _BadValue(f"is {raw}, outside {self.low}..{self.high}")
         return raw
-
-    return parse
 
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def _flag(raw: Any, where: str) -> bool:
+def _flag(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
     if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
@@ -162,7 +154,7 @@ def _flag(raw: Any, where: str) -> bool:
     raise _BadValue(f"is {raw!r}, not true or false")
 
 
-def parse_listen(raw: Any, where: str = "") -> Listen:
+def parse_listen(raw: Any) -> Listen:
     """``HOST:PORT`` on loopback (``127.0.0.1:8080``, ``[::1]:8080``) or ``unix:/ABS/PATH``."""
     if not isinstance(raw, str) or not raw.strip():
         raise _BadValue("is empty or not a text value")
@@ -194,76 +186,268 @@ def parse_listen(raw: Any, where: str = "") -> Listen:
     return Listen(host=str(address), port=port)
 
 
-_SIZE_FIX = "give a number of bytes, or a number with B, KiB, MiB, GiB or TiB (like '2 GiB')"
+# --- declaring a setting -------------------------------------------------------------------
 
-_FIELDS: tuple[_Field, ...] = (
-    _Field("spool_dir", _path, "give the folder where sealed submissions are written"),
-    _Field(
-        "public_key_file",
-        _path,
-        "give the reviewer's public key file (reviewer.pub, made by `sealdrop keygen`)",
-    ),
-    _Field("max_body_bytes", _size(64 * KiB, 1024 * GiB), _SIZE_FIX),
-    _Field("max_files", _count(0, 10_000), "give a whole number of files (0 to 10000)"),
-    _Field(
-        "max_message_chars", _count(1, 10_000_000), "give a number of characters (1 to 10000000)"
-    ),
-    _Field("max_part_header_bytes", _size(1 * KiB, 1 * MiB), _SIZE_FIX + ", 1 KiB to 1 MiB"),
-    _Field("reserve_bytes", _size(0, 1024**5), _SIZE_FIX + ", or 0 for no reserve"),
-    _Field(
-        "body_idle_seconds",
-        _count(1, 86_400),
-        "give the seconds an upload may send nothing before it is dropped (1 to 86400)",
-    ),
-    _Field(
-        "listen",
-        parse_listen,
-        "give 127.0.0.1:PORT, [::1]:PORT or unix:/ABSOLUTE/PATH (loopback only; Tor "
+_REQUIRED = dataclasses.MISSING
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Everything about one setting but its name and type (the `Settings` attribute's)."""
+
+    parse: Callable[[Any], Any]
+    fix: str  # what a valid value looks like, for the error message
+    meaning: str  # README's "meaning" column; its first sentence is the flag's --help
+    flag: str | None = None
+    metavar: str | None = None
+
+
+def setting(
+    default: Any = _REQUIRED,
+    *,
+    parse: Callable[[Any], Any],
+    fix: str,
+    meaning: str,
+    flag: str | None = None,
+    metavar: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """One `Settings` attribute and its declaration (read back by `declared`)."""
+    spec = Declared(parse, fix, meaning, flag, metavar)
+    return dataclasses.field(default=default, repr=not secret, metadata={"setting": spec})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings, typed and checked; built by `load_settings` only."""
+
+    spool_dir: Path = setting(
+        parse=_path,
+        fix="give the folder where sealed submissions are written",
+        meaning="Folder where sealed submissions are written (mode 0700). Required.",
+        flag="--spool",
+        metavar="DIR",
+    )
+    public_key_file: Path = setting(
+        parse=_path,
+        fix="give the reviewer's public key file (reviewer.pub, made by `sealdrop keygen`)",
+        meaning="The reviewer's public key, `reviewer.pub` (made offline by `sealdrop "
+        "keygen`). Required; a secret key here stops start-up.",
+        flag="--public-key",
+        metavar="FILE",
+    )
+    max_body_bytes: int = setting(
+        2 * GiB,
+        parse=_Size(64 * KiB, 1024 * GiB),
+        fix=_SIZE_FIX,
+        meaning="Largest submission, message and files together; bigger ones are refused.",
+    )
+    max_files: int = setting(
+        20,
+        parse=_Count(0, 10_000),
+        fix="give a whole number of files (0 to 10000)",
+        meaning="Most attachments in one submission.",
+    )
+    max_message_chars: int = setting(
+        100_000,
+        parse=_Count(1, 10_000_000),
+        fix="give a number of characters (1 to 10000000)",
+        meaning="Longest message, in characters.",
+    )
+    max_part_header_bytes: int = setting(
+        8 * KiB,
+        parse=_Size(1 * KiB, 1 * MiB),
+        fix=_SIZE_FIX + ", 1 KiB to 1 MiB",
+        meaning="Largest header of one form part (a file's name and type).",
+    )
+    reserve_bytes: int = setting(
+        512 * MiB,
+        parse=_Size(0, 1024 * TiB),
+        fix=_SIZE_FIX + ", or 0 for no reserve",
+        meaning="Free space kept on the spool's disk; below it new submissions are refused, "
+        "calmly, until spool files are collected.",
+    )
+    body_idle_seconds: int = setting(
+        300,
+        parse=_Count(1, 86_400),
+        fix="give the seconds an upload may send nothing before it is dropped (1 to 86400)",
+        meaning="An upload that sends nothing for this long is dropped, and nothing of it "
+        "kept: a stalled client must not hold a worker thread for ever. Tor circuits can "
+        "stall for a minute, so keep it generous.",
+    )
+    listen: Listen = setting(
+        Listen("127.0.0.1", DEFAULT_PORT),
+        parse=parse_listen,
+        fix="give 127.0.0.1:PORT, [::1]:PORT or unix:/ABSOLUTE/PATH (loopback only; Tor "
         "connects locally)",
-    ),
-    _Field("accepting", _flag, "give true or false"),
-    _Field("state_dir", _path, "give the folder for the service's state (mode 700)"),
-    _Field("replies_dir", _path, "give the folder where the operator puts reply files"),
+        meaning="Where the web server listens: `127.0.0.1:PORT`, `[::1]:PORT` or "
+        "`unix:/ABSOLUTE/PATH`. Loopback only: tor connects to it locally.",
+        flag="--listen",
+        metavar="HOST:PORT|unix:PATH",
+    )
+    accepting: bool = setting(
+        True,
+        parse=_flag,
+        fix="give true or false",
+        meaning="`false` closes the form to new submissions without stopping the service.",
+    )
+    # Codenames and replies are on when both folders are set: the state folder holds
+    # the installation's codename salt; the replies folder the reviewer's replies.
+    state_dir: Path | None = setting(
+        None,
+        parse=_path,
+        fix="give the folder for the service's state (mode 700)",
+        meaning="The service's own folder (mode 0700): the onion service key, tor's data, "
+        "the codename salt. `sealdrop serve` needs it unless `--local-only`; with "
+        "`replies_dir`, turns codename follow-ups on.",
+        flag="--state",
+        metavar="DIR",
+    )
+    replies_dir: Path | None = setting(
+        None,
+        parse=_path,
+        fix="give the folder where the operator puts reply files",
+        meaning="Folder where the operator puts the reviewer's reply files. With "
+        "`state_dir`, turns codename follow-ups and replies on.",
+    )
     # libsodium's bounds for Argon2id; only tests should go near the low end.
-    _Field("codename_kdf_memory", _size(8 * KiB, 4 * GiB), _SIZE_FIX + ", 8 KiB to 4 GiB"),
-    _Field("codename_kdf_passes", _count(1, 16), "give a number of passes (1 to 16)"),
-    _Field("codename_max_concurrent", _count(1, 64), "give a number of derivations (1 to 64)"),
-)
-_BY_NAME = {field.name: field for field in _FIELDS}
-_REQUIRED = ("spool_dir", "public_key_file")
+    codename_kdf_memory: int = setting(
+        64 * MiB,
+        parse=_Size(8 * KiB, 4 * GiB),
+        fix=_SIZE_FIX + ", 8 KiB to 4 GiB",
+        meaning="Argon2id memory for each codename a source enters (64 MiB with 3 passes "
+        "is about 0.25 s on one core).",
+    )
+    codename_kdf_passes: int = setting(
+        3,
+        parse=_Count(1, 16),
+        fix="give a number of passes (1 to 16)",
+        meaning="Argon2id passes for each codename a source enters.",
+    )
+    codename_max_concurrent: int = setting(
+        2,
+        parse=_Count(1, 64),
+        fix="give a number of derivations (1 to 64)",
+        meaning="Codename derivations at once in one worker process; more get a calm "
+        '"try again" page (429).',
+    )
+    tor_control: str | None = setting(
+        None,
+        parse=_text,
+        fix="give HOST:PORT or unix:PATH of tor's control port",
+        meaning="A running tor's control port (`127.0.0.1:9051` or `unix:/run/tor/control`) "
+        "to publish the onion service through. Without it `sealdrop serve` starts its own "
+        "tor.",
+        flag="--tor-control",
+        metavar="HOST:PORT|unix:PATH",
+    )
+    tor_control_password: str | None = setting(
+        None,
+        parse=_text,
+        fix="give the password of tor's HashedControlPassword, or use cookie authentication",
+        meaning="The password for `tor_control`, if tor asks for one (cookie authentication "
+        "needs none). Best given as the variable, never on a command line.",
+        secret=True,
+    )
+
+    @property
+    def replies_enabled(self) -> bool:
+        return self.state_dir is not None and self.replies_dir is not None
 
 
-def load_settings(env: Mapping[str, str], config_file: Path | None = None) -> Settings:
-    """Parse the config file (if any) and the ``SEALDROP_*`` variables in `env` into Settings."""
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    spec: Declared
+    default: Any
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def how_to_give(self) -> str:
+        flag = f", or as {self.spec.flag}" if self.spec.flag else ""
+        return f"as `{self.name} = ...` in the config file, as {self.env_var}{flag}"
+
+
+def declared() -> tuple[_Entry, ...]:
+    """Every setting, in `Settings`' order, with its declaration and default."""
+    return tuple(
+        _Entry(field.name, field.metadata["setting"], field.default)
+        for field in dataclasses.fields(Settings)
+    )
+
+
+_BY_NAME = {entry.name: entry for entry in declared()}
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def load_settings(
+    env: Mapping[str, str],
+    config_file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Fold the config file (if any), the ``SEALDROP_*`` variables in `env` and the
+    command line's `flags` (setting name -> text given, None when not given) into Settings."""
     values: dict[str, Any] = {}
     if config_file is not None:
         for name, raw in _read_toml(config_file).items():
-            field = _BY_NAME.get(name)
-            if field is None:
-                known = ", ".join(_BY_NAME)
+            entry = _BY_NAME.get(name)
+            if entry is None:
                 raise SettingsError(
                     f"the config file {config_file} has an unknown setting {name!r}; "
-                    f"remove it or fix its spelling (known settings: {known})"
+                    f"remove it or fix its spelling (known settings: {', '.join(_BY_NAME)})"
                 )
-            values[name] = _parse_field(field, raw, f"config file {config_file}")
-    for field in _FIELDS:
-        if field.env_var in env:
-            values[field.name] = _parse_field(field, env[field.env_var], field.env_var)
-    for name in _REQUIRED:
-        if name not in values:
-            field = _BY_NAME[name]
+            values[name] = _parse_one(entry, raw, f"config file {config_file}")
+    for entry in _BY_NAME.values():
+        if entry.env_var in env:
+            values[entry.name] = _parse_one(entry, env[entry.env_var], entry.env_var)
+    for name, raw in (flags or {}).items():
+        entry = _BY_NAME[name]
+        if raw is not None:
+            values[name] = _parse_one(entry, raw, str(entry.spec.flag))
+    for entry in _BY_NAME.values():
+        if entry.required and entry.name not in values:
             raise SettingsError(
-                f"setting {name} is missing; {field.fix} (as `{name} = ...` in the config "
-                f"file, as {field.env_var}, or on the command line)"
+                f"setting {entry.name} is missing; {entry.spec.fix} ({entry.how_to_give()})"
             )
     return Settings(**values)
 
 
-def _parse_field(field: _Field, raw: Any, where: str) -> Any:
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and every setting's flag, for a command that reads the settings."""
+    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
+    for entry in _BY_NAME.values():
+        if entry.spec.flag is not None:
+            first_sentence = entry.spec.meaning.split(". ")[0].rstrip(".")
+            parser.add_argument(
+                entry.spec.flag,
+                dest=entry.name,
+                metavar=entry.spec.metavar,
+                help=f"{first_sentence} (setting {entry.name}, {entry.env_var})",
+            )
+
+
+def from_command_line(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """The settings for a command whose parser got `add_flags`: flags, then `env`, then
+    the ``--config`` file."""
+    flags = {name: getattr(args, name, None) for name, e in _BY_NAME.items() if e.spec.flag}
+    return load_settings(env, getattr(args, "config", None), flags)
+
+
+def _parse_one(entry: _Entry, raw: Any, where: str) -> Any:
     try:
-        return field.parse(raw, where)
+        return entry.spec.parse(raw)
     except _BadValue as err:
-        raise _problem(field, where, str(err)) from None
+        raise SettingsError(
+            f"setting {entry.name} ({where}) {err}; {entry.spec.fix} ({entry.how_to_give()})"
+        ) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -280,3 +464,31 @@ def _read_toml(path: Path) -> dict[str, Any]:
             f"the config file {path} is not valid TOML ({err}); fix the line named"
         ) from None
     return data
+
+
+# --- documentation -----------------------------------------------------------------------------
+
+
+def settings_table() -> str:
+    """README's configuration table, one row per declared setting."""
+    rows = ["| setting | default | variable | flag | meaning |", "| --- | --- | --- | --- | --- |"]
+    for entry in _BY_NAME.values():
+        flag = f"`{entry.spec.flag}`" if entry.spec.flag else ""
+        rows.append(
+            f"| `{entry.name}` | {_shown(entry)} | `{entry.env_var}` | {flag} "
+            f"| {entry.spec.meaning} |"
+        )
+    return "\n".join(rows)
+
+
+def _shown(entry: _Entry) -> str:
+    value = entry.default
+    if entry.required:
+        return "(required)"
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(entry.spec.parse, _Size):
+        return f"`{human_size(value)}`"
+    return f"`{value}`"

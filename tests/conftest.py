@@ -9,7 +9,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -191,14 +191,16 @@ SERVER_START_TIMEOUT = 30.0
 def start_server(
     tmp_path: Path, spool_dir: Path, public_key_file: Path
 ) -> Iterator[Callable[..., RunningServer]]:
-    """`start_server(env={...}, cwd=..., tmpdir=...)`: run `sealdrop serve --local-only`
-    on a free loopback port; every server started is killed when the test ends."""
+    """`start_server(env={...}, cwd=..., tmpdir=..., args=[...])`: run `sealdrop serve
+    --local-only` (with `args` added) on a free loopback port; every server started is
+    killed when the test ends."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         tmpdir: Path | None = None,
+        args: Sequence[str] = (),
     ) -> RunningServer:
         index = len(processes)
         stdout_path = tmp_path / f"server{index}.out"
@@ -221,6 +223,7 @@ def start_server(
             "--listen",
             "127.0.0.1:0",
             "--local-only",
+            *args,
         ]
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = subprocess.Popen(

@@ -345,3 +345,19 @@ def test_a_refused_follow_up_is_read_to_its_end_so_the_browser_sees_the_page(
     assert whole_response(answer)
     assert b"Error code %d" % status in answer and answer.rstrip().endswith(b"</html>")
     assert not [n for n in os.listdir(spool_dir) if n.endswith(".part")]
+
+
+def test_state_given_as_a_flag_turns_follow_ups_on_like_the_variable(
+    start_server: Callable[..., Any], service_dirs: dict[str, Path]
+) -> None:
+    # `--state` is the state_dir setting, for the codename salt as for the onion key:
+    # with replies_dir set, follow-ups are on (once, --state reached only the onion).
+    state, replies_dir = service_dirs["state"], service_dirs["replies"]
+    server = start_server(
+        env={"SEALDROP_REPLIES_DIR": str(replies_dir), **TEST_KDF}, args=["--state", str(state)]
+    )
+    landing = request(server, "/")
+    assert landing.status == 200
+    assert "We cannot reply to you through this page yet" not in landing.body
+    assert 'href="/come-back"' in landing.body
+    assert (state / codename.SALT_FILE).is_file()

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from sealdrop import settings as settings_module
-from sealdrop.settings import GiB, KiB, Listen, MiB, Settings
+from sealdrop.settings import Settings, declared, settings_table
 from sealdrop.tests.tor_local import tor_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,68 +340,8 @@ def test_without_tor_the_first_command_falls_back_to_loopback_only_and_says_so(
 
 # --- the configuration table -------------------------------------------------------------
 
-# What each setting means, for the README. A setting missing here fails the test below.
-MEANINGS = {
-    "spool_dir": "Folder where sealed submissions are written (mode 0700). Required.",
-    "public_key_file": "The reviewer's public key, `reviewer.pub` (made offline by "
-    "`sealdrop keygen`). Required; a secret key here stops start-up.",
-    "max_body_bytes": "Largest submission, message and files together; bigger ones are refused.",
-    "max_files": "Most attachments in one submission.",
-    "max_message_chars": "Longest message, in characters.",
-    "max_part_header_bytes": "Largest header of one form part (a file's name and type).",
-    "reserve_bytes": "Free space kept on the spool's disk; below it new submissions are "
-    "refused, calmly, until spool files are collected.",
-    "listen": "Where the web server listens: `127.0.0.1:PORT`, `[::1]:PORT` or "
-    "`unix:/ABSOLUTE/PATH`. Loopback only: tor connects to it locally.",
-    "body_idle_seconds": "An upload that sends nothing for this long is dropped, and "
-    "nothing of it kept: a stalled client must not hold a worker thread for ever. Tor "
-    "circuits can stall for a minute, so keep it generous.",
-    "accepting": "`false` closes the form to new submissions without stopping the service.",
-    "state_dir": "The service's own folder (mode 0700): the onion service key, tor's data, "
-    "the codename salt. `sealdrop serve` needs it (or `--state`) unless `--local-only`; "
-    "with `replies_dir`, turns codename follow-ups on.",
-    "replies_dir": "Folder where the operator puts the reviewer's reply files. With "
-    "`state_dir`, turns codename follow-ups and replies on.",
-    "codename_kdf_memory": "Argon2id memory for each codename a source enters "
-    "(64 MiB with 3 passes is about 0.25 s on one core).",
-    "codename_kdf_passes": "Argon2id passes for each codename a source enters.",
-    "codename_max_concurrent": "Codename derivations at once in one worker process; more "
-    'get a calm "try again" page (429).',
-}
 TABLE_START = "<!-- settings-table -->"
 TABLE_END = "<!-- /settings-table -->"
-
-
-def _human_size(size: int) -> str:
-    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} B"
-
-
-def _default(name: str, value: object, is_size: bool) -> str:
-    if value is dataclasses.MISSING:
-        return "(required)"
-    if value is None:
-        return "(none)"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, Listen):
-        return f"`{value.bind}`"
-    if isinstance(value, int) and is_size:
-        return f"`{_human_size(value)}`"
-    return f"`{value}`"
-
-
-def settings_table() -> str:
-    """The README's configuration table, from settings.py's fields and defaults."""
-    defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
-    rows = ["| setting | default | variable | meaning |", "| --- | --- | --- | --- |"]
-    for field in settings_module._FIELDS:
-        is_size = field.fix.startswith(settings_module._SIZE_FIX)
-        default = _default(field.name, defaults[field.name], is_size)
-        rows.append(f"| `{field.name}` | {default} | `{field.env_var}` | {MEANINGS[field.name]} |")
-    return "\n".join(rows)
 
 
 def readme_with_table(text: str) -> str:
@@ -411,10 +350,10 @@ def readme_with_table(text: str) -> str:
     return f"{text[:start]}{TABLE_START}\n{settings_table()}\n{TABLE_END}{tail}"
 
 
-def test_every_setting_has_a_meaning_and_a_default_column() -> None:
-    names = [field.name for field in settings_module._FIELDS]
-    assert sorted(names) == sorted(MEANINGS)
-    assert sorted(names) == sorted(field.name for field in dataclasses.fields(Settings))
+def test_every_setting_is_declared_once_with_its_meaning() -> None:
+    names = [entry.name for entry in declared()]
+    assert names == [field.name for field in dataclasses.fields(Settings)]
+    assert all(entry.spec.meaning and entry.spec.fix for entry in declared())
 
 
 def test_the_readme_configuration_table_matches_settings_py() -> None:

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from sealdrop.settings import GiB, KiB, Listen, MiB, SettingsError, load_settings
+from sealdrop.cli import build_parser
+from sealdrop.settings import (
+    GiB,
+    KiB,
+    Listen,
+    MiB,
+    Settings,
+    SettingsError,
+    from_command_line,
+    load_settings,
+)
 
 REQUIRED = {"SEALDROP_SPOOL_DIR": "/srv/spool", "SEALDROP_PUBLIC_KEY_FILE": "/etc/reviewer.pub"}
 
@@ -157,3 +167,44 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
 def test_unrelated_environment_is_ignored() -> None:
     settings = load_settings({**REQUIRED, "HOME": "/root", "SEALDROP_SOMETHING_ELSE": "x"})
     assert settings.max_files == 20
+
+
+def parsed(*argv: str, env: dict[str, str] | None = None) -> Settings:
+    args = build_parser().parse_args(["serve", *argv])
+    return from_command_line(args, env or {})
+
+
+def test_flags_win_over_variables_which_win_over_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'spool_dir = "/file"\npublic_key_file = "/k.pub"\nstate_dir = "/file-state"\n'
+    )
+    env = {"SEALDROP_SPOOL_DIR": "/env", "SEALDROP_STATE_DIR": "/env-state"}
+    settings = parsed("--config", str(config), "--state", "/flag-state", env=env)
+    assert settings.spool_dir == Path("/env")
+    assert settings.state_dir == Path("/flag-state")
+    assert settings.public_key_file == Path("/k.pub")
+
+
+def test_every_settings_flag_is_taken_by_serve_and_check_and_parsed_like_the_rest() -> None:
+    for command in ("serve", "check"):
+        args = build_parser().parse_args([command, "--spool", "/s", "--public-key", "/k"])
+        assert from_command_line(args, {}).spool_dir == Path("/s")
+    with pytest.raises(SettingsError) as caught:
+        parsed("--spool", "/s", "--public-key", "/k", "--listen", "0.0.0.0:80")
+    assert "setting listen (--listen)" in str(caught.value)
+
+
+def test_a_missing_setting_names_its_flag() -> None:
+    with pytest.raises(SettingsError) as caught:
+        parsed("--public-key", "/k")
+    assert "or as --spool" in str(caught.value)
+
+
+def test_the_tor_control_password_is_a_setting_never_shown() -> None:
+    settings = load_settings({**REQUIRED, "SEALDROP_TOR_CONTROL_PASSWORD": "hunter2-secret"})
+    assert settings.tor_control_password == "hunter2-secret"
+    assert "hunter2" not in repr(settings)
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**REQUIRED, "SEALDROP_TOR_CONTROL_PASSWORD": " "})
+    assert "SEALDROP_TOR_CONTROL_PASSWORD" in str(caught.value)

@@ -6,7 +6,8 @@ source was shown), in format version 2 one SOURCE record (the source's reply
 key and mailbox id), MESSAGE records (the text, in pieces), then per attachment
 ATTACHMENT_BEGIN, ATTACHMENT_DATA*, ATTACHMENT_END; one MANIFEST closing record
 with each attachment's size and SHA-256; then PADDING records up to the Padmé
-length. docs/FORMAT.md is normative.
+length. An upload the client cut off ends with a CUT record before MANIFEST.
+docs/FORMAT.md is normative.
 
 One job per module, all pure like crypto.py (no files, no web, no keys):
 
@@ -37,6 +38,10 @@ from .layout import (
     ATTACHMENT_BEGIN,
     ATTACHMENT_DATA,
     ATTACHMENT_END,
+    CUT,
+    CUT_BETWEEN_PARTS,
+    CUT_IN_ATTACHMENT,
+    CUT_IN_MESSAGE,
     FIRST_OPTIONAL_TYPE,
     MANIFEST,
     MAX_MEDIA_TYPE_BYTES,
@@ -51,6 +56,7 @@ from .layout import (
     SUBMISSION,
     AttachmentSummary,
     MalformedPayload,
+    UploadCut,
     padded_payload_length,
     padme,
 )
@@ -69,6 +75,10 @@ __all__ = [
     "ATTACHMENT_BEGIN",
     "ATTACHMENT_DATA",
     "ATTACHMENT_END",
+    "CUT",
+    "CUT_BETWEEN_PARTS",
+    "CUT_IN_ATTACHMENT",
+    "CUT_IN_MESSAGE",
     "FIRST_CONTACT",
     "FIRST_OPTIONAL_TYPE",
     "FOLLOW_UP",
@@ -98,6 +108,7 @@ __all__ = [
     "Receipt",
     "SkippedRecord",
     "SourceIdentity",
+    "UploadCut",
     "mailbox_id_for",
     "padded_payload_length",
     "padme",

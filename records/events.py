@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layout import AttachmentSummary
+from .layout import AttachmentSummary, UploadCut
 from .source import SourceIdentity
 
 
@@ -51,6 +51,8 @@ class SkippedRecord:
 @dataclass(frozen=True)
 class PayloadEnd:
     attachments: tuple[AttachmentSummary, ...]
+    # The upload was cut off: the payload holds only what arrived (layout.UploadCut).
+    cut: UploadCut | None = None
 
 
 Event = (
@@ -61,6 +63,7 @@ Event = (
     | AttachmentStart
     | AttachmentBytes
     | AttachmentDone
+    | UploadCut
     | SkippedRecord
     | PayloadEnd
 )

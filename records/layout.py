@@ -23,7 +23,15 @@ ATTACHMENT_END = 0x05
 MANIFEST = 0x06
 RECEIPT = 0x07
 SOURCE = 0x08
+CUT = 0x09
 FIRST_OPTIONAL_TYPE = 0x80
+
+# Where a CUT record says the upload ended: inside the message, inside an attachment,
+# or after a part ended and before any content of the next arrived.
+CUT_IN_MESSAGE = 0x01
+CUT_IN_ATTACHMENT = 0x02
+CUT_BETWEEN_PARTS = 0x03
+CUT_BODY = struct.Struct(">BQ")
 
 RECORD_HEADER = struct.Struct(">BI")
 MAX_RECORD_BODY = 1024 * 1024
@@ -53,6 +61,17 @@ class MalformedPayload(SpoolFileError):
 class AttachmentSummary:
     size: int
     sha256: bytes
+
+
+@dataclass(frozen=True)
+class UploadCut:
+    """A CUT record: the upload ended early, `where` (CUT_IN_*), after `received`
+    bytes of that part. `index` is the cut attachment's number (CUT_IN_ATTACHMENT),
+    or how many attachments had ended (CUT_BETWEEN_PARTS); 0 for the message."""
+
+    where: int
+    index: int
+    received: int
 
 
 def padme(length: int) -> int:

@@ -3,7 +3,8 @@
 Records are parsed as the chunks arrive, so an attachment of any size is never
 held whole. The last event, PayloadEnd, comes only once the manifest and the
 padding were checked: everything before it is unverified until then. Types
-0x80-0xFE are optional (skipped); any other unknown type is refused.
+0x80-0xFE are optional (skipped); any other unknown type is refused. A CUT
+record (an upload cut off) is checked against its place and what precedes it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from .layout import (
     ATTACHMENT_BEGIN,
     ATTACHMENT_DATA,
     ATTACHMENT_END,
+    CUT,
+    CUT_BETWEEN_PARTS,
+    CUT_BODY,
+    CUT_IN_ATTACHMENT,
+    CUT_IN_MESSAGE,
     FIRST_OPTIONAL_TYPE,
     MANIFEST,
     MANIFEST_ENTRY,
@@ -43,6 +49,7 @@ from .layout import (
     U32,
     AttachmentSummary,
     MalformedPayload,
+    UploadCut,
     is_day,
     is_receipt,
     padded_payload_length,
@@ -79,19 +86,31 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
 
     computed: list[AttachmentSummary] = []
     seen_attachment = False
+    message_bytes = 0
+    cut: UploadCut | None = None
     while True:
         record_type, length = _next_header(queue)
+        if cut is not None and record_type != MANIFEST:
+            raise MalformedPayload(f"record type 0x{record_type:02x} after a CUT record")
         if record_type == MESSAGE:
             if seen_attachment:
                 raise MalformedPayload("a MESSAGE record follows an attachment")
-            yield MessageText(_decode_text(_small_body(queue, length), "message"))
+            body = _small_body(queue, length)
+            message_bytes += len(body)
+            yield MessageText(_decode_text(body, "message"))
         elif record_type == ATTACHMENT_BEGIN:
             seen_attachment = True
             start = _decode_attachment_start(len(computed), _small_body(queue, length))
             yield start
-            summary = yield from _read_attachment_body(queue)
+            summary, cut_body = yield from _read_attachment_body(queue)
             computed.append(summary)
+            if cut_body is not None:
+                cut = _check_cut(cut_body, start.index, summary.size, message_bytes, computed)
+                yield cut
             yield AttachmentDone(start.index, summary.size, summary.sha256)
+        elif record_type == CUT:
+            cut = _check_cut(_small_body(queue, length), None, 0, message_bytes, computed)
+            yield cut
         elif record_type == MANIFEST:
             _check_manifest(_small_body(queue, length), computed)
             break
@@ -103,10 +122,14 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
             raise MalformedPayload(f"unexpected record type 0x{record_type:02x}")
 
     _check_padding(queue)
-    yield PayloadEnd(tuple(computed))
+    yield PayloadEnd(tuple(computed), cut)
 
 
-def _read_attachment_body(queue: ByteQueue) -> Generator[Event, None, AttachmentSummary]:
+def _read_attachment_body(
+    queue: ByteQueue,
+) -> Generator[Event, None, tuple[AttachmentSummary, bytes | None]]:
+    """Read an attachment's data up to its end: ATTACHMENT_END, or a CUT record, whose
+    body is returned with the summary (None when the attachment ended normally)."""
     digest = hashlib.sha256()
     size = 0
     while True:
@@ -114,7 +137,9 @@ def _read_attachment_body(queue: ByteQueue) -> Generator[Event, None, Attachment
         if record_type == ATTACHMENT_END:
             if length:
                 raise MalformedPayload("an ATTACHMENT_END record has a body")
-            return AttachmentSummary(size, digest.digest())
+            return AttachmentSummary(size, digest.digest()), None
+        if record_type == CUT:
+            return AttachmentSummary(size, digest.digest()), _small_body(queue, length)
         if record_type != ATTACHMENT_DATA:
             raise MalformedPayload(f"record type 0x{record_type:02x} inside an attachment")
         if not length or length > MAX_RECORD_BODY:
@@ -185,6 +210,40 @@ def _decode_attachment_start(index: int, body: bytes) -> AttachmentStart:
     if not media.isascii():
         raise MalformedPayload("an attachment's media type is not ASCII")
     return AttachmentStart(index, _decode_text(name, "attachment name"), media.decode("ascii"))
+
+
+def _check_cut(
+    body: bytes,
+    open_attachment: int | None,
+    attachment_bytes: int,
+    message_bytes: int,
+    computed: list[AttachmentSummary],
+) -> UploadCut:
+    """Decode a CUT record and check that it says what its place says.
+
+    `open_attachment` is the index of the attachment it ends (None at the top level),
+    `attachment_bytes` how much of that attachment the payload holds.
+    """
+    if len(body) != CUT_BODY.size:
+        raise MalformedPayload(f"the CUT record is {len(body)} bytes, not {CUT_BODY.size}")
+    where, received = CUT_BODY.unpack(body)
+    if open_attachment is not None:
+        if where != CUT_IN_ATTACHMENT or received != attachment_bytes:
+            raise MalformedPayload("a CUT record inside an attachment does not describe it")
+        cut = UploadCut(where, open_attachment, received)
+    elif where == CUT_IN_MESSAGE:
+        if computed or not message_bytes or received != message_bytes:
+            raise MalformedPayload("a CUT record in the message does not follow the message")
+        cut = UploadCut(where, 0, received)
+    elif where == CUT_BETWEEN_PARTS:
+        if received:
+            raise MalformedPayload("a CUT record between parts counts received bytes")
+        cut = UploadCut(where, len(computed), 0)
+    else:
+        raise MalformedPayload(f"a CUT record of kind 0x{where:02x} in this place")
+    if not message_bytes and not any(a.size for a in computed):
+        raise MalformedPayload("a CUT record in a payload that holds no content")
+    return cut
 
 
 def _check_manifest(body: bytes, computed: list[AttachmentSummary]) -> None:

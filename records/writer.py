@@ -2,7 +2,9 @@
 
 The order is fixed: SUBMISSION (the day), RECEIPT, in format version 2 SOURCE,
 MESSAGE records, then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*,
-ATTACHMENT_END; one MANIFEST; PADDING up to the Padmé length. Pure: the bytes
+ATTACHMENT_END; one MANIFEST; PADDING up to the Padmé length. An upload the
+client cut off ends with a CUT record before MANIFEST (in an open attachment,
+in place of its ATTACHMENT_END). Pure: the bytes
 go to a sink, which seals them (storage/, replies.py).
 """
 
@@ -15,6 +17,11 @@ from .layout import (
     ATTACHMENT_BEGIN,
     ATTACHMENT_DATA,
     ATTACHMENT_END,
+    CUT,
+    CUT_BETWEEN_PARTS,
+    CUT_BODY,
+    CUT_IN_ATTACHMENT,
+    CUT_IN_MESSAGE,
     MANIFEST,
     MANIFEST_ENTRY,
     MAX_MEDIA_TYPE_BYTES,
@@ -30,6 +37,7 @@ from .layout import (
     U16,
     U32,
     AttachmentSummary,
+    UploadCut,
     is_day,
     is_receipt,
     padded_payload_length,
@@ -56,6 +64,8 @@ class PayloadWriter:
         self._attachments: list[AttachmentSummary] = []
         self._current: hashlib._Hash | None = None
         self._current_size = 0
+        self._message_bytes = 0
+        self._cut = False
         self._closed = False
         # Checked here with the reader's own rules: a writer that accepted them would
         # produce a file no reader can open, and nobody would know until the review.
@@ -74,11 +84,20 @@ class PayloadWriter:
     def attachments(self) -> list[AttachmentSummary]:
         return list(self._attachments)
 
+    @property
+    def holds_content(self) -> bool:
+        """True once a byte of message text or attachment data was written."""
+        return bool(self._message_bytes or self._current_size) or any(
+            a.size for a in self._attachments
+        )
+
     def message(self, text: str) -> None:
         """Add message text; may be called several times, pieces are concatenated."""
+        self._require_uncut()
         if self._attachments or self._current is not None:
             raise RuntimeError("the message must come before any attachment")
         encoded = text.encode("utf-8", "replace")
+        self._message_bytes += len(encoded)
         start = 0
         while start < len(encoded):
             # Each record must decode on its own: never split a multi-byte character.
@@ -89,6 +108,7 @@ class PayloadWriter:
             start = end
 
     def begin_attachment(self, name: str, media_type: str) -> None:
+        self._require_uncut()
         if self._current is not None:
             raise RuntimeError("the previous attachment is still open")
         name_bytes = _truncate_utf8(name.encode("utf-8", "replace"), MAX_NAME_BYTES)
@@ -99,6 +119,7 @@ class PayloadWriter:
         self._current_size = 0
 
     def attachment_data(self, data: bytes | bytearray | memoryview) -> None:
+        self._require_uncut()
         if self._current is None:
             raise RuntimeError("no attachment is open")
         if isinstance(data, bytes) and 0 < len(data) <= MAX_RECORD_BODY:
@@ -116,13 +137,39 @@ class PayloadWriter:
                 self._record(ATTACHMENT_DATA, piece)
 
     def end_attachment(self) -> AttachmentSummary:
+        self._require_uncut()
         if self._current is None:
             raise RuntimeError("no attachment is open")
-        summary = AttachmentSummary(self._current_size, self._current.digest())
-        self._attachments.append(summary)
-        self._current = None
+        summary = self._close_attachment()
         self._record(ATTACHMENT_END, b"")
         return summary
+
+    def cut(self, in_message: bool = False) -> UploadCut:
+        """Record that the upload ended early; only `close` may follow.
+
+        Inside an open attachment the CUT record takes its ATTACHMENT_END's place and
+        the attachment keeps what arrived (the manifest lists that). `in_message`: the
+        body ended inside the message, whose text so far was written. Otherwise the cut
+        came between parts. Refused (ValueError) for a payload that holds no content,
+        which must not be kept at all.
+        """
+        self._require_uncut()
+        if self._closed:
+            raise RuntimeError("payload already closed")
+        if not self.holds_content:
+            raise ValueError("nothing arrived: a cut upload with no content is not kept")
+        if self._current is not None:
+            cut = UploadCut(CUT_IN_ATTACHMENT, len(self._attachments), self._current_size)
+            self._close_attachment()
+        elif in_message:
+            if self._attachments or not self._message_bytes:
+                raise RuntimeError("no message is being written")
+            cut = UploadCut(CUT_IN_MESSAGE, 0, self._message_bytes)
+        else:
+            cut = UploadCut(CUT_BETWEEN_PARTS, len(self._attachments), 0)
+        self._cut = True
+        self._record(CUT, CUT_BODY.pack(cut.where, cut.received))
+        return cut
 
     def close(self) -> None:
         """Write the closing MANIFEST record and the padding."""
@@ -134,6 +181,18 @@ class PayloadWriter:
         entries = b"".join(MANIFEST_ENTRY.pack(a.size, a.sha256) for a in self._attachments)
         self._record(MANIFEST, U32.pack(len(self._attachments)) + entries)
         self._pad_to(padded_payload_length(self._written))
+
+    def _close_attachment(self) -> AttachmentSummary:
+        assert self._current is not None
+        summary = AttachmentSummary(self._current_size, self._current.digest())
+        self._attachments.append(summary)
+        self._current = None
+        self._current_size = 0
+        return summary
+
+    def _require_uncut(self) -> None:
+        if self._cut:
+            raise RuntimeError("the upload was cut: only close() may follow")
 
     def _pad_to(self, target: int) -> None:
         remaining = target - self._written

@@ -3,7 +3,9 @@
 A submission is sealed as it arrives into ``<random>.sealed.part`` and becomes
 ``<random>.sealed`` only once complete: the payload is closed (manifest and
 padding), the last chunk written, the file fsync'd, renamed, and the directory
-fsync'd. A failed submission leaves nothing behind.
+fsync'd. A failed submission leaves nothing behind; one the client cut off
+keeps what arrived, closed by a CUT record and published the same way
+(`Submission.commit_partial`).
 
 Time is the enemy here: a spool file's timestamps could tie an upload to a
 moment a source was seen online. So the finished file's atime/mtime and the
@@ -314,9 +316,35 @@ class Submission:
         self._require_open()
         self._payload.end_attachment()
 
+    @property
+    def holds_content(self) -> bool:
+        """True once a byte of message text or attachment data was sealed."""
+        return self._payload.holds_content
+
     def commit(self) -> str:
         """Finish, fsync and publish the spool file; return the receipt once it is durable."""
         self._require_open()
+        return self._publish()
+
+    def commit_partial(self, *, in_message: bool = False) -> bool:
+        """Keep what arrived of an upload the client cut off; False if nothing had.
+
+        A payload holding at least one byte of message text or attachment data is
+        closed with a CUT record (records.PayloadWriter.cut: `in_message` says the body
+        ended inside the message) and published exactly like a complete one: manifest,
+        padding, fsync, rename, coarse times, reserve checks. One holding nothing is
+        aborted. Call it only when the *client* went away: a refused or failed upload
+        must be aborted instead.
+        """
+        self._require_open()
+        if not self._payload.holds_content:
+            self.abort()
+            return False
+        self._payload.cut(in_message)
+        self._publish()
+        return True
+
+    def _publish(self) -> str:
         self._payload.close()
         self._file_write(self._sealer.finalize())
         fd = self._fd

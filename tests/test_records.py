@@ -438,3 +438,209 @@ def test_malformed_payload_is_a_spool_file_error() -> None:
         for cls in crypto.SpoolFileError.__subclasses__()
         if cls is not records.MalformedPayload
     }
+
+
+# --- CUT: an upload the client cut off ------------------------------------------------------
+
+
+def cut_record(where: int, received: int) -> bytes:
+    return record(records.CUT, struct.pack(">BQ", where, received))
+
+
+def write_cut(build: object, *, in_message: bool = False) -> tuple[bytes, records.UploadCut]:
+    out = bytearray()
+    writer = records.PayloadWriter(out.extend, DAY, RECEIPT)
+    assert callable(build)
+    build(writer)
+    cut = writer.cut(in_message)
+    writer.close()
+    return bytes(out), cut
+
+
+def ending(payload: bytes) -> records.PayloadEnd:
+    end = read(payload)[-1]
+    assert isinstance(end, records.PayloadEnd)
+    return end
+
+
+def test_a_cut_inside_an_attachment_replaces_its_end_and_the_manifest_lists_the_prefix() -> None:
+    def build(writer: records.PayloadWriter) -> None:
+        writer.message("the port")
+        writer.begin_attachment("video.mp4", "video/mp4")
+        writer.attachment_data(b"first bytes")
+
+    payload, cut = write_cut(build)
+
+    assert cut == records.UploadCut(records.CUT_IN_ATTACHMENT, 0, 11)
+    expected = (
+        START
+        + record(records.MESSAGE, b"the port")
+        + begin(b"video.mp4", b"video/mp4")
+        + record(records.ATTACHMENT_DATA, b"first bytes")
+        + cut_record(records.CUT_IN_ATTACHMENT, 11)
+        + manifest(b"first bytes")
+    )
+    assert payload == pad(expected)
+    events = read(payload)
+    assert events[-3:-1] == [
+        cut,
+        records.AttachmentDone(0, 11, hashlib.sha256(b"first bytes").digest()),
+    ]
+    assert ending(payload).cut == cut
+
+
+def test_a_cut_at_an_attachments_start_keeps_its_name_and_no_bytes() -> None:
+    def build(writer: records.PayloadWriter) -> None:
+        writer.message("m")
+        writer.begin_attachment("b.bin", "application/x")
+
+    payload, cut = write_cut(build)
+    assert cut == records.UploadCut(records.CUT_IN_ATTACHMENT, 0, 0)
+    assert ending(payload).attachments == (records.AttachmentSummary(0, hashlib.sha256().digest()),)
+
+
+def test_a_cut_in_the_message_counts_its_bytes() -> None:
+    payload, cut = write_cut(lambda w: w.message("élan"), in_message=True)
+    assert cut == records.UploadCut(records.CUT_IN_MESSAGE, 0, 5)
+    assert payload == pad(
+        START
+        + record(records.MESSAGE, "élan".encode())
+        + cut_record(records.CUT_IN_MESSAGE, 5)
+        + manifest()
+    )
+    assert ending(payload).cut == cut
+
+
+def test_a_cut_between_parts_names_how_many_attachments_ended() -> None:
+    def build(writer: records.PayloadWriter) -> None:
+        writer.begin_attachment("a.txt", "text/plain")
+        writer.attachment_data(b"abc")
+        writer.end_attachment()
+
+    payload, cut = write_cut(build)
+    assert cut == records.UploadCut(records.CUT_BETWEEN_PARTS, 1, 0)
+    assert payload == pad(START + ONE_ATTACHMENT + cut_record(3, 0) + manifest(b"abc"))
+
+
+def test_the_writer_refuses_to_cut_a_payload_without_content() -> None:
+    def empty_file(writer: records.PayloadWriter) -> None:
+        writer.begin_attachment("empty", "text/plain")
+        writer.end_attachment()
+
+    for build in (lambda w: None, empty_file, lambda w: w.begin_attachment("a", "b")):
+        with pytest.raises(ValueError, match="nothing arrived"):
+            write_cut(build)
+
+
+def test_nothing_but_close_may_follow_a_cut() -> None:
+    out = bytearray()
+    writer = records.PayloadWriter(out.extend, DAY, RECEIPT)
+    writer.message("m")
+    writer.cut(True)
+    for misuse in (
+        lambda: writer.message("more"),
+        lambda: writer.begin_attachment("a", "b"),
+        lambda: writer.cut(),
+    ):
+        with pytest.raises(RuntimeError, match="cut"):
+            misuse()
+    writer.close()
+    assert ending(bytes(out)).cut is not None
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        # Only MANIFEST may follow a CUT record.
+        (
+            START
+            + record(records.MESSAGE, b"m")
+            + cut_record(1, 1)
+            + record(0x80, b"")
+            + manifest(),
+            "after a CUT",
+        ),
+        (
+            START
+            + record(records.MESSAGE, b"m")
+            + cut_record(1, 1)
+            + record(records.MESSAGE, b"m")
+            + manifest(),
+            "after a CUT",
+        ),
+        (
+            START
+            + record(records.MESSAGE, b"m")
+            + cut_record(3, 0)
+            + ONE_ATTACHMENT
+            + manifest(b"abc"),
+            "after a CUT",
+        ),
+        (
+            START
+            + begin(b"a", b"b")
+            + record(records.ATTACHMENT_DATA, b"x")
+            + cut_record(2, 1)
+            + record(records.ATTACHMENT_END, b"")
+            + manifest(b"x"),
+            "after a CUT",
+        ),
+        (
+            START
+            + record(records.MESSAGE, b"m")
+            + cut_record(1, 1)
+            + cut_record(3, 0)
+            + manifest(),
+            "after a CUT",
+        ),
+        # Its kind and count must be what its place says.
+        (START + record(records.MESSAGE, b"mm") + cut_record(1, 1) + manifest(), "message"),
+        (START + ONE_ATTACHMENT + cut_record(1, 0) + manifest(b"abc"), "message"),
+        (START + record(records.MESSAGE, b"m") + cut_record(2, 1) + manifest(), "kind 0x02"),
+        (START + record(records.MESSAGE, b"m") + cut_record(3, 1) + manifest(), "between"),
+        (START + record(records.MESSAGE, b"m") + cut_record(4, 0) + manifest(), "kind 0x04"),
+        (
+            START
+            + begin(b"a", b"b")
+            + record(records.ATTACHMENT_DATA, b"xy")
+            + cut_record(2, 1)
+            + manifest(b"xy"),
+            "inside an attachment",
+        ),
+        (
+            START
+            + begin(b"a", b"b")
+            + record(records.ATTACHMENT_DATA, b"x")
+            + cut_record(1, 1)
+            + manifest(b"x"),
+            "inside an attachment",
+        ),
+        # Its body is exactly 9 bytes.
+        (
+            START
+            + record(records.MESSAGE, b"m")
+            + record(records.CUT, b"\x01" + bytes(7))
+            + manifest(),
+            "9",
+        ),
+        # A cut upload with no content is never kept, so never written.
+        (START + cut_record(3, 0) + manifest(), "no content"),
+        (START + begin(b"a", b"b") + cut_record(2, 0) + manifest(b""), "no content"),
+        # The manifest still lists the cut attachment, with what arrived.
+        (
+            START
+            + begin(b"a", b"b")
+            + record(records.ATTACHMENT_DATA, b"x")
+            + cut_record(2, 1)
+            + manifest(),
+            "manifest",
+        ),
+    ],
+)
+def test_a_cut_record_anywhere_else_is_refused(payload: bytes, match: str) -> None:
+    refused(pad(payload), match)
+
+
+def test_a_cut_record_before_the_receipt_is_refused() -> None:
+    early = record(records.SUBMISSION, DAY.encode()) + cut_record(1, 1)
+    refused(pad(early + record(records.RECEIPT, RECEIPT.encode()) + manifest()), "RECEIPT")

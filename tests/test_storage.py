@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -431,3 +432,68 @@ def test_commit_fsyncs_the_file_before_rename_and_the_folder_after(
 
     name = only_file(spool_dir).name
     assert calls == ["fsync file", f"rename {name}.part -> {name}", "fsync folder"]
+
+
+# --- a submission the client cut off ---------------------------------------------------------
+
+
+def test_a_cut_submission_keeps_what_arrived_like_a_complete_one(
+    spool: Spool, spool_dir: Path, key: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = os.urandom(150_000)
+    real_fsync, real_rename = os.fsync, os.rename
+    calls: list[str] = []
+
+    def recording_fsync(fd: int) -> None:
+        calls.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def recording_rename(source: Path, target: Path) -> None:
+        calls.append("rename")
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "rename", recording_rename)
+    with spool.begin() as submission:
+        submission.add_message("the truck, the port")
+        submission.begin_attachment("video.mp4", "video/mp4")
+        submission.write(video)
+        assert submission.commit_partial()
+    monkeypatch.undo()
+
+    path = only_file(spool_dir)
+    assert calls == ["fsync file", "rename", "fsync folder"]
+    assert re.fullmatch(r"[0-9a-f]{32}\.sealed", path.name)
+    info = path.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_mtime == info.st_atime == today_midnight()
+    events = read_events(path, key)
+    end = events[-1]
+    assert isinstance(end, records.PayloadEnd)
+    assert end.cut == records.UploadCut(records.CUT_IN_ATTACHMENT, 0, len(video))
+    assert end.attachments == (
+        records.AttachmentSummary(len(video), hashlib.sha256(video).digest()),
+    )
+
+
+def test_a_cut_submission_without_content_leaves_nothing(spool: Spool, spool_dir: Path) -> None:
+    with spool.begin() as submission:
+        submission.begin_attachment("video.mp4", "video/mp4")
+        assert not submission.holds_content
+        assert not submission.commit_partial()
+    assert os.listdir(spool_dir) == []
+    with pytest.raises(RuntimeError):
+        submission.commit()
+
+
+def test_a_cut_submission_still_honours_the_reserve(
+    spool_dir: Path, key: PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(spool_dir, key.public_key, reserve_bytes=100 * MiB)
+    submission = spool.begin()
+    submission.add_message("m")
+    monkeypatch.setattr(spool, "free_bytes", lambda: 0)
+    monkeypatch.setattr(spool_module, "RESERVE_CHECK_INTERVAL", 1)
+    with pytest.raises(StorageFull, match="reserve"):
+        submission.commit_partial(in_message=True)
+    assert os.listdir(spool_dir) == []

@@ -5,11 +5,13 @@ Run from the repository root::
     .venv/bin/python tests/make_vectors.py              # every vector
     .venv/bin/python tests/make_vectors.py --only v2    # version 2 and reply files only
     .venv/bin/python tests/make_vectors.py --only v1    # version 1 only
+    .venv/bin/python tests/make_vectors.py --only cut   # cut uploads (CUT record) only
 
 The version 1 set (`good_*`, `fail_*`) is quoted byte for byte by docs/FORMAT.md's
 worked example: `--only v2` writes the version 2 set (`*_v2_*.sealed`: submissions
 with a SOURCE record) and the reply files (`*_reply_*.reply`, magic `sealrply`)
-without touching a version 1 file.
+without touching a version 1 file; `--only cut` writes the cut uploads
+(`*_cut_*.sealed`: payloads closed by a CUT record) and touches nothing else.
 
 Sealed boxes and file keys are random, so each run writes different `.sealed`
 bytes; everything a vector is checked against (`*.expected.json`, `*.expected`)
@@ -68,6 +70,9 @@ class Submission:
     source: tuple[int, bytes] | None = None
     # A reply file's RECEIPT holds its reference number instead.
     receipt: str = RECEIPT
+    # An upload cut off (records.CUT_IN_*): in the message, in the last attachment
+    # (which then has no ATTACHMENT_END), or after the last part.
+    cut: int | None = None
 
 
 def filler(label: str, size: int) -> bytes:
@@ -82,6 +87,11 @@ def record(record_type: int, body: bytes) -> bytes:
     return _HEADER.pack(record_type, len(body)) + body
 
 
+def cut_record(where: int, received: int) -> bytes:
+    """CUT: where (u8) || received (u64)."""
+    return record(records.CUT, where.to_bytes(1, "big") + received.to_bytes(8, "big"))
+
+
 def source_body(kind: int, reply_public_key: bytes) -> bytes:
     """kind || reply_public_key || BLAKE2b-128(reply_public_key, person "sealdrop-mbox1")."""
     mailbox = hashlib.blake2b(reply_public_key, digest_size=16, person=b"sealdrop-mbox1")
@@ -89,12 +99,12 @@ def source_body(kind: int, reply_public_key: bytes) -> bytes:
 
 
 def top_level_records(sub: Submission) -> list[bytes]:
-    """SUBMISSION, RECEIPT (and SOURCE), the body records and optional ones, MANIFEST."""
+    """SUBMISSION, RECEIPT (and SOURCE), the body records and optional ones, (CUT,) MANIFEST."""
     body: list[bytes] = []
     if sub.message:
         body.append(record(records.MESSAGE, sub.message.encode("utf-8")))
     manifest = len(sub.attachments).to_bytes(4, "big")
-    for attachment in sub.attachments:
+    for number, attachment in enumerate(sub.attachments, 1):
         name = attachment.name.encode("utf-8")
         media = attachment.media_type.encode("ascii")
         begin = len(name).to_bytes(2, "big") + name + len(media).to_bytes(2, "big") + media
@@ -102,12 +112,19 @@ def top_level_records(sub: Submission) -> list[bytes]:
         for start in range(0, len(attachment.content), records.MAX_RECORD_BODY):
             piece = attachment.content[start : start + records.MAX_RECORD_BODY]
             parts.append(record(records.ATTACHMENT_DATA, piece))
-        parts.append(record(records.ATTACHMENT_END, b""))
+        if sub.cut == records.CUT_IN_ATTACHMENT and number == len(sub.attachments):
+            parts.append(cut_record(records.CUT_IN_ATTACHMENT, len(attachment.content)))
+        else:
+            parts.append(record(records.ATTACHMENT_END, b""))
         body.append(b"".join(parts))
         manifest += len(attachment.content).to_bytes(8, "big")
         manifest += hashlib.sha256(attachment.content).digest()
     for position, record_type, optional_body in sorted(sub.optional_records, reverse=True):
         body.insert(position, record(record_type, optional_body))
+    if sub.cut == records.CUT_IN_MESSAGE:
+        body.append(cut_record(records.CUT_IN_MESSAGE, len(sub.message.encode("utf-8"))))
+    elif sub.cut == records.CUT_BETWEEN_PARTS:
+        body.append(cut_record(records.CUT_BETWEEN_PARTS, 0))
     source = [] if sub.source is None else [record(records.SOURCE, source_body(*sub.source))]
     return [
         record(records.SUBMISSION, DAY.encode("ascii")),
@@ -156,10 +173,13 @@ def write_payload(sub: Submission) -> bytes:
     writer = records.PayloadWriter(out.extend, DAY, sub.receipt, source)
     if sub.message:
         writer.message(sub.message)
-    for attachment in sub.attachments:
+    for number, attachment in enumerate(sub.attachments, 1):
         writer.begin_attachment(attachment.name, attachment.media_type)
         writer.attachment_data(attachment.content)
-        writer.end_attachment()
+        if sub.cut != records.CUT_IN_ATTACHMENT or number < len(sub.attachments):
+            writer.end_attachment()
+    if sub.cut is not None:
+        writer.cut(in_message=sub.cut == records.CUT_IN_MESSAGE)
     writer.close()
     payload = bytes(out)
     if payload != encode_payload(sub):
@@ -468,8 +488,14 @@ V2_MARKERS = ("good_v2_", "fail_v2_", "good_reply_", "fail_reply_")
 SOURCE_FILE = "source_codename.json"
 
 
-def in_v2_set(name: str) -> bool:
-    return name.startswith(V2_MARKERS) or name == SOURCE_FILE
+CUT_MARKERS = ("good_cut_", "fail_cut_")
+
+
+def vector_set(name: str) -> str:
+    """The set a vector file belongs to: "v1", "v2" or "cut"."""
+    if name.startswith(CUT_MARKERS):
+        return "cut"
+    return "v2" if name.startswith(V2_MARKERS) or name == SOURCE_FILE else "v1"
 
 
 def source_codename() -> str:
@@ -697,6 +723,192 @@ def fail_reply_vectors(
     }
 
 
+# --- cut uploads (the CUT record) ---------------------------------------------------------
+
+CUT_NAMES = {
+    records.CUT_IN_MESSAGE: "message",
+    records.CUT_IN_ATTACHMENT: "attachment",
+    records.CUT_BETWEEN_PARTS: "between parts",
+}
+
+
+def cut_at_chunk_boundary() -> Submission:
+    """A file cut so that its CUT record starts exactly at payload offset 65 536."""
+    base = Submission(
+        message="Cut where a chunk ends.",
+        attachments=(Attachment("long.bin", "application/octet-stream", b""),),
+        cut=records.CUT_IN_ATTACHMENT,
+    )
+    cut_at = unpadded_length(base) - len(cut_record(0, 0)) - _HEADER.size - 4 - 40
+    size = crypto.CHUNK_SIZE - cut_at - _HEADER.size
+    content = filler("cut at a chunk boundary", size)
+    sub = Submission(
+        message=base.message,
+        attachments=(Attachment("long.bin", "application/octet-stream", content),),
+        cut=records.CUT_IN_ATTACHMENT,
+    )
+    payload = b"".join(top_level_records(sub))
+    assert payload[crypto.CHUNK_SIZE] == records.CUT, "the CUT record must start a chunk"
+    return sub
+
+
+def good_cut(reply_public_key: bytes) -> dict[str, Submission]:
+    permit = Attachment("permit.jpg", "image/jpeg", filler("permit", 2500))
+    return {
+        "good_cut_in_message": Submission(
+            message="Logs leave the reserve at night by the riv",
+            cut=records.CUT_IN_MESSAGE,
+        ),
+        "good_cut_at_file_start": Submission(
+            message="The video follows.",
+            attachments=(Attachment("video.mp4", "video/mp4", b""),),
+            cut=records.CUT_IN_ATTACHMENT,
+        ),
+        "good_cut_mid_file": Submission(
+            message="Two files; the second was cut.",
+            attachments=(permit, Attachment("video.mp4", "video/mp4", filler("video", 3000))),
+            cut=records.CUT_IN_ATTACHMENT,
+        ),
+        "good_cut_at_chunk_boundary": cut_at_chunk_boundary(),
+        "good_cut_between_parts": Submission(
+            message="Cut after the first file, before the second began.",
+            attachments=(permit,),
+            cut=records.CUT_BETWEEN_PARTS,
+        ),
+        "good_cut_v2_follow_up": Submission(
+            message="A follow-up cut inside its file.",
+            attachments=(Attachment("scan.pdf", "application/pdf", filler("scan", 1200)),),
+            source=(records.FOLLOW_UP, reply_public_key),
+            cut=records.CUT_IN_ATTACHMENT,
+        ),
+    }
+
+
+def expected_cut_json(sub: Submission, payload: bytes, sealed: bytes) -> dict[str, object]:
+    assert sub.cut is not None
+    if sub.cut == records.CUT_IN_MESSAGE:
+        index, received = 0, len(sub.message.encode("utf-8"))
+    elif sub.cut == records.CUT_IN_ATTACHMENT:
+        index, received = len(sub.attachments) - 1, len(sub.attachments[-1].content)
+    else:
+        index, received = len(sub.attachments), 0
+    base = (
+        expected_v2_json(sub, payload, sealed)
+        if sub.source
+        else expected_json(sub, payload, sealed)
+    )
+    return {
+        **base,
+        "cut": {
+            "where": sub.cut,
+            "where_name": CUT_NAMES[sub.cut],
+            "index": index,
+            "received": received,
+        },
+    }
+
+
+def fail_cut_vectors(public: PublicKey) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (expected error class, why, file bytes): CUT records in the wrong place."""
+    message = record(records.MESSAGE, b"m")
+    begin = (1).to_bytes(2, "big") + b"a" + (1).to_bytes(2, "big") + b"b"
+    opened = record(records.ATTACHMENT_BEGIN, begin) + record(records.ATTACHMENT_DATA, b"xyz")
+    ended = opened + record(records.ATTACHMENT_END, b"")
+    start = top_level_records(Submission())[:2]
+    manifest_xyz = record(
+        records.MANIFEST,
+        (1).to_bytes(4, "big") + (3).to_bytes(8, "big") + hashlib.sha256(b"xyz").digest(),
+    )
+    full = b"xyz" + b"-the rest the source never sent"
+    manifest_full = record(
+        records.MANIFEST,
+        (1).to_bytes(4, "big") + len(full).to_bytes(8, "big") + hashlib.sha256(full).digest(),
+    )
+    empty_manifest = record(records.MANIFEST, bytes(4))
+    in_file = cut_record(records.CUT_IN_ATTACHMENT, 3)
+
+    def sealed(*parts: bytes) -> bytes:
+        return seal(pad(b"".join([*start, *parts])), public)
+
+    malformed = "MalformedPayload"
+    return {
+        "fail_cut_after_attachment_end": (
+            malformed,
+            "a CUT record of kind attachment after the attachment's ATTACHMENT_END",
+            sealed(message, ended, in_file, manifest_xyz),
+        ),
+        "fail_cut_then_attachment": (
+            malformed,
+            "a CUT record (between parts) followed by a whole attachment",
+            sealed(message, cut_record(records.CUT_BETWEEN_PARTS, 0), ended, manifest_xyz),
+        ),
+        "fail_cut_then_attachment_end": (
+            malformed,
+            "a CUT record inside an attachment, then that attachment's ATTACHMENT_END",
+            sealed(opened, in_file, record(records.ATTACHMENT_END, b""), manifest_xyz),
+        ),
+        "fail_cut_then_optional_record": (
+            malformed,
+            "an optional 0x80 record between CUT and MANIFEST (only MANIFEST may follow CUT)",
+            sealed(
+                message, cut_record(records.CUT_IN_MESSAGE, 1), record(0x80, b"x"), empty_manifest
+            ),
+        ),
+        "fail_cut_twice": (
+            malformed,
+            "two CUT records",
+            sealed(opened, in_file, cut_record(records.CUT_BETWEEN_PARTS, 0), manifest_xyz),
+        ),
+        "fail_cut_in_message_after_attachment": (
+            malformed,
+            "a CUT record of kind message after an attachment",
+            sealed(message, ended, cut_record(records.CUT_IN_MESSAGE, 1), manifest_xyz),
+        ),
+        "fail_cut_wrong_count": (
+            malformed,
+            "a CUT record inside an attachment of 3 bytes that says 2 arrived",
+            sealed(opened, cut_record(records.CUT_IN_ATTACHMENT, 2), manifest_xyz),
+        ),
+        "fail_cut_manifest_claims_whole_file": (
+            malformed,
+            "the manifest lists the whole file although only 3 bytes of it are in the payload",
+            sealed(opened, in_file, manifest_full),
+        ),
+        "fail_cut_no_content": (
+            malformed,
+            "a CUT record in a payload with no message text and no attachment byte",
+            sealed(cut_record(records.CUT_BETWEEN_PARTS, 0), empty_manifest),
+        ),
+        "fail_cut_body_long": (
+            malformed,
+            "a CUT record of 10 bytes (the body is 9)",
+            sealed(
+                message,
+                record(records.CUT, bytes([records.CUT_IN_MESSAGE]) + bytes(8) + b"\x01"),
+                empty_manifest,
+            ),
+        ),
+        "fail_cut_unknown_kind": (
+            malformed,
+            "a CUT record of kind 4 (only 1, 2 and 3 exist)",
+            sealed(message, cut_record(4, 0), empty_manifest),
+        ),
+    }
+
+
+def make_cut(public: PublicKey) -> None:
+    remove_stale("cut")
+    reply_public_key = bytes(source_keys().reply_public_key)
+    for name, sub in good_cut(reply_public_key).items():
+        payload = write_payload(sub)
+        version = crypto.VERSION if sub.source is None else crypto.SOURCE_VERSION
+        sealed = seal(payload, public, version)
+        (VECTORS / f"{name}.sealed").write_bytes(sealed)
+        write_json(VECTORS / f"{name}.expected.json", expected_cut_json(sub, payload, sealed))
+    for name, (error, why, data) in fail_cut_vectors(public).items():
+        write_fail(name, ".sealed", error, why, data)
+
+
 # --- writing ------------------------------------------------------------------------------
 
 
@@ -709,15 +921,15 @@ def write_fail(name: str, suffix: str, error: str, why: str, data: bytes) -> Non
     (VECTORS / f"{name}.expected").write_text(f"{error}\n{why}\n", encoding="utf-8")
 
 
-def remove_stale(v2_set: bool) -> None:
+def remove_stale(which: str) -> None:
     for pattern in ("*.sealed", "*.reply", "*.expected*", SOURCE_FILE):
         for stale in VECTORS.glob(pattern):
-            if in_v2_set(stale.name) == v2_set:
+            if vector_set(stale.name) == which:
                 stale.unlink()
 
 
 def make_v1(public: PublicKey) -> None:
-    remove_stale(v2_set=False)
+    remove_stale("v1")
     payloads: dict[str, bytes] = {}
     sealed: dict[str, bytes] = {}
     for name, sub in GOOD.items():
@@ -732,7 +944,7 @@ def make_v1(public: PublicKey) -> None:
 
 
 def make_v2(public: PublicKey) -> None:
-    remove_stale(v2_set=True)
+    remove_stale("v2")
     keys_ = source_keys()
     write_json(VECTORS / SOURCE_FILE, source_json(keys_))
     sealed: dict[str, bytes] = {}
@@ -770,8 +982,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=("v1", "v2"),
-        help="v1: the version 1 vectors; v2: version 2 and reply files (v1 untouched)",
+        choices=("v1", "v2", "cut"),
+        help="v1: the version 1 vectors; v2: version 2 and reply files; cut: cut uploads "
+        "(each leaves the other sets untouched)",
     )
     args = parser.parse_args(argv)
     VECTORS.mkdir(exist_ok=True)
@@ -787,6 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
         make_v1(public)
     if args.only in (None, "v2"):
         make_v2(public)
+    if args.only in (None, "cut"):
+        make_cut(public)
 
     for path in sorted([*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]):
         assert path.stat().st_size < 300_000, path

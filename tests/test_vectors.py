@@ -43,6 +43,9 @@ ERRORS: dict[str, type[crypto.SpoolFileError]] = {
 }
 
 
+CUT_NAMES = {1: "message", 2: "attachment", 3: "between parts"}
+
+
 @pytest.fixture(scope="module")
 def secret_key() -> PrivateKey:
     passphrase = (VECTORS / "PASSPHRASE").read_text(encoding="ascii")
@@ -95,6 +98,14 @@ def outcome(events: list[records.Event]) -> dict[str, Any]:
                 entry["content_base64"] = base64.b64encode(content).decode("ascii")
         elif isinstance(event, records.SkippedRecord):
             result["skipped_records"].append({"type": event.record_type, "length": event.length})
+        elif isinstance(event, records.UploadCut):
+            assert "cut" not in result
+            result["cut"] = {
+                "where": event.where,
+                "where_name": CUT_NAMES[event.where],
+                "index": event.index,
+                "received": event.received,
+            }
     return result
 
 
@@ -130,6 +141,19 @@ def test_the_vector_set_is_complete() -> None:
         "fail_v2_record_in_version_1",
         "fail_v2_version_byte_changed",
         "fail_v2_reply_file",
+        "good_cut_in_message",
+        "good_cut_at_file_start",
+        "good_cut_mid_file",
+        "good_cut_at_chunk_boundary",
+        "good_cut_between_parts",
+        "good_cut_v2_follow_up",
+        "fail_cut_after_attachment_end",
+        "fail_cut_then_attachment",
+        "fail_cut_then_optional_record",
+        "fail_cut_in_message_after_attachment",
+        "fail_cut_wrong_count",
+        "fail_cut_manifest_claims_whole_file",
+        "fail_cut_no_content",
     }
     required_replies = {
         "good_reply_short",
@@ -176,6 +200,12 @@ def test_good_vector_opens_to_its_expected_content(name: str, secret_key: Privat
     for field in ("day", "receipt", "message", "attachments", "skipped_records"):
         assert got[field] == expected[field], field
     assert got.get("source") == expected.get("source")
+    assert got.get("cut") == expected.get("cut")
+    assert events[-1].cut == (
+        None
+        if "cut" not in expected
+        else next(e for e in events if isinstance(e, records.UploadCut))
+    )
     if "source" in expected:
         # The SOURCE record is the third event, right after the day and the receipt.
         assert isinstance(events[2], records.SourceIdentity)
@@ -220,6 +250,8 @@ def test_the_format_document_suffices_to_read_good_vectors(
             expected["source"]["reply_public_key"],
             expected["source"]["mailbox_id"],
         )
+    if "cut" in expected:
+        documented["cut"] = (expected["cut"]["where"], expected["cut"]["received"])
     assert _parse_as_documented(payload, version=data[8]) == documented
 
 
@@ -347,8 +379,11 @@ def _parse_as_documented(payload: bytes, version: int = 1) -> dict[str, Any]:
     offset = 0
     current: hashlib._Hash | None = None
     names: list[tuple[str, str]] = []
+    sizes: list[int] = []
     while True:
         record_type, length = struct.unpack_from(">BI", payload, offset)
+        # Only MANIFEST may follow a CUT record.
+        assert "cut" not in result or record_type == 0x06
         body = payload[offset + 5 : offset + 5 + length]
         offset += 5 + length
         if record_type == 0x01:
@@ -372,14 +407,30 @@ def _parse_as_documented(payload: bytes, version: int = 1) -> dict[str, Any]:
             name = body[2 : 2 + name_length].decode("utf-8")
             media = body[4 + name_length :].decode("ascii")
             names.append((name, media))
+            sizes.append(0)
             current = hashlib.sha256()
         elif record_type == 0x04:
             assert current is not None
             current.update(body)
+            sizes[-1] += len(body)
         elif record_type == 0x05:
-            assert current is not None
+            assert current is not None and "cut" not in result
             result["attachments"].append((*names[-1], current.hexdigest()))
             current = None
+        elif record_type == 0x09:
+            # CUT: where (1 message, 2 in the open attachment, 3 between parts), received.
+            assert "cut" not in result and length == 9
+            where, received = struct.unpack(">BQ", body)
+            if current is not None:
+                assert where == 2 and received == sizes[-1]
+                result["attachments"].append((*names[-1], current.hexdigest()))
+                current = None
+            else:
+                assert where in (1, 3)
+                assert received == (len(result["message"].encode()) if where == 1 else 0)
+                assert not (where == 1 and names)
+            assert result["message"] or any(sizes)
+            result["cut"] = (where, received)
         elif record_type == 0x06:
             break
         else:

@@ -2,10 +2,13 @@
 
 Each submission is written into a hidden ``.incoming-*`` folder in DIR and
 renamed to ``<day>_<short id>`` only once its whole payload is verified, so a
-folder in view is always complete. A spool file that fails any check moves to
-``DIR/quarantine`` and the run goes on. ``DIR/.opened`` records, one name a line,
-the spool files already opened, so a second run (or one after a crash) skips
-them; ``--remove`` deletes a spool file only after that record is durable.
+folder in view is always complete. An upload the source's connection cut off
+(a CUT record) holds what arrived and is marked: ``<day>_<short id>_PARTIAL``,
+its cut file ending in ``.partial``; it is not damage (exit status 0). A spool
+file that fails any check moves to ``DIR/quarantine`` and the run goes on.
+``DIR/.opened`` records, one name a line, the spool files already opened, so a
+second run (or one after a crash) skips them; ``--remove`` deletes a spool file
+only after that record is durable.
 
 Exit status: 0 all opened, 1 some file could not be opened (quarantined or
 unreadable), 2 nothing could be done or the run had to stop (key, output folder).
@@ -49,7 +52,7 @@ from .passphrase import PassphraseError, read_passphrase
 from .prefetch import prefetched
 from .progress import Progress, human_size
 from .sources import SourceFolderError, folder_for, kind_name, refresh_order
-from .unpack import DIR_MODE, FILE_MODE, Unpacked, unpack
+from .unpack import CUT_WHERE, DIR_MODE, FILE_MODE, Unpacked, unpack
 
 SEALED_SUFFIX = ".sealed"
 PART_SUFFIX = ".part"
@@ -60,6 +63,8 @@ INCOMING_PREFIX = ".incoming-"
 # The spool writer draws 128-bit hex names; "-N" is what quarantine adds on a clash.
 _SPOOL_NAME = re.compile(r"[0-9a-f]{32}(-[0-9]+)?\.sealed")
 _SHORT_ID_CHARS = 8
+# Ends the folder name of a submission whose upload was cut off.
+PARTIAL_MARK = "_PARTIAL"
 
 # Why a file was refused, in words for the reviewer, with what to do about it.
 ADVICE: dict[type[SpoolFileError], str] = {
@@ -111,6 +116,8 @@ class Report:
     """What happened to every spool file, for the summary and the exit status."""
 
     opened: list[str] = field(default_factory=list)
+    # Of those opened, the ones whose upload was cut off (folder names, as in `opened`).
+    partial: list[str] = field(default_factory=list)
     already_opened: int = 0
     removed: int = 0
     parts: int = 0
@@ -237,12 +244,18 @@ class Workspace:
         return Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=self.out))
 
     def publish(
-        self, incoming: Path, day: str, spool_name: str, parent: Path | None = None
+        self,
+        incoming: Path,
+        day: str,
+        spool_name: str,
+        parent: Path | None = None,
+        *,
+        partial: bool = False,
     ) -> Path:
         """Rename the finished folder into view (in `parent`, a source folder, or DIR)
         under a name not yet taken; fsync the folder it went into."""
         where = self.out if parent is None else parent
-        base = f"{day}_{spool_name[:_SHORT_ID_CHARS]}"
+        base = f"{day}_{spool_name[:_SHORT_ID_CHARS]}{PARTIAL_MARK if partial else ''}"
         final = where / base
         counter = 1
         # Only this run writes here (the lock), so checking then renaming cannot race;
@@ -370,6 +383,8 @@ class Opener:
             ) from None
         shown = str(folder.relative_to(self._workspace.out))
         self._report.opened.append(shown)
+        if unpacked.cut is not None:
+            self._report.partial.append(shown)
         if folder.parent != self._workspace.out:
             self._report.sources[folder.parent.name] = refresh_order(folder.parent)
         count = len(unpacked.attachments)
@@ -377,7 +392,7 @@ class Opener:
         self._progress.finish_file(
             "opened",
             f"{shown} ({count} file{'' if count == 1 else 's'}{kind}, "
-            f"{human_size(unpacked.total_bytes)})",
+            f"{human_size(unpacked.total_bytes)}){describe_cut(unpacked)}",
         )
         if self._remove:
             self._remove_spool_file(path)
@@ -402,7 +417,9 @@ class Opener:
             parent = None
             if unpacked.source is not None:
                 parent = self._source_folder(unpacked.source)
-            folder = self._workspace.publish(incoming, unpacked.day, path.name, parent)
+            folder = self._workspace.publish(
+                incoming, unpacked.day, path.name, parent, partial=unpacked.cut is not None
+            )
         except BaseException:
             # Ctrl-C, a refused file or a full disk: nothing half-written stays behind.
             shutil.rmtree(incoming, ignore_errors=True)
@@ -469,8 +486,26 @@ class _ReportingReader:
         self._on_progress(self._done)
 
 
+def describe_cut(unpacked: Unpacked) -> str:
+    """`` PARTIAL: ...`` for a submission whose upload was cut off, else nothing."""
+    cut = unpacked.cut
+    if cut is None:
+        return ""
+    where = CUT_WHERE[cut.where]
+    if where == "attachment":
+        saved = unpacked.attachments[cut.index].saved_as
+        place = f"in file {cut.index + 1} ({saved}) after {human_size(cut.received)}"
+    elif where == "message":
+        place = f"in the message after {human_size(cut.received)}"
+    else:
+        place = f"after {len(unpacked.attachments)} whole file(s)"
+    return f" PARTIAL: upload cut off {place}"
+
+
 def format_summary(report: Report, out: Path) -> str:
     rows: list[tuple[str, str]] = [("opened", str(len(report.opened)))]
+    if report.partial:
+        rows.append(("  of which PARTIAL (cut off)", str(len(report.partial))))
     rows.append(("skipped, already opened", str(report.already_opened)))
     if report.removed:
         rows.append(("spool files removed", str(report.removed)))
@@ -491,6 +526,13 @@ def format_summary(report: Report, out: Path) -> str:
         lines.append(
             "Submissions sent with the same codename are in one source folder; answer one "
             "with `sealdrop reply SOURCE_FOLDER --out DIR`."
+        )
+    if report.partial:
+        lines.append(
+            "PARTIAL submissions hold what arrived before the source's connection broke "
+            "(their folders end in _PARTIAL, the cut file in .partial; manifest.json says "
+            "where the cut came). The source may have sent everything again in another "
+            "submission."
         )
     if report.stale_incoming:
         lines.append(

@@ -26,7 +26,13 @@ from ..records.events import (
     Receipt,
     SkippedRecord,
 )
-from ..records.layout import MalformedPayload
+from ..records.layout import (
+    CUT_BETWEEN_PARTS,
+    CUT_IN_ATTACHMENT,
+    CUT_IN_MESSAGE,
+    MalformedPayload,
+    UploadCut,
+)
 from ..records.source import FIRST_CONTACT, SourceIdentity
 from .safe_names import contained_path, safe_name, unique_name
 
@@ -34,6 +40,13 @@ MESSAGE_FILE = "message.txt"
 FILES_DIR = "files"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+# The ending of a file whose upload was cut off: it holds only the bytes that arrived.
+PARTIAL_SUFFIX = ".partial"
+CUT_WHERE = {
+    CUT_IN_MESSAGE: "message",
+    CUT_IN_ATTACHMENT: "attachment",
+    CUT_BETWEEN_PARTS: "between parts",
+}
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -49,6 +62,8 @@ class SavedAttachment:
     media_type: str
     size: int
     sha256: str
+    # The upload was cut inside this file: it holds only its first `size` bytes.
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class Unpacked:
     skipped: tuple[SkippedRecord, ...]
     # Format version 2 only: whose codename sent it (reviewer/sources.py files it).
     source: SourceIdentity | None = None
+    # The upload was cut off: this is what arrived before the cut (records.UploadCut).
+    cut: UploadCut | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -107,6 +124,7 @@ class _FolderWriter:
         skipped: list[SkippedRecord] = []
         current: AttachmentStart | None = None
         current_name = ""
+        cut: UploadCut | None = None
         for event in events:
             if isinstance(event, AttachmentBytes):
                 assert self._attachment_fd is not None
@@ -136,13 +154,20 @@ class _FolderWriter:
                         media_type=current.media_type,
                         size=event.size,
                         sha256=event.sha256.hex(),
+                        partial=cut is not None,
                     )
                 )
                 current = None
+            elif isinstance(event, UploadCut):
+                cut = event
+                if current is not None:
+                    current_name = self._mark_partial(current_name)
             elif isinstance(event, SkippedRecord):
                 skipped.append(event)
             elif isinstance(event, PayloadEnd):
-                return Unpacked(day, receipt, message_bytes, tuple(saved), tuple(skipped), source)
+                return Unpacked(
+                    day, receipt, message_bytes, tuple(saved), tuple(skipped), source, event.cut
+                )
             after_event()
         # read_payload always ends with PayloadEnd or raises; never trust that blindly.
         raise MalformedPayload("the payload ended without its closing records")
@@ -159,6 +184,7 @@ class _FolderWriter:
             "receipt": result.receipt,
             "day": result.day,
             "source": _describe_source(result.source),
+            "partial": _describe_cut(result.cut),
             "message": MESSAGE_FILE,
             "message_bytes": result.message_bytes,
             "attachments": [
@@ -169,6 +195,7 @@ class _FolderWriter:
                     "declared_media_type": a.media_type,
                     "size": a.size,
                     "sha256": a.sha256,
+                    **({"partial": True} if a.partial else {}),
                 }
                 for a in result.attachments
             ],
@@ -204,6 +231,12 @@ class _FolderWriter:
         self._attachment_fd = _create(path)
         return name
 
+    def _mark_partial(self, name: str) -> str:
+        """Rename the open attachment's file to end in `.partial`; return the new name."""
+        partial = unique_name(name + PARTIAL_SUFFIX, self._taken)
+        os.rename(contained_path(self._files_dir, name), contained_path(self._files_dir, partial))
+        return partial
+
     def _close_attachment(self) -> None:
         fd = self._attachment_fd
         assert fd is not None
@@ -212,6 +245,27 @@ class _FolderWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _describe_cut(cut: UploadCut | None) -> dict[str, object] | None:
+    if cut is None:
+        return None  # the whole upload arrived
+    where = CUT_WHERE[cut.where]
+    return {
+        "note": (
+            "PARTIAL: the source's connection broke before the upload ended. This holds "
+            "only what arrived before the cut; what the source meant to send after it is "
+            "unknown."
+        ),
+        "cut_in": where,
+        **(
+            {"attachment_index": cut.index, "bytes_received": cut.received}
+            if cut.where == CUT_IN_ATTACHMENT
+            else {"bytes_received": cut.received}
+            if cut.where == CUT_IN_MESSAGE
+            else {"attachments_complete": cut.index}
+        ),
+    }
 
 
 def _describe_source(source: SourceIdentity | None) -> dict[str, str] | None:

@@ -638,3 +638,74 @@ def test_a_1_gib_attachment_opens_in_bounded_memory(
         f"opener peak RSS {peak_kib / 1024:.1f} MiB"
     )
     assert peak_kib < 64 * 1024
+
+
+def test_a_cut_upload_opens_marked_partial_beside_complete_ones(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    video = os.urandom(100_000)
+    with Spool(spool, public).begin() as submission:
+        submission.add_message("the truck")
+        submission.begin_attachment("permit.jpg", "image/jpeg")
+        submission.write(b"permit")
+        submission.end_attachment()
+        submission.begin_attachment("video.mp4", "video/mp4")
+        submission.write(video)
+        assert submission.commit_partial()
+    with Spool(spool, public).begin() as submission:
+        submission.add_message("whole")
+        submission.commit()
+
+    assert run() == 0
+
+    folders = [out / name for name in visible(out)]
+    (partial,) = [f for f in folders if f.name.endswith("_PARTIAL")]
+    (whole,) = [f for f in folders if f != partial]
+    assert sorted(p.name for p in (partial / "files").iterdir()) == [
+        "permit.jpg",
+        "video.mp4.partial",
+    ]
+    assert (partial / "files" / "video.mp4.partial").read_bytes() == video
+    assert (partial / "message.txt").read_text() == "the truck"
+    manifest = json.loads((partial / "manifest.json").read_text())
+    assert manifest["partial"]["cut_in"] == "attachment"
+    assert manifest["partial"]["attachment_index"] == 1
+    assert manifest["partial"]["bytes_received"] == len(video)
+    assert manifest["partial"]["note"].startswith("PARTIAL")
+    cut_entry = manifest["attachments"][1]
+    assert cut_entry["saved_as"] == "files/video.mp4.partial"
+    assert cut_entry["partial"] is True and "partial" not in manifest["attachments"][0]
+    assert cut_entry["sha256"] == hashlib.sha256(video).hexdigest()
+    assert json.loads((whole / "manifest.json").read_text())["partial"] is None
+    printed = capsys.readouterr()
+    assert "of which PARTIAL (cut off)      1" in printed.out
+    assert "PARTIAL: upload cut off in file 2 (files/video.mp4.partial)" in printed.err
+
+
+def test_a_cut_message_and_a_cut_follow_up_are_marked_and_filed(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    with Spool(spool, public).begin() as submission:
+        submission.add_message("half a sent")
+        assert submission.commit_partial(in_message=True)
+    reply_key = PrivateKey.generate().public_key
+    source = records.SourceIdentity.for_key(records.FOLLOW_UP, bytes(reply_key))
+    with Spool(spool, public).begin(source) as submission:
+        submission.begin_attachment("scan.pdf", "application/pdf")
+        submission.write(b"%PDF-1.4")
+        assert submission.commit_partial()
+
+    assert run() == 0
+
+    (message_folder,) = [out / n for n in visible(out) if n.endswith("_PARTIAL")]
+    manifest = json.loads((message_folder / "manifest.json").read_text())
+    assert manifest["partial"]["cut_in"] == "message"
+    assert manifest["partial"]["bytes_received"] == len("half a sent")
+    (source_folder,) = [out / n for n in visible(out) if n.startswith("source_")]
+    (follow_up,) = [p for p in source_folder.iterdir() if p.is_dir()]
+    assert follow_up.name.endswith("_PARTIAL")
+    assert (follow_up / "files" / "scan.pdf.partial").read_bytes() == b"%PDF-1.4"

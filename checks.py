@@ -31,6 +31,7 @@ import stem
 from .keys import KeyFileError, KeyFileInaccessible, load_public_key, looks_like_secret_key
 from .onion.errors import OnionError, OnionStateError
 from .onion.keys import KEY_FILE, load_service_key
+from .private_folder import folder_problems, user_name
 from .settings import Settings, SettingsError, from_command_line
 
 # Onion-service proof-of-work (the DoS defence) arrived in tor 0.4.8, but only as torrc
@@ -263,64 +264,12 @@ def _scan_file(path: Path, size: int) -> Finding | None:
 
 
 def check_private_dir(path: Path, label: str) -> list[Finding]:
-    """Exists, is a folder, mode 0700 (nothing for group or others), owned by this
-    user and writable by it."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return [
-            problem(
-                f"the {label} {path} does not exist",
-                f"create it with `install -d -m 700 -o USER {path}` (USER: the service's user)",
-            )
-        ]
-    except OSError as err:
-        return [
-            problem(
-                f"the {label} {path} cannot be examined ({err.strerror})",
-                "check the path and its parent folders' permissions",
-            )
-        ]
-    if stat.S_ISLNK(info.st_mode):
-        return [
-            problem(
-                f"the {label} {path} is a symbolic link",
-                f"give the real folder ({os.path.realpath(path)}) in the settings instead",
-            )
-        ]
-    if not stat.S_ISDIR(info.st_mode):
-        return [
-            problem(
-                f"the {label} {path} is not a folder",
-                f"move it away and run `install -d -m 700 -o USER {path}`",
-            )
-        ]
-    findings: list[Finding] = []
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        findings.append(
-            problem(
-                f"the {label} {path} is open to other users (mode {mode:04o})",
-                f"run `chmod 700 {path}`",
-            )
-        )
-    uid = os.geteuid()
-    if info.st_uid != uid:
-        findings.append(
-            problem(
-                f"the {label} {path} belongs to {_user_name(info.st_uid)}, not to "
-                f"{_user_name(uid)} who runs this check",
-                f"run the service as {_user_name(info.st_uid)}, or "
-                f"`chown {_user_name(uid)} {path}`",
-            )
-        )
-    elif not os.access(path, os.W_OK | os.X_OK):
-        findings.append(
-            problem(f"the {label} {path} is not writable by its owner", f"run `chmod 700 {path}`")
-        )
-    if not findings:
-        findings.append(ok(f"the {label} {path}: mode {mode:04o}, owner {_user_name(uid)}"))
-    return findings
+    """The private-folder rule, exactly as ``serve`` applies it (`private_folder`)."""
+    problems = folder_problems(path, label)
+    if problems:
+        return [problem(found.text, found.fix) for found in problems]
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    return [ok(f"the {label} {path}: mode {mode:04o}, owner {user_name(os.geteuid())}")]
 
 
 def check_free_space(path: Path, reserve_bytes: int) -> Finding:
@@ -355,15 +304,6 @@ def check_onion_key(state_dir: Path) -> Finding:
     return ok(
         f"onion service key in {state_dir} (address {key.service_id}.onion); keep a backup of it"
     )
-
-
-def _user_name(uid: int) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def human_size(size: int) -> str:

@@ -29,6 +29,7 @@ from nacl.pwhash import argon2id
 
 from . import durable
 from .keys import KdfCost
+from .private_folder import file_problem, folder_problem
 from .records.source import mailbox_id_for
 
 WORDS = 7
@@ -68,8 +69,9 @@ class WordListChanged(CodenameError):
 
 
 class SaltUnusable(CodenameError):
-    """The installation salt file cannot be created or read, has the wrong size, or is
-    open to other users. Without it no codename can be made or checked."""
+    """The state folder breaks the private-folder rule, or the installation salt file
+    cannot be created or read, has the wrong size, or is open to other users. Without it
+    no codename can be made or checked."""
 
 
 class DerivationFailed(CodenameError):
@@ -184,6 +186,9 @@ def derive(codename: str, salt: bytes, cost: KdfCost) -> SourceKeys:
 
 def load_installation_salt(state_dir: Path) -> bytes:
     """Read the installation's salt from `state_dir`, creating it (0600) on first start."""
+    folder = folder_problem(state_dir, "state folder")
+    if folder is not None:
+        raise SaltUnusable(f"{folder} (setting state_dir)")
     path = state_dir / SALT_FILE
     try:
         durable.create_new_file(path, secrets.token_bytes(SALT_BYTES), 0o600)
@@ -215,9 +220,7 @@ def _read_salt(path: Path) -> bytes:
             f"the codename salt {path} is not a {SALT_BYTES}-byte file; restore it from the "
             "server's backup (a new one would make every codename given out so far useless)"
         )
-    if info.st_mode & 0o077:
-        raise SaltUnusable(
-            f"the codename salt {path} is open to other users "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); fix it with `chmod 600 {path}`"
-        )
+    exposed = file_problem(path, info, "codename salt")
+    if exposed is not None:
+        raise SaltUnusable(str(exposed))
     return data

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import re
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from nacl import bindings
 from nacl.public import PrivateKey
 
 from .. import durable
+from ..private_folder import file_problem, folder_problem
 from .errors import OnionStateError
 
 KEY_FILE = "hs_ed25519_secret_key"
@@ -98,23 +98,11 @@ def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode("ascii").rstrip("=")
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` 0700 if missing; refuse one that others can read or enter."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = path.lstat()
-    except OSError as exc:
-        raise OnionStateError(
-            f"cannot create the onion state folder {path} ({exc.strerror}). "
-            "Give a --state folder that sealdrop's user can write."
-        ) from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise OnionStateError(f"{path} is not a folder. Give another --state folder.")
-    if info.st_mode & 0o077:
-        raise OnionStateError(
-            f"the onion state folder {path} is open to other users "
-            f"(mode {stat.S_IMODE(info.st_mode):o}). Run: chmod 700 {path}"
-        )
+def ensure_private_dir(path: Path, label: str = "onion state folder") -> Path:
+    """Create ``path`` 0700 if missing; refuse one that breaks the private-folder rule."""
+    problem = folder_problem(path, label, create=True)
+    if problem is not None:
+        raise OnionStateError(str(problem))
     return path
 
 
@@ -124,12 +112,9 @@ def _write_new_file(path: Path, data: bytes) -> None:
 
 
 def _read_private_file(path: Path) -> bytes:
-    info = path.stat()
-    if info.st_mode & 0o077:
-        raise OnionStateError(
-            f"{path} can be read by other users (mode {stat.S_IMODE(info.st_mode):o}). "
-            f"Run: chmod 600 {path}"
-        )
+    problem = file_problem(path, path.stat(), "onion key file")
+    if problem is not None:
+        raise OnionStateError(str(problem))
     return path.read_bytes()
 
 
@@ -175,7 +160,7 @@ def add_client(state_dir: Path, name: str) -> ClientCredentials:
             "starting with a letter or digit."
         )
     service = load_or_create_service_key(state_dir)
-    clients = ensure_private_dir(state_dir / CLIENTS_DIR)
+    clients = ensure_private_dir(state_dir / CLIENTS_DIR, "client authorization folder")
     private = PrivateKey.generate()
     line = f"descriptor:x25519:{_b32(bytes(private.public_key))}\n"
     try:
@@ -193,7 +178,7 @@ def load_client_public_keys(state_dir: Path) -> list[str]:
     clients = state_dir / CLIENTS_DIR
     if not clients.is_dir():
         return []
-    ensure_private_dir(clients)
+    ensure_private_dir(clients, "client authorization folder")
     keys = []
     for path in sorted(clients.glob("*.auth")):
         text = _read_private_file(path).decode("ascii", "replace").strip()

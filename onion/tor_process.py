@@ -63,7 +63,7 @@ class TorProcess:
             found = shutil.which(self.tor_cmd, path=os.pathsep.join(self.fallback_dirs))
         if found is None:
             raise TorNotInstalled(self.tor_cmd)
-        ensure_private_dir(self.data_dir)
+        ensure_private_dir(self.data_dir, "tor data folder")
         if len(str(self.control_socket)) > _MAX_SOCKET_PATH:
             raise TorStartFailed(
                 f"the control socket path {self.control_socket} is too long for a Unix "

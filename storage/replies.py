@@ -16,6 +16,7 @@ from pathlib import Path
 from nacl.public import PrivateKey
 
 from ..crypto import SpoolFileError
+from ..private_folder import folder_problem
 from ..replies import MAX_REPLY_FILE_BYTES, Reply, open_reply, parse_reply_name
 from .spool import midnight_utc, utc_day
 
@@ -25,8 +26,9 @@ class RepliesError(Exception):
 
 
 class RepliesFolderUnusable(RepliesError):
-    """The replies folder is missing, not a folder, not readable and writable by the
-    service, or open to other users. Raised by `ReplyBox.check` at start-up."""
+    """The replies folder breaks the private-folder rule (`private_folder`): missing, not
+    a real folder, open to others, not the service's, or not usable by it. Raised by
+    `ReplyBox.check` at start-up."""
 
 
 class ReplyBox:
@@ -36,28 +38,9 @@ class ReplyBox:
         self.directory = Path(directory)
 
     def check(self) -> None:
-        where = self.directory
-        try:
-            info = os.stat(where)
-        except OSError as err:
-            raise RepliesFolderUnusable(
-                f"the replies folder {where} cannot be used ({err.strerror}); create it "
-                f"with `mkdir -m 700 {where}` (setting replies_dir)"
-            ) from None
-        if not stat.S_ISDIR(info.st_mode):
-            raise RepliesFolderUnusable(
-                f"the replies path {where} is not a folder; point replies_dir at a folder"
-            )
-        if info.st_mode & 0o077:
-            raise RepliesFolderUnusable(
-                f"the replies folder {where} is open to other users "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); fix it with `chmod 700 {where}`"
-            )
-        if not os.access(where, os.R_OK | os.W_OK | os.X_OK):
-            raise RepliesFolderUnusable(
-                f"the replies folder {where} is not readable and writable by this user; "
-                f"give it to the service's user with `chown USER {where}`"
-            )
+        problem = folder_problem(self.directory, "replies folder")
+        if problem is not None:
+            raise RepliesFolderUnusable(str(problem))
 
     def names_for(self, mailbox: str) -> list[str]:
         """The reply file names filed under `mailbox` (32 hex digits), sorted."""

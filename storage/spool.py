@@ -25,7 +25,6 @@ import errno
 import fcntl
 import os
 import secrets
-import stat
 from datetime import UTC, datetime, time
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +34,7 @@ from nacl.public import PublicKey
 
 from .. import durable
 from ..crypto import SOURCE_VERSION, VERSION, PayloadSealer
+from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
 from ..records.writer import PayloadWriter
 
@@ -71,7 +71,8 @@ class StorageFull(StorageError):
 
 
 class SpoolUnusable(StorageError):
-    """The spool directory is missing, not a directory, not writable, or open to others.
+    """The spool folder breaks the private-folder rule: missing, not a real folder, open
+    to others, not its user's, or not writable.
 
     Raised by `Spool.check` at start-up; the service must not start.
     """
@@ -109,34 +110,10 @@ class Spool:
         self._recipient = recipient
 
     def check(self) -> None:
-        """Refuse a spool that is missing, not a directory, not writable or open to others."""
-        where = self.directory
-        try:
-            info = os.stat(where)
-        except FileNotFoundError:
-            raise SpoolUnusable(
-                f"the spool folder {where} does not exist; create it with `mkdir -m 700 {where}`"
-            ) from None
-        except OSError as err:
-            raise SpoolUnusable(
-                f"the spool folder {where} cannot be examined ({err.strerror}); "
-                "check the path and its parents' permissions"
-            ) from None
-        if not stat.S_ISDIR(info.st_mode):
-            raise SpoolUnusable(
-                f"the spool path {where} is not a folder; point the spool setting at a "
-                f"folder, or move the file away and run `mkdir -m 700 {where}`"
-            )
-        if info.st_mode & 0o077:
-            raise SpoolUnusable(
-                f"the spool folder {where} is open to other users "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); fix it with `chmod 700 {where}`"
-            )
-        if not os.access(where, os.W_OK | os.X_OK):
-            raise SpoolUnusable(
-                f"the spool folder {where} is not writable by this user; give it to the "
-                f"service's user with `chown USER {where}` (mode stays 700)"
-            )
+        """Refuse a spool that breaks the private-folder rule (`private_folder`)."""
+        problem = folder_problem(self.directory, "spool folder")
+        if problem is not None:
+            raise SpoolUnusable(str(problem))
 
     def free_bytes(self) -> int:
         """Space an unprivileged writer may still use on the spool's file system."""

@@ -544,7 +544,7 @@ def test_malformed_public_key_refuses_to_start(
 def test_missing_spool_refuses_to_start(settings: Settings, tmp_path: Path) -> None:
     message = refusal(Settings(tmp_path / "absent", settings.public_key_file))
     assert "does not exist" in message
-    assert "mkdir -m 700" in message
+    assert "install -d -m 700" in message
     assert "SEALDROP_SPOOL_DIR" in message
 
 

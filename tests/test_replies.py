@@ -127,7 +127,7 @@ def test_deleting_a_reply_unlinks_only_that_file(box: ReplyBox) -> None:
 
 
 def test_an_unusable_replies_folder_stops_start_up(tmp_path: Path) -> None:
-    with pytest.raises(RepliesFolderUnusable, match="mkdir -m 700"):
+    with pytest.raises(RepliesFolderUnusable, match="install -d -m 700"):
         ReplyBox(tmp_path / "missing").check()
     open_folder = tmp_path / "open"
     open_folder.mkdir(mode=0o755)

@@ -201,7 +201,7 @@ def test_check_refuses_a_folder_open_to_others(spool_dir: Path, key: PrivateKey,
 
 def test_check_refuses_a_missing_folder(tmp_path: Path, key: PrivateKey) -> None:
     missing = tmp_path / "absent"
-    with pytest.raises(SpoolUnusable, match="does not exist.*mkdir -m 700"):
+    with pytest.raises(SpoolUnusable, match="does not exist.*install -d -m 700"):
         Spool(missing, key.public_key).check()
 
 

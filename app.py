@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 from nacl.public import PublicKey
 
@@ -17,6 +19,7 @@ from .web.headers import add_security_headers
 from .web.idle import register_idle_timeout
 from .web.request import SealingRequest
 from .web.routes import register_routes
+from .web.static import register_static_files
 from .web.upload import READ_SIZE
 
 
@@ -37,7 +40,8 @@ def create_app(settings: Settings) -> Flask:
     except StorageError as err:
         raise StartupRefused(f"{err} (setting spool_dir / SEALDROP_SPOOL_DIR / --spool)") from None
 
-    app = SealdropFlask("sealdrop", static_folder="static", template_folder="templates")
+    # No Flask static view: web.static answers with nothing that depends on a time.
+    app = SealdropFlask("sealdrop", static_folder=None, template_folder="templates")
     app.request_class = SealingRequest
     app.config.update(
         # Enforced by Werkzeug on the declared length and on chunked bodies, in addition
@@ -52,6 +56,7 @@ def create_app(settings: Settings) -> Flask:
     )
     # No SECRET_KEY, on purpose: without one Flask cannot write a session, so it never
     # sets a cookie.
+    register_static_files(app, Path(app.root_path) / "static")
     register_routes(app, settings, spool, _codenames(settings))
     register_error_handlers(app)
     register_idle_timeout(app, settings.body_idle_seconds)

@@ -5,6 +5,19 @@
 #     -v sealdrop-spool:/var/lib/sealdrop/spool -v sealdrop-state:/var/lib/sealdrop/state \
 #     -v sealdrop-replies:/var/lib/sealdrop/replies \
 #     -v "$PWD/reviewer.pub:/etc/sealdrop/reviewer.pub:ro" sealdrop
+#
+# Build it with scripts/build-image (exactly what git tracks at HEAD) or `docker build .`
+# (the checkout filtered by .dockerignore, which lets in only the package's files).
+# Two stages: the first installs the package into a virtual environment; the image is
+# the second, which copies only that environment, so no layer of it holds the build
+# context.
+FROM python:3.11-slim-bookworm AS build
+
+WORKDIR /src
+COPY . ./
+RUN python -m venv /opt/sealdrop \
+    && /opt/sealdrop/bin/pip install --no-cache-dir --disable-pip-version-check /src
+
 FROM python:3.11-slim-bookworm
 
 # Debian's tor publishes the onion service; nothing else from apt is needed.
@@ -22,14 +35,11 @@ RUN groupadd --system --gid 10001 sealdrop \
         /var/lib/sealdrop/state /var/lib/sealdrop/replies \
     && install -d -m 0755 /etc/sealdrop
 
-WORKDIR /opt/sealdrop
-COPY pyproject.toml README.md ./
-COPY . ./src/
-# The repository root is the package; install it from a copy so the image holds
-# no tests, docs or git history at run time.
-RUN pip install --no-cache-dir ./src && rm -rf ./src
+# The installed package and its dependencies only: no source tree, tests, docs or history.
+COPY --from=build /opt/sealdrop /opt/sealdrop
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
+ENV PATH=/opt/sealdrop/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SEALDROP_SPOOL_DIR=/var/lib/sealdrop/spool \
     SEALDROP_STATE_DIR=/var/lib/sealdrop/state \

@@ -1,18 +1,22 @@
 """The sealed spool file's cryptographic layer: header and chunked payload stream.
 
-A spool file is::
+A spool file is, in version 3 (what the server writes)::
+
+    MAGIC (8) | 3 (1) | count (1) | count x stanza (80) | stream header (24) | MAC (32) | chunks...
+
+and in versions 1 and 2 (still read; reply files use it under their own magic)::
 
     MAGIC (8) | VERSION (1) | sealed file key (80) | secretstream header (24) | chunks...
 
-Version 1 and version 2 share this layout; a version 2 payload also carries the
-source's reply key (records/), and the version byte tells the record reader so.
-Reply files (replies.py) use the same layout under their own magic.
-
 The file key is a fresh random secretstream key, sealed with libsodium's
-``crypto_box_seal`` to the reviewer's X25519 public key. The payload is cut into
+``crypto_box_seal`` to each reviewer's X25519 public key (a stanza each); the
+version 3 header ends with a BLAKE2b MAC keyed by the file key, so every
+recipient who opens the file provably holds the same key. The payload is cut into
 fixed 64 KiB plaintext chunks, each pushed through secretstream
-XChaCha20-Poly1305 with the whole 113-byte header as additional data; the last
-chunk carries TAG_FINAL. docs/FORMAT.md is the normative description.
+XChaCha20-Poly1305 with the whole header as additional data; the last chunk
+carries TAG_FINAL. A version 2 payload carries the source's reply key
+(records/); in version 3 that record is optional. docs/FORMAT.md is the
+normative description.
 
 This module is pure: bytes, binary streams and key objects in and out. It knows
 nothing of files on disk, the web, or the records inside the payload.
@@ -20,7 +24,9 @@ nothing of files on disk, the web, or the records inside the payload.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import hmac
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from nacl import bindings
@@ -32,7 +38,11 @@ MAGIC = b"sealdrop"
 # one that carries the source's reply key and mailbox id (records.SOURCE) is version 2.
 VERSION = 1
 SOURCE_VERSION = 2
-SUPPORTED_VERSIONS = frozenset({VERSION, SOURCE_VERSION})
+# Several recipient stanzas (a team, a backup key); the SOURCE record is optional.
+RECIPIENTS_VERSION = 3
+SUPPORTED_VERSIONS = frozenset({VERSION, SOURCE_VERSION, RECIPIENTS_VERSION})
+# A reader tries every stanza (one X25519 each) and the header grows 80 bytes a key.
+MAX_RECIPIENTS = 16
 CHUNK_SIZE = 64 * 1024
 
 _KEY_BYTES = bindings.crypto_secretstream_xchacha20poly1305_KEYBYTES
@@ -44,7 +54,18 @@ _TAG_FINAL = bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 
 PREFIX_BYTES = len(MAGIC) + 1
 HEADER_BYTES = PREFIX_BYTES + _SEALED_KEY_BYTES + _STREAM_HEADER_BYTES
+STANZA_BYTES = _SEALED_KEY_BYTES
+_HEADER_MAC_BYTES = 32
+_HEADER_MAC_PERSON = b"sealdrop-hdr3"
 ENCRYPTED_CHUNK_BYTES = CHUNK_SIZE + _ABYTES
+
+
+def header_size(version: int = VERSION, recipients: int = 1) -> int:
+    """The header's length in a file of `version` sealed to `recipients` keys."""
+    if version != RECIPIENTS_VERSION:
+        return HEADER_BYTES
+    fixed = PREFIX_BYTES + 1 + _STREAM_HEADER_BYTES + _HEADER_MAC_BYTES
+    return fixed + recipients * STANZA_BYTES
 
 
 class SpoolFileError(Exception):
@@ -66,13 +87,24 @@ class UnsupportedVersion(SpoolFileError):
 
 
 class WrongKey(SpoolFileError):
-    """The sealed file key does not open with this secret key.
+    """No sealed file key in the header opens with this secret key.
 
-    Either the file was sealed to another reviewer key, or its header was
+    Either the file was sealed to other reviewer keys, or its header was
     altered; the two cannot be told apart, by design of the sealed box.
     """
 
     cause = "wrong key"
+
+
+class TamperedHeader(SpoolFileError):
+    """A version 3 header does not hold together, though this key opened a stanza.
+
+    Its MAC does not match: stanzas were altered, reordered, added or removed, or
+    the count changed, after sealing; or a faulty or hostile writer sealed
+    different file keys to different reviewers. Also a count of 0 or above 16.
+    """
+
+    cause = "tampered header"
 
 
 class TruncatedFile(SpoolFileError):
@@ -111,18 +143,29 @@ class PayloadSealer:
     """
 
     def __init__(
-        self, recipient: PublicKey, *, version: int = VERSION, magic: bytes = MAGIC
+        self,
+        recipients: PublicKey | Sequence[PublicKey],
+        *,
+        version: int = VERSION,
+        magic: bytes = MAGIC,
     ) -> None:
         if len(magic) != len(MAGIC) or not 0 < version < 256:
             raise ValueError("the magic must be 8 bytes and the version one byte")
+        keys = [recipients] if isinstance(recipients, PublicKey) else list(recipients)
+        check_recipients(keys, version)
         file_key = bindings.crypto_secretstream_xchacha20poly1305_keygen()
-        sealed_key = SealedBox(recipient).encrypt(file_key)
         self._state = bindings.crypto_secretstream_xchacha20poly1305_state()
         stream_header = bindings.crypto_secretstream_xchacha20poly1305_init_push(
             self._state, file_key
         )
-        self.header = magic + bytes([version]) + sealed_key + stream_header
-        assert len(self.header) == HEADER_BYTES
+        prefix = magic + bytes([version])
+        if version == RECIPIENTS_VERSION:
+            stanzas = b"".join(SealedBox(key).encrypt(file_key) for key in keys)
+            signed = prefix + bytes([len(keys)]) + stanzas + stream_header
+            self.header = signed + _header_mac(signed, file_key)
+        else:
+            self.header = prefix + SealedBox(keys[0]).encrypt(file_key) + stream_header
+        assert len(self.header) == header_size(version, len(keys))
         self._pending = bytearray()
         self._finished = False
 
@@ -178,10 +221,23 @@ class PayloadSealer:
         return ciphertext
 
 
-def sealed_size(payload_length: int) -> int:
+def check_recipients(keys: Sequence[PublicKey], version: int = RECIPIENTS_VERSION) -> None:
+    """Refuse a recipient list `version` cannot carry: ValueError, for the caller to word.
+
+    Version 3 takes 1 to MAX_RECIPIENTS distinct keys (a duplicate would only cost
+    every reader a stanza); versions 1 and 2 exactly one.
+    """
+    most = MAX_RECIPIENTS if version == RECIPIENTS_VERSION else 1
+    if not 1 <= len(keys) <= most:
+        raise ValueError(f"format version {version} seals to 1 to {most} keys, not {len(keys)}")
+    if len({bytes(key) for key in keys}) != len(keys):
+        raise ValueError("the same public key is given twice")
+
+
+def sealed_size(payload_length: int, *, version: int = VERSION, recipients: int = 1) -> int:
     """The exact size of a spool file whose payload is `payload_length` bytes."""
     chunks = max(1, -(-payload_length // CHUNK_SIZE))
-    return HEADER_BYTES + payload_length + chunks * _ABYTES
+    return header_size(version, recipients) + payload_length + chunks * _ABYTES
 
 
 def read_prefix(
@@ -203,6 +259,18 @@ def read_prefix(
             f"version {known}); upgrade sealdrop on the reviewer machine"
         )
     return prefix
+
+
+def read_recipient_count(source: BinaryIO) -> int:
+    """How many keys a spool file was sealed to (1 before version 3). Needs no key.
+
+    The count is in the clear by design (docs/FORMAT.md says why); which keys
+    they are is not: a sealed box does not name its recipient.
+    """
+    prefix = read_prefix(source)
+    if prefix[-1] != RECIPIENTS_VERSION:
+        return 1
+    return _read_count(source)
 
 
 class PayloadChunks(Iterator[bytes]):
@@ -242,22 +310,75 @@ def open_payload(
 
 
 def _open_after_prefix(source: BinaryIO, key: PrivateKey, prefix: bytes) -> Iterator[bytes]:
-    rest = _read_exactly(source, HEADER_BYTES - PREFIX_BYTES)
-    if len(rest) < HEADER_BYTES - PREFIX_BYTES:
-        raise TruncatedFile("the file ends inside its header")
-    header = prefix + rest
-    sealed_key = rest[:_SEALED_KEY_BYTES]
-    stream_header = rest[_SEALED_KEY_BYTES:]
-    try:
-        file_key = SealedBox(key).decrypt(sealed_key)
-    except CryptoError:
-        raise WrongKey(
-            "the file key does not open with this secret key: the file was sealed to "
-            "another reviewer key, or its header was altered"
-        ) from None
+    if prefix[-1] == RECIPIENTS_VERSION:
+        header, stream_header, file_key = _open_stanzas(source, key, prefix)
+    else:
+        rest = _read_header_rest(source, HEADER_BYTES - PREFIX_BYTES)
+        header = prefix + rest
+        stream_header = rest[_SEALED_KEY_BYTES:]
+        file_key = _open_sealed_key([rest[:_SEALED_KEY_BYTES]], key)
     state = bindings.crypto_secretstream_xchacha20poly1305_state()
     bindings.crypto_secretstream_xchacha20poly1305_init_pull(state, stream_header, file_key)
     yield from _pull_chunks(source, state, header)
+
+
+def _open_stanzas(source: BinaryIO, key: PrivateKey, prefix: bytes) -> tuple[bytes, bytes, bytes]:
+    """Read a version 3 header; return it whole, its stream header, and the file key."""
+    count = _read_count(source)
+    rest = _read_header_rest(
+        source, count * STANZA_BYTES + _STREAM_HEADER_BYTES + _HEADER_MAC_BYTES
+    )
+    signed = prefix + bytes([count]) + rest[:-_HEADER_MAC_BYTES]
+    stream_header = signed[-_STREAM_HEADER_BYTES:]
+    stanzas = [rest[i * STANZA_BYTES : (i + 1) * STANZA_BYTES] for i in range(count)]
+    file_key = _open_sealed_key(stanzas, key)
+    # Checked even though the chunks' AD covers the header too: it is what proves
+    # every reviewer holds the same file key, which the chunks' MAC does not.
+    if not hmac.compare_digest(_header_mac(signed, file_key), rest[-_HEADER_MAC_BYTES:]):
+        raise TamperedHeader(
+            "the header's MAC does not match: its recipient stanzas or their count were "
+            "altered after sealing"
+        )
+    return signed + rest[-_HEADER_MAC_BYTES:], stream_header, file_key
+
+
+def _read_count(source: BinaryIO) -> int:
+    raw = source.read(1)
+    if not raw:
+        raise TruncatedFile("the file ends inside its header")
+    if not 1 <= raw[0] <= MAX_RECIPIENTS:
+        raise TamperedHeader(
+            f"the header declares {raw[0]} recipient stanzas; a writer seals to 1 to "
+            f"{MAX_RECIPIENTS} keys"
+        )
+    return raw[0]
+
+
+def _read_header_rest(source: BinaryIO, size: int) -> bytes:
+    rest = _read_exactly(source, size)
+    if len(rest) < size:
+        raise TruncatedFile("the file ends inside its header")
+    return rest
+
+
+def _open_sealed_key(stanzas: list[bytes], key: PrivateKey) -> bytes:
+    box = SealedBox(key)
+    for stanza in stanzas:
+        try:
+            file_key: bytes = box.decrypt(stanza)
+        except CryptoError:
+            continue
+        return file_key
+    raise WrongKey(
+        "the file key does not open with this secret key: the file was sealed to "
+        "another reviewer key, or its header was altered"
+    )
+
+
+def _header_mac(signed: bytes, file_key: bytes) -> bytes:
+    return hashlib.blake2b(
+        signed, digest_size=_HEADER_MAC_BYTES, key=file_key, person=_HEADER_MAC_PERSON
+    ).digest()
 
 
 def _pull_chunks(

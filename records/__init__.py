@@ -3,11 +3,11 @@
 Each record is ``type (u8) | length (u32, big-endian) | body``. The order is
 fixed: one SUBMISSION record (the day), one RECEIPT record (the number the
 source was shown), in format version 2 one SOURCE record (the source's reply
-key and mailbox id), MESSAGE records (the text, in pieces), then per attachment
-ATTACHMENT_BEGIN, ATTACHMENT_DATA*, ATTACHMENT_END; one MANIFEST closing record
-with each attachment's size and SHA-256; then PADDING records up to the Padmé
-length. An upload the client cut off ends with a CUT record before MANIFEST.
-docs/FORMAT.md is normative.
+key and mailbox id; in version 3 at most one), MESSAGE records (the text, in
+pieces), then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*, ATTACHMENT_END;
+one MANIFEST closing record with each attachment's size and SHA-256; then PADDING
+records up to the Padmé length. An upload the client cut off ends with a CUT
+record before MANIFEST. docs/FORMAT.md is normative.
 
 One job per module, all pure like crypto.py (no files, no web, no keys):
 

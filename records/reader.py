@@ -13,7 +13,7 @@ import hashlib
 import struct
 from collections.abc import Generator, Iterable, Iterator
 
-from ..crypto import VERSION
+from ..crypto import RECIPIENTS_VERSION, SOURCE_VERSION
 from .bytequeue import ByteQueue
 from .events import (
     AttachmentBytes,
@@ -63,7 +63,8 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
     `version` is the format version the file's header declares: for a spool file
     the `version` of the crypto.PayloadChunks the chunks come from (read with the
     header, before any chunk). Version 2 payloads have a SOURCE record right after
-    RECEIPT; version 1 payloads have none.
+    RECEIPT; version 1 payloads have none; in version 3 it is optional (there, or
+    nowhere).
 
     The last event is PayloadEnd; it comes only after the manifest was checked
     against the attachments and the padding against its rules. Anything before
@@ -78,11 +79,13 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
     if record_type != RECEIPT:
         raise MalformedPayload("the SUBMISSION record is not followed by a RECEIPT record")
     yield Receipt(_decode_receipt(body))
-    if version != VERSION:
+    if version == SOURCE_VERSION:
         record_type, body = _next_small_record(queue)
         if record_type != SOURCE:
             raise MalformedPayload("a version 2 payload has no SOURCE record after RECEIPT")
         yield _decode_source(body)
+    # In version 3 the SOURCE record may be the third record, and nowhere else.
+    source_allowed = version == RECIPIENTS_VERSION
 
     computed: list[AttachmentSummary] = []
     seen_attachment = False
@@ -92,7 +95,9 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
         record_type, length = _next_header(queue)
         if cut is not None and record_type != MANIFEST:
             raise MalformedPayload(f"record type 0x{record_type:02x} after a CUT record")
-        if record_type == MESSAGE:
+        if record_type == SOURCE and source_allowed:
+            yield _decode_source(_small_body(queue, length))
+        elif record_type == MESSAGE:
             if seen_attachment:
                 raise MalformedPayload("a MESSAGE record follows an attachment")
             body = _small_body(queue, length)
@@ -120,6 +125,7 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
             yield SkippedRecord(record_type, length)
         else:
             raise MalformedPayload(f"unexpected record type 0x{record_type:02x}")
+        source_allowed = False
 
     _check_padding(queue)
     yield PayloadEnd(tuple(computed), cut)

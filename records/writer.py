@@ -1,10 +1,10 @@
 """Encoding a submission as records, in one pass, as the upload arrives.
 
-The order is fixed: SUBMISSION (the day), RECEIPT, in format version 2 SOURCE,
-MESSAGE records, then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*,
-ATTACHMENT_END; one MANIFEST; PADDING up to the Padmé length. An upload the
-client cut off ends with a CUT record before MANIFEST (in an open attachment,
-in place of its ATTACHMENT_END). Pure: the bytes
+The order is fixed: SUBMISSION (the day), RECEIPT, SOURCE (in format version 2
+always, in 3 if given), MESSAGE records, then per attachment ATTACHMENT_BEGIN,
+ATTACHMENT_DATA*, ATTACHMENT_END; one MANIFEST; PADDING up to the Padmé length.
+An upload the client cut off ends with a CUT record before MANIFEST (in an open
+attachment, in place of its ATTACHMENT_END). Pure: the bytes
 go to a sink, which seals them (storage/, replies.py).
 """
 
@@ -55,7 +55,7 @@ class PayloadWriter:
         receipt: str,
         source: SourceIdentity | None = None,
     ) -> None:
-        """`source` given makes a version 2 payload: seal it with crypto.SOURCE_VERSION.
+        """`source` given adds a SOURCE record: seal it as version 2 or 3 (crypto.py).
 
         `sink` may be handed a view of the caller's buffer, valid only during the call.
         """

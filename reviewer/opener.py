@@ -38,6 +38,7 @@ from ..crypto import (
     NotASealdropFile,
     SpoolFileError,
     TamperedChunk,
+    TamperedHeader,
     TrailingData,
     TruncatedFile,
     UnsupportedVersion,
@@ -79,6 +80,11 @@ ADVICE: dict[type[SpoolFileError], str] = {
     WrongKey: (
         "it does not open with this secret key: it was sealed to another reviewer key, "
         "or its header was damaged; open the quarantine folder with the matching key"
+    ),
+    TamperedHeader: (
+        "its header (the keys it is sealed to) was altered after sealing, or it was "
+        "written by a hostile writer; copy it again from the server, and if it fails "
+        "again keep it for investigation"
     ),
     TruncatedFile: ("the file ends before its final chunk; copy it again from the server"),
     TamperedChunk: (

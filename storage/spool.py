@@ -25,6 +25,7 @@ import errno
 import fcntl
 import os
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +34,7 @@ from typing import NoReturn
 from nacl.public import PublicKey
 
 from .. import durable
-from ..crypto import SOURCE_VERSION, VERSION, PayloadSealer
+from ..crypto import RECIPIENTS_VERSION, PayloadSealer, check_recipients
 from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
 from ..records.writer import PayloadWriter
@@ -102,12 +103,19 @@ def midnight_utc(day: str) -> int:
 class Spool:
     """A directory of sealed submissions, written only through this class."""
 
-    def __init__(self, directory: Path, recipient: PublicKey, *, reserve_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        recipients: PublicKey | Sequence[PublicKey],
+        *,
+        reserve_bytes: int = 0,
+    ) -> None:
         if reserve_bytes < 0:
             raise ValueError("reserve_bytes must not be negative")
         self.directory = Path(directory)
         self.reserve_bytes = reserve_bytes
-        self._recipient = recipient
+        self._recipients = (recipients,) if isinstance(recipients, PublicKey) else tuple(recipients)
+        check_recipients(self._recipients)
 
     def check(self) -> None:
         """Refuse a spool that breaks the private-folder rule (`private_folder`)."""
@@ -153,8 +161,9 @@ class Spool:
     def begin(self, source: SourceIdentity | None = None) -> Submission:
         """Start a submission: create its ``.part`` file and write the sealed header.
 
-        With `source` (the reply key and mailbox id a codename stands for) the file
-        is format version 2 and carries them inside the sealed payload, nowhere else.
+        The file is format version 3, sealed to every configured reviewer key. With
+        `source` (the reply key and mailbox id a codename stands for) it carries them
+        in a SOURCE record inside the sealed payload, nowhere else.
         """
         self.ensure_reserve()
         stem = random_name() + SEALED_SUFFIX
@@ -253,8 +262,7 @@ class Submission:
         self._state = "open"
         self._bytes_written = 0
         self._unchecked_bytes = 0
-        version = VERSION if source is None else SOURCE_VERSION
-        self._sealer = PayloadSealer(spool._recipient, version=version)
+        self._sealer = PayloadSealer(spool._recipients, version=RECIPIENTS_VERSION)
         self._file_write(self._sealer.header)
         self._payload = PayloadWriter(self._seal, day, receipt, source)
 

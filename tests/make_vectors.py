@@ -6,12 +6,15 @@ Run from the repository root::
     .venv/bin/python tests/make_vectors.py --only v2    # version 2 and reply files only
     .venv/bin/python tests/make_vectors.py --only v1    # version 1 only
     .venv/bin/python tests/make_vectors.py --only cut   # cut uploads (CUT record) only
+    .venv/bin/python tests/make_vectors.py --only v3    # version 3 (several keys) only
 
 The version 1 set (`good_*`, `fail_*`) is quoted byte for byte by docs/FORMAT.md's
 worked example: `--only v2` writes the version 2 set (`*_v2_*.sealed`: submissions
 with a SOURCE record) and the reply files (`*_reply_*.reply`, magic `sealrply`)
 without touching a version 1 file; `--only cut` writes the cut uploads
-(`*_cut_*.sealed`: payloads closed by a CUT record) and touches nothing else.
+(`*_cut_*.sealed`: payloads closed by a CUT record) and touches nothing else;
+`--only v3` writes the version 3 set (`*_v3_*.sealed`: the file key sealed to
+several reviewer keys) and nothing else.
 
 Sealed boxes and file keys are random, so each run writes different `.sealed`
 bytes; everything a vector is checked against (`*.expected.json`, `*.expected`)
@@ -406,9 +409,11 @@ def fail_vectors(
             "a valid file sealed to another reviewer key",
         ),
         "fail_bad_version": build(
-            lambda: crypto.MAGIC + bytes([3]) + small[crypto.PREFIX_BYTES :],
+            # Version 3 was free when this vector was made; it now names the
+            # multi-recipient header, so the file's byte 8 was changed to 4 in place.
+            lambda: crypto.MAGIC + bytes([4]) + small[crypto.PREFIX_BYTES :],
             "UnsupportedVersion",
-            "version byte 3",
+            "version byte 4",
         ),
         "fail_not_ours": build(
             lambda: b"age-encryption.org/v1\n-> X25519 " + bytes(200),
@@ -489,12 +494,15 @@ SOURCE_FILE = "source_codename.json"
 
 
 CUT_MARKERS = ("good_cut_", "fail_cut_")
+V3_MARKERS = ("good_v3_", "fail_v3_")
 
 
 def vector_set(name: str) -> str:
-    """The set a vector file belongs to: "v1", "v2" or "cut"."""
+    """The set a vector file belongs to: "v1", "v2", "cut" or "v3"."""
     if name.startswith(CUT_MARKERS):
         return "cut"
+    if name.startswith(V3_MARKERS):
+        return "v3"
     return "v2" if name.startswith(V2_MARKERS) or name == SOURCE_FILE else "v1"
 
 
@@ -555,17 +563,21 @@ REPLIES: dict[str, str] = {
 }
 
 
+def expected_source(source: tuple[int, bytes]) -> dict[str, object]:
+    kind, reply_public_key = source
+    return {
+        "kind": kind,
+        "kind_name": KIND_NAMES[kind],
+        "reply_public_key": reply_public_key.hex(),
+        "mailbox_id": records.mailbox_id_for(reply_public_key).hex(),
+    }
+
+
 def expected_v2_json(sub: Submission, payload: bytes, sealed: bytes) -> dict[str, object]:
     assert sub.source is not None
-    kind, reply_public_key = sub.source
     return {
         "version": crypto.SOURCE_VERSION,
-        "source": {
-            "kind": kind,
-            "kind_name": KIND_NAMES[kind],
-            "reply_public_key": reply_public_key.hex(),
-            "mailbox_id": records.mailbox_id_for(reply_public_key).hex(),
-        },
+        "source": expected_source(sub.source),
         **expected_json(sub, payload, sealed),
     }
 
@@ -909,6 +921,245 @@ def make_cut(public: PublicKey) -> None:
         write_fail(name, ".sealed", error, why, data)
 
 
+# --- version 3: the file key sealed to several reviewer keys ----------------------------
+
+V3 = crypto.RECIPIENTS_VERSION
+
+
+@dataclass(frozen=True)
+class GoodV3:
+    sub: Submission
+    others: int  # throwaway reviewer keys, not kept
+    reader_at: int  # the vector reviewer key's stanza among them
+
+
+def good_v3(reply_public_key: bytes) -> dict[str, GoodV3]:
+    first = (records.FIRST_CONTACT, reply_public_key)
+    return {
+        "good_v3_one_key": GoodV3(
+            Submission(
+                message="One reviewer key: a header of one stanza.",
+                attachments=(Attachment("one-byte.txt", "text/plain", b"A"),),
+            ),
+            others=0,
+            reader_at=0,
+        ),
+        "good_v3_reader_first": GoodV3(
+            Submission(message="Three keys; the reader's is the first stanza."), 2, 0
+        ),
+        "good_v3_reader_middle": GoodV3(
+            Submission(
+                message="Three keys; the reader's is the second. Sent with a codename.",
+                source=first,
+            ),
+            2,
+            1,
+        ),
+        "good_v3_reader_last": GoodV3(
+            Submission(message="Sixteen keys, the most; the reader's is the last."),
+            crypto.MAX_RECIPIENTS - 1,
+            crypto.MAX_RECIPIENTS - 1,
+        ),
+        "good_v3_two_chunks": GoodV3(
+            Submission(
+                message="Two keys and two chunks: the header is the AD of both.",
+                attachments=(Attachment("video.mp4", "video/mp4", filler("v3 video", 70_000)),),
+                optional_records=((0, 0x80, b"future optional data"),),
+                source=(records.FOLLOW_UP, reply_public_key),
+            ),
+            1,
+            1,
+        ),
+    }
+
+
+def recipients_with(public: PublicKey, others: int, reader_at: int) -> list[PublicKey]:
+    keys_ = [PrivateKey.generate().public_key for _ in range(others)]
+    keys_.insert(reader_at, public)
+    return keys_
+
+
+def seal_v3(payload: bytes, recipients: list[PublicKey]) -> bytes:
+    sealer = crypto.PayloadSealer(recipients, version=V3)
+    out = [sealer.header]
+    for start in range(0, len(payload), 10_007):
+        out.append(sealer.update(payload[start : start + 10_007]))
+    out.append(sealer.finalize())
+    sealed = b"".join(out)
+    assert len(sealed) == crypto.sealed_size(len(payload), version=V3, recipients=len(recipients))
+    return sealed
+
+
+def header_mac(signed: bytes, file_key: bytes) -> bytes:
+    """docs/FORMAT.md: BLAKE2b-256 keyed by the file key, personalisation sealdrop-hdr3."""
+    return hashlib.blake2b(signed, digest_size=32, key=file_key, person=b"sealdrop-hdr3").digest()
+
+
+def seal_v3_raw(
+    payload: bytes,
+    stanzas: list[bytes],
+    file_key: bytes,
+    *,
+    mac_key: bytes | None = None,
+    without_mac_in_ad: bool = False,
+) -> bytes:
+    """A version 3 file built from docs/FORMAT.md, with the rules a hostile writer breaks."""
+    state = bindings.crypto_secretstream_xchacha20poly1305_state()
+    stream_header = bindings.crypto_secretstream_xchacha20poly1305_init_push(state, file_key)
+    signed = crypto.MAGIC + bytes([V3, len(stanzas)]) + b"".join(stanzas) + stream_header
+    header = signed + header_mac(signed, mac_key or file_key)
+    ad = signed if without_mac_in_ad else header
+    size = crypto.CHUNK_SIZE
+    pieces = [payload[i : i + size] for i in range(0, len(payload), size)] or [b""]
+    out = [header]
+    for index, piece in enumerate(pieces):
+        final = index == len(pieces) - 1
+        tag = bindings.crypto_secretstream_xchacha20poly1305_TAG_FINAL if final else 0
+        out.append(bindings.crypto_secretstream_xchacha20poly1305_push(state, piece, ad, tag))
+    return b"".join(out)
+
+
+def expected_v3_json(good: GoodV3, payload: bytes, sealed: bytes) -> dict[str, object]:
+    source = {} if good.sub.source is None else {"source": expected_source(good.sub.source)}
+    return {
+        "version": V3,
+        "recipients": good.others + 1,
+        "reader_stanza": good.reader_at,
+        **source,
+        **expected_json(good.sub, payload, sealed),
+    }
+
+
+def fail_v3_vectors(
+    public: PublicKey, reply_public_key: bytes, good: dict[str, bytes]
+) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (expected error class, why, file bytes), read with the vector reviewer key."""
+    stanza = crypto.STANZA_BYTES
+    count_at = crypto.PREFIX_BYTES
+
+    def stanza_start(index: int) -> int:
+        return count_at + 1 + index * stanza
+
+    def changed(name: str, offset: int, value: int | None = None) -> bytes:
+        data = bytearray(good[name])
+        data[offset] = data[offset] ^ 0x01 if value is None else value
+        return bytes(data)
+
+    first = good["good_v3_reader_first"]
+    swapped = bytearray(first)
+    swapped[stanza_start(0) : stanza_start(1)] = first[stanza_start(2) : stanza_start(3)]
+    swapped[stanza_start(2) : stanza_start(3)] = first[stanza_start(0) : stanza_start(1)]
+    small = write_payload(Submission(message="m"))
+    other = PrivateKey.generate().public_key
+    key_a = bindings.crypto_secretstream_xchacha20poly1305_keygen()
+    key_b = bindings.crypto_secretstream_xchacha20poly1305_keygen()
+    mac_at = crypto.header_size(V3, 3) - 32
+    source = record(records.SOURCE, source_body(records.FIRST_CONTACT, reply_public_key))
+    plain = top_level_records(Submission(message="m"))  # SUBMISSION RECEIPT MESSAGE MANIFEST
+    return {
+        "fail_v3_wrong_key": (
+            "WrongKey",
+            "sealed to three other reviewer keys, none of them the reader's",
+            seal_v3(small, [PrivateKey.generate().public_key for _ in range(3)]),
+        ),
+        "fail_v3_own_stanza_altered": (
+            "WrongKey",
+            "good_v3_reader_middle with one bit changed in the reader's own stanza (the second)",
+            changed("good_v3_reader_middle", stanza_start(1) + 40),
+        ),
+        "fail_v3_other_stanza_altered": (
+            "TamperedHeader",
+            "good_v3_reader_first with one bit changed in the third stanza (another key's)",
+            changed("good_v3_reader_first", stanza_start(2) + 40),
+        ),
+        "fail_v3_stanzas_reordered": (
+            "TamperedHeader",
+            "good_v3_reader_first with its first and third stanzas exchanged",
+            bytes(swapped),
+        ),
+        "fail_v3_count_decreased": (
+            "TamperedHeader",
+            "good_v3_reader_first with the count 3 changed to 2",
+            changed("good_v3_reader_first", count_at, 2),
+        ),
+        "fail_v3_count_increased": (
+            "TamperedHeader",
+            "good_v3_reader_first with the count 3 changed to 4 (the stream header, the MAC "
+            "and the first chunk's start are read as a fourth stanza)",
+            changed("good_v3_reader_first", count_at, 4),
+        ),
+        "fail_v3_count_zero": (
+            "TamperedHeader",
+            "good_v3_one_key with the count 1 changed to 0",
+            changed("good_v3_one_key", count_at, 0),
+        ),
+        "fail_v3_count_above_limit": (
+            "TamperedHeader",
+            "good_v3_reader_last with the count 16 changed to 17",
+            changed("good_v3_reader_last", count_at, crypto.MAX_RECIPIENTS + 1),
+        ),
+        "fail_v3_stream_header_altered": (
+            "TamperedHeader",
+            "good_v3_reader_first with one bit changed in the stream header",
+            changed("good_v3_reader_first", stanza_start(3) + 5),
+        ),
+        "fail_v3_header_mac_altered": (
+            "TamperedHeader",
+            "good_v3_reader_first with one bit changed in the header MAC",
+            changed("good_v3_reader_first", mac_at + 7),
+        ),
+        "fail_v3_two_file_keys": (
+            "TamperedHeader",
+            "a hostile writer sealed one file key to another key and a second one to the "
+            "reader; the stream and the MAC use the first",
+            seal_v3_raw(
+                small,
+                [SealedBox(other).encrypt(key_a), SealedBox(public).encrypt(key_b)],
+                key_a,
+            ),
+        ),
+        "fail_v3_header_not_the_ad": (
+            "TamperedChunk",
+            "a valid header and MAC, but the chunks' AD leaves out the MAC",
+            seal_v3_raw(small, [SealedBox(public).encrypt(key_a)], key_a, without_mac_in_ad=True),
+        ),
+        "fail_v3_truncated_in_stanzas": (
+            "TruncatedFile",
+            "good_v3_reader_first cut inside its second stanza",
+            first[: stanza_start(1) + 30],
+        ),
+        "fail_v3_version_byte_changed": (
+            "WrongKey",
+            "good_v3_reader_first with its version byte set to 2: read as one sealed key, "
+            "the count and 79 bytes of the first stanza open with no key",
+            changed("good_v3_reader_first", count_at - 1, crypto.SOURCE_VERSION),
+        ),
+        "fail_v3_source_after_message": (
+            "MalformedPayload",
+            "validly sealed; a SOURCE record after MESSAGE (it may only be the third record)",
+            seal_v3(pad(b"".join([*plain[:3], source, plain[3]])), [public]),
+        ),
+        "fail_v3_source_twice": (
+            "MalformedPayload",
+            "validly sealed; two SOURCE records",
+            seal_v3(pad(b"".join([*plain[:2], source, source, *plain[2:]])), [public]),
+        ),
+    }
+
+
+def make_v3(public: PublicKey) -> None:
+    remove_stale("v3")
+    reply_public_key = bytes(source_keys().reply_public_key)
+    sealed: dict[str, bytes] = {}
+    for name, good in good_v3(reply_public_key).items():
+        payload = write_payload(good.sub)
+        sealed[name] = seal_v3(payload, recipients_with(public, good.others, good.reader_at))
+        (VECTORS / f"{name}.sealed").write_bytes(sealed[name])
+        write_json(VECTORS / f"{name}.expected.json", expected_v3_json(good, payload, sealed[name]))
+    for name, (error, why, data) in fail_v3_vectors(public, reply_public_key, sealed).items():
+        write_fail(name, ".sealed", error, why, data)
+
+
 # --- writing ------------------------------------------------------------------------------
 
 
@@ -982,9 +1233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=("v1", "v2", "cut"),
-        help="v1: the version 1 vectors; v2: version 2 and reply files; cut: cut uploads "
-        "(each leaves the other sets untouched)",
+        choices=("v1", "v2", "cut", "v3"),
+        help="v1: the version 1 vectors; v2: version 2 and reply files; cut: cut uploads; "
+        "v3: version 3 (several reviewer keys) (each leaves the other sets untouched)",
     )
     args = parser.parse_args(argv)
     VECTORS.mkdir(exist_ok=True)
@@ -1002,6 +1253,8 @@ def main(argv: list[str] | None = None) -> int:
         make_v2(public)
     if args.only in (None, "cut"):
         make_cut(public)
+    if args.only in (None, "v3"):
+        make_v3(public)
 
     for path in sorted([*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]):
         assert path.stat().st_size < 300_000, path

@@ -191,7 +191,7 @@ def test_wrong_key(key: PrivateKey) -> None:
     assert refusal(data, key) is crypto.WrongKey
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_unknown_version(version: int, key: PrivateKey) -> None:
     data = bytearray(seal(b"hello", key.public_key))
     data[8] = version
@@ -226,7 +226,13 @@ def test_every_bit_flip_in_the_header_is_refused_for_its_cause(key: PrivateKey) 
     for byte_range, error in expected.items():
         for byte in byte_range:
             for bit in range(8):
-                assert refusal(flip(data, 8 * byte + bit), key) is error, (byte, bit)
+                flipped = flip(data, 8 * byte + bit)
+                if flipped[8] == crypto.RECIPIENTS_VERSION:
+                    # Read as a version 3 header, whose count (the sealed key's first
+                    # byte here) and MAC cannot hold; tests/test_crypto_recipients.py.
+                    assert refusal(flipped, key) is not None
+                    continue
+                assert refusal(flipped, key) is error, (byte, bit)
 
 
 def test_a_bit_flip_anywhere_in_the_chunks_is_refused(key: PrivateKey) -> None:

@@ -105,7 +105,9 @@ def test_an_old_reader_is_told_to_upgrade_not_that_the_file_is_hostile() -> None
         list(crypto.open_payload(io.BytesIO(data), key, versions=frozenset({1})))
 
 
-def test_the_spool_writes_version_2_only_with_a_source(tmp_path: Path) -> None:
+def test_the_spool_writes_version_3_with_a_source_record_only_with_a_source(
+    tmp_path: Path,
+) -> None:
     key = PrivateKey.generate()
     tmp_path.chmod(0o700)
     spool = Spool(tmp_path, key.public_key)
@@ -122,4 +124,4 @@ def test_the_spool_writes_version_2_only_with_a_source(tmp_path: Path) -> None:
         got = events(data, key)
         text = "".join(e.text for e in got if isinstance(e, records.MessageText))
         versions[text] = (data[8], [e for e in got if isinstance(e, records.SourceIdentity)])
-    assert versions == {"with a codename": (2, [source]), "without": (1, [])}
+    assert versions == {"with a codename": (3, [source]), "without": (3, [])}

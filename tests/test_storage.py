@@ -110,7 +110,9 @@ def test_committed_file_is_private_renamed_and_dated_to_midnight(
     assert info.st_mtime == info.st_atime == today_midnight()
     assert spool_dir.stat().st_mtime == today_midnight()
     # Padding makes even a one-letter message as big as any short one.
-    assert info.st_size == crypto.sealed_size(records.MIN_PADDED_PAYLOAD)
+    assert info.st_size == crypto.sealed_size(
+        records.MIN_PADDED_PAYLOAD, version=crypto.RECIPIENTS_VERSION
+    )
 
 
 def test_no_plaintext_reaches_the_disk(spool: Spool, spool_dir: Path) -> None:
@@ -407,7 +409,9 @@ def test_foreign_header_check_on_the_written_file(spool: Spool, spool_dir: Path)
     with spool.begin() as submission:
         submission.commit()
     with only_file(spool_dir).open("rb") as source:
-        assert crypto.read_prefix(source) == crypto.MAGIC + bytes([crypto.VERSION])
+        assert crypto.read_prefix(source) == crypto.MAGIC + bytes([crypto.RECIPIENTS_VERSION])
+        source.seek(0)
+        assert crypto.read_recipient_count(source) == 1
 
 
 def test_commit_fsyncs_the_file_before_rename_and_the_folder_after(

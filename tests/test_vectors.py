@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from nacl import bindings
+from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
 from sealdrop import codename, crypto, keys, records, replies
@@ -34,6 +35,7 @@ ERRORS: dict[str, type[crypto.SpoolFileError]] = {
         crypto.NotASealdropFile,
         crypto.UnsupportedVersion,
         crypto.WrongKey,
+        crypto.TamperedHeader,
         crypto.TruncatedFile,
         crypto.TamperedChunk,
         crypto.TrailingData,
@@ -154,6 +156,18 @@ def test_the_vector_set_is_complete() -> None:
         "fail_cut_wrong_count",
         "fail_cut_manifest_claims_whole_file",
         "fail_cut_no_content",
+        "good_v3_one_key",
+        "good_v3_reader_first",
+        "good_v3_reader_middle",
+        "good_v3_reader_last",
+        "fail_v3_wrong_key",
+        "fail_v3_own_stanza_altered",
+        "fail_v3_other_stanza_altered",
+        "fail_v3_stanzas_reordered",
+        "fail_v3_count_decreased",
+        "fail_v3_count_increased",
+        "fail_v3_count_above_limit",
+        "fail_v3_two_file_keys",
     }
     required_replies = {
         "good_reply_short",
@@ -191,6 +205,7 @@ def test_good_vector_opens_to_its_expected_content(name: str, secret_key: Privat
     # A list of chunks no longer carries the header's version: hand it over as
     # sealdrop's reader does when it streams (version 1 vectors predate the field).
     assert opened.version == expected.get("version", 1)
+    assert crypto.read_recipient_count(io.BytesIO(data)) == expected.get("recipients", 1)
 
     events = list(records.read_payload(chunks, opened.version))
 
@@ -354,15 +369,39 @@ def test_the_format_document_suffices_to_read_good_replies(
 
 
 def _decrypt_as_documented(data: bytes, raw_secret: bytes, magic: bytes = b"sealdrop") -> bytes:
-    # Submissions are version 1 or 2 (2: with a SOURCE record); replies are version 1.
-    assert data[:8] == magic and data[8] in ((1, 2) if magic == b"sealdrop" else (1,))
-    header = data[:113]
-    sealed_key, stream_header = header[9:89], header[89:113]
-    file_key = SealedBox(PrivateKey(raw_secret)).decrypt(sealed_key)
+    # Submissions are version 1, 2 (with a SOURCE record) or 3 (several recipient
+    # stanzas, the SOURCE record optional); replies are version 1.
+    assert data[:8] == magic and data[8] in ((1, 2, 3) if magic == b"sealdrop" else (1,))
+    box = SealedBox(PrivateKey(raw_secret))
+    if data[8] == 3:
+        count = data[9]
+        assert 1 <= count <= 16
+        header = data[: 66 + 80 * count]
+        stanzas = [header[10 + 80 * i : 90 + 80 * i] for i in range(count)]
+        stream_header, mac = header[-56:-32], header[-32:]
+        file_key = b""
+        for stanza in stanzas:  # the reader's stanza is the one that opens
+            try:
+                file_key = box.decrypt(stanza)
+                break
+            except CryptoError:
+                continue
+        assert file_key
+        # The MAC: BLAKE2b-256 of every header byte before it, keyed by the file key.
+        assert (
+            mac
+            == hashlib.blake2b(
+                header[:-32], digest_size=32, key=file_key, person=b"sealdrop-hdr3"
+            ).digest()
+        )
+    else:
+        header = data[:113]
+        sealed_key, stream_header = header[9:89], header[89:113]
+        file_key = box.decrypt(sealed_key)
     state = bindings.crypto_secretstream_xchacha20poly1305_state()
     bindings.crypto_secretstream_xchacha20poly1305_init_pull(state, stream_header, file_key)
     payload = bytearray()
-    offset = 113
+    offset = len(header)
     while True:
         chunk = data[offset : offset + 65536 + 17]
         offset += len(chunk)
@@ -391,8 +430,9 @@ def _parse_as_documented(payload: bytes, version: int = 1) -> dict[str, Any]:
         elif record_type == 0x07:
             result["receipt"] = body.decode("ascii")
         elif record_type == 0x08:
-            # Version 2 only, the third record: kind, reply public key, its mailbox id.
-            assert version == 2 and offset == 5 + 10 + 5 + len(result["receipt"]) + 5 + 49
+            # Versions 2 and 3, the third record: kind, reply public key, its mailbox id.
+            assert version in (2, 3) and "source" not in result
+            assert offset == 5 + 10 + 5 + len(result["receipt"]) + 5 + 49
             kind, reply_pk, mailbox = body[0], body[1:33], body[33:]
             assert kind in (1, 2) and len(mailbox) == 16
             assert (
@@ -435,7 +475,8 @@ def _parse_as_documented(payload: bytes, version: int = 1) -> dict[str, Any]:
             break
         else:
             assert 0x80 <= record_type <= 0xFE
-    assert ("source" in result) == (version == 2)
+    if version != 3:  # required in version 2, absent in 1, optional in 3
+        assert ("source" in result) == (version == 2)
     # Padmé of the length including the first PADDING record's header, at least 16 KiB.
     exponent = (offset + 5).bit_length() - 1
     mask = (1 << (exponent - exponent.bit_length())) - 1

@@ -149,7 +149,7 @@ def _run_spool(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from .serve import run_serve
+    from .server.serve import run_serve
 
     return run_serve(args)
 

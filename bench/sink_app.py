@@ -16,9 +16,10 @@ from typing import Any
 
 from flask import Flask, request
 
-from sealdrop.serve import SealdropServer, listening_url
+from sealdrop.server.gunicorn_conf import gunicorn_options
+from sealdrop.server.patches import hide_server_header
+from sealdrop.server.serve import SealdropServer, listening_url
 from sealdrop.settings import Listen, Settings
-from sealdrop.web.gunicorn_conf import gunicorn_options, hide_server_header
 
 PIECE = 1024 * 1024
 

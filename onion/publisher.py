@@ -22,7 +22,7 @@ _WARNINGS = {
 
 
 class OnionPublisher:
-    """Publishes serve's listening socket as an onion service; see serve.Publisher."""
+    """Publishes serve's listening socket as an onion service; see server.serve.Publisher."""
 
     def __init__(
         self,

@@ -79,7 +79,7 @@ def has_serve_command() -> bool:
     from sealdrop.cli import build_parser
 
     listed = "serve" in build_parser().format_help()
-    return listed and importlib.util.find_spec("sealdrop.serve") is not None
+    return listed and importlib.util.find_spec("sealdrop.server.serve") is not None
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:

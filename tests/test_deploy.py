@@ -455,3 +455,17 @@ def test_the_build_context_leaves_out_keys_spool_files_and_tests(path: str) -> N
 def test_the_build_context_keeps_what_the_package_needs(path: str) -> None:
     assert (ROOT / path).exists()
     assert not dockerignore_excludes(path)
+
+
+def test_every_product_package_is_installed() -> None:
+    # A package missing from pyproject.toml works in the editable checkout and is absent
+    # from the wheel the container image installs.
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        listed = set(tomllib.load(handle)["tool"]["setuptools"]["packages"])
+    not_installed = {"tests", "bench", "fuzz", "build"}
+    folders = {
+        "sealdrop." + path.parent.name
+        for path in ROOT.glob("*/__init__.py")
+        if path.parent.name not in not_installed
+    }
+    assert folders | {"sealdrop"} == listed

@@ -20,9 +20,11 @@ import pytest
 from nacl.public import PrivateKey
 
 from sealdrop import cli, keys
+from sealdrop.server.gunicorn_conf import MALLOC_ARENAS, MMAP_THRESHOLD
+from sealdrop.server.logs import _Redact
 from sealdrop.tests.procs import child_pids
 from sealdrop.tests.raw_http import send_while_reading, whole_response
-from sealdrop.web.gunicorn_conf import _Redact
+from sealdrop.units import human_size
 from sealdrop.web.headers import SECURITY_HEADERS
 
 MiB = 1024 * 1024
@@ -430,3 +432,17 @@ def test_redacting_logger_withholds_request_data_and_tracebacks() -> None:
     assert "secret" not in text
     assert "ValueError at" in text
     assert "Traceback" not in text
+
+
+def test_the_docs_state_the_malloc_limits_the_workers_really_set() -> None:
+    # The mmap threshold drifted once (the docs said 128 KiB while the code set 4 MiB);
+    # RELIABILITY.md is generated from scripts/reliability_report's template.
+    root = Path(__file__).resolve().parent.parent
+    said = f"{MALLOC_ARENAS} with a fixed {human_size(MMAP_THRESHOLD)} mmap"
+    for doc in ("scripts/reliability_report", "docs/RELIABILITY.md"):
+        text = " ".join((root / doc).read_text("utf-8").split())
+        assert f"caps its arenas at {said}" in text, doc
+    performance = " ".join((root / "docs/PERFORMANCE.md").read_text("utf-8").split())
+    assert f"{MALLOC_ARENAS} malloc arenas, a fixed {human_size(MMAP_THRESHOLD)} mmap" in (
+        performance
+    )

@@ -377,3 +377,21 @@ def test_the_table_shows_defaults_as_an_operator_writes_them() -> None:
 if __name__ == "__main__":
     README.write_text(readme_with_table(README.read_text("utf-8")), "utf-8")
     print(f"rewrote the settings table in {README}")
+
+
+# --- the module table ------------------------------------------------------------------------
+
+NOT_PRODUCT = {"tests", "bench", "fuzz", "build", "__init__.py"}
+
+
+def test_the_readme_module_table_matches_the_tree() -> None:
+    rows = re.findall(r"^\| (`.*?) \| .* \|$", readme_section("Architecture"), re.M)
+    named = {name.rstrip("/") for row in rows for name in re.findall(r"`([^`]+)`", row)}
+    tree = {
+        path.name
+        for path in ROOT.iterdir()
+        if (path.suffix == ".py" or (path / "__init__.py").exists())
+        and path.name not in NOT_PRODUCT
+    }
+    tree |= {"templates", "static"}
+    assert named == tree, f"in the table only: {named - tree}; in the tree only: {tree - named}"

@@ -3,7 +3,7 @@ client submits: the submission completes within a stated bound and the server's 
 stays bounded.
 
 What this measured on the project's 2-core machine is in docs/RELIABILITY.md and
-web/gunicorn_conf.py: with 2 workers x 32 threads the 200 trickling connections held
+docs/PERFORMANCE.md: with 2 workers x 32 threads the 200 trickling connections held
 every thread and the normal client got no answer at all within 15 s; with 2 x 128
 threads it was served in milliseconds. The memory bound (64 MiB for 200 connections,
 about 320 KiB each) is what a trickling client may cost: a thread's stack and state,

@@ -18,12 +18,13 @@ from typing import Any, Protocol
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from .app import StartupRefused, create_app
-from .onion.errors import OnionError
-from .onion.publisher import OnionPublisher
-from .onion.service import OnionConfig
-from .settings import Settings, SettingsError, from_command_line
-from .web.gunicorn_conf import gunicorn_options, hide_server_header, honour_connection_close
+from ..app import StartupRefused, create_app
+from ..onion.errors import OnionError
+from ..onion.publisher import OnionPublisher
+from ..onion.service import OnionConfig
+from ..settings import Settings, SettingsError, from_command_line
+from .gunicorn_conf import gunicorn_options
+from .patches import hide_server_header, honour_connection_close
 
 EXIT_REFUSED = 2
 

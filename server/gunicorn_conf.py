@@ -1,0 +1,120 @@
+"""gunicorn's configuration for sealdrop, chosen for sources on slow Tor circuits.
+
+``gthread`` workers: an upload over Tor holds its connection for minutes or hours, so
+each connection gets a thread and the form still loads while uploads run; the worker's
+``timeout`` is then only a heartbeat and never cuts a long upload. 2 workers x 128
+threads, with ``worker_connections`` capped to the threads plus a few kept-alive
+slots, so trickling clients cannot take every thread of one worker while visitors
+queue on it. Each worker limits glibc's malloc arenas (`prepare_worker`). No access
+log; the error log withholds request data (`logs.RedactingLogger`).
+
+Why these numbers, with the measurements behind them: docs/PERFORMANCE.md, "The web
+server's configuration", and docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..settings import Settings
+from ..units import MiB
+from .logs import RedactingLogger
+from .patches import hide_error_details
+
+WORKERS = 2
+THREADS = 128
+# glibc mallopt parameters (malloc.h) and the values `prepare_worker` sets.
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+MMAP_THRESHOLD = 4 * MiB
+HEARTBEAT_TIMEOUT = 60
+KEEPALIVE = 5
+KEEPALIVE_SLOTS = 4
+SHM = Path("/dev/shm")
+
+
+def gunicorn_options(
+    settings: Settings,
+    *,
+    workers: int = WORKERS,
+    threads: int = THREADS,
+    worker_class: str = "gthread",
+    when_ready: Callable[[Any], None] | None = None,
+    on_exit: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """The gunicorn settings for this service (names as in gunicorn's documentation)."""
+    options: dict[str, Any] = {
+        "bind": [settings.listen.bind],
+        "worker_class": worker_class,
+        "workers": workers,
+        "threads": threads,
+        # Connections a worker holds at once (kept-alive ones included): its threads and
+        # a few idle kept-alive ones, no more. A worker whose threads are all held then
+        # stops accepting, and a new visitor goes to a worker with a thread free. With
+        # twice the threads, the workers took 200 trickling connections unevenly (129
+        # and 73), and whoever landed on the full one waited with threads free next door.
+        "worker_connections": threads + KEEPALIVE_SLOTS,
+        "timeout": HEARTBEAT_TIMEOUT,
+        "graceful_timeout": 30,
+        "keepalive": KEEPALIVE,
+        # The request line is a method and one of our few short paths.
+        "limit_request_line": 2048,
+        "limit_request_fields": 50,
+        "limit_request_field_size": 8190,
+        # No access log anywhere: it would record when someone visited.
+        "accesslog": None,
+        "disable_redirect_access_to_syslog": True,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "logger_class": RedactingLogger,
+        "capture_output": False,
+        # Tor connects from loopback; no proxy may rewrite the client's address or scheme.
+        "forwarded_allow_ips": "",
+        "proxy_allow_ips": "",
+        "proxy_protocol": "off",
+        "secure_scheme_headers": {},
+        # No control socket: nothing but the listening address is opened.
+        "control_socket_disable": True,
+        # The app is built (and the key and spool checked) once, in the master.
+        "preload_app": True,
+        "http_protocols": "h1",
+        "proc_name": "sealdrop",
+        "post_fork": prepare_worker,
+    }
+    if SHM.is_dir() and os.access(SHM, os.W_OK):
+        # The heartbeat file holds no data; on tmpfs its updates never touch a disk.
+        options["worker_tmp_dir"] = str(SHM)
+    if when_ready is not None:
+        options["when_ready"] = when_ready
+    if on_exit is not None:
+        options["on_exit"] = on_exit
+    return options
+
+
+def prepare_worker(server: Any, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: runs in each new worker before its threads start."""
+    limit_malloc_arenas()
+    hide_error_details()
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas and fix its mmap threshold in this process; does nothing
+    under a C library without ``mallopt`` (musl).
+
+    With glibc's defaults every thread that handled an upload kept its own arena holding
+    freed read buffers, and RSS crept with the number of submissions. The threshold is
+    fixed so glibc's dynamic one cannot drift, and high enough that the 1 MiB read buffers
+    stay in the heap (mmapping each one cost CPU per byte). Measurements:
+    docs/PERFORMANCE.md, "The web server's configuration".
+    """
+    import ctypes
+
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return
+    mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)

@@ -1,0 +1,51 @@
+"""gunicorn's logger for sealdrop: no access log, and an error log without request data.
+
+A log line names what failed and where, never who or what was sent: request lines,
+URIs, client addresses and tracebacks (whose frames can hold request data) are
+withheld.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+
+class _Redact(logging.Filter):
+    """Withhold request data and tracebacks from gunicorn's error log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Invalid request from"):
+            # Pre-formatted by gunicorn with the address and the offending request line.
+            record.msg = "Invalid request refused (details withheld)"
+            record.args = None
+        elif "request" in message.lower() and record.args:
+            if isinstance(record.args, tuple):
+                record.args = tuple("[withheld]" for _ in record.args)
+            else:
+                record.msg = message.replace("%", "%%")
+                record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            frames = traceback.extract_tb(error.__traceback__)
+            where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            record.msg = f"{record.msg} [{type(error).__qualname__}{where}]"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class RedactingLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger with `_Redact` on the error log and no access log."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if not any(isinstance(f, _Redact) for f in self.error_log.filters):
+            self.error_log.addFilter(_Redact())
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None

@@ -83,6 +83,16 @@ def contained_path(folder: Path, name: str) -> Path:
     return Path(target)
 
 
+def printable_name(name: str) -> str:
+    """`name` as it may be printed to a terminal: controls and bidi marks escaped.
+
+    Spool file names come from whatever copied the files; an escape sequence or a
+    newline in one must not redraw the reviewer's terminal or fake a summary line.
+    Names that are not valid UTF-8 (surrogate escapes) show their bytes.
+    """
+    return "".join(c if c.isprintable() and not _is_control(c) else ascii(c)[1:-1] for c in name)
+
+
 def _is_control(char: str) -> bool:
     # Cc covers NUL, C0, DEL and C1.
     return unicodedata.category(char) == "Cc" or char in _INVISIBLE_CONTROLS

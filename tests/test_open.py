@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -138,7 +139,9 @@ def test_opens_a_good_submission_exactly(
         },
     ]
     assert manifest["skipped_optional_records"] == [{"type": "0x81", "length": 6}]
-    assert (out / ".opened").read_text() == GOOD + "\n"
+    sealed = (spool / GOOD).read_bytes()
+    file_id = hashlib.sha256(sealed[: crypto.HEADER_BYTES] + len(sealed).to_bytes(8, "big"))
+    assert (out / ".opened").read_text() == f"{GOOD}\t{file_id.hexdigest()}\n"
     assert (spool / GOOD).exists()
 
 
@@ -310,7 +313,9 @@ def test_a_bad_file_is_quarantined_and_the_run_goes_on(
     assert not (spool / FIRST).exists()
     assert visible(out) == [f"{DAY}_3fa2c1d0", "quarantine"]
     assert (out / f"{DAY}_3fa2c1d0" / "files" / "ok.txt").read_bytes() == b"fine"
-    assert (out / ".opened").read_text() == GOOD + "\n"
+    sealed = (spool / GOOD).read_bytes()
+    file_id = hashlib.sha256(sealed[: crypto.HEADER_BYTES] + len(sealed).to_bytes(8, "big"))
+    assert (out / ".opened").read_text() == f"{GOOD}\t{file_id.hexdigest()}\n"
     captured = capsys.readouterr()
     assert f"quarantined 1/2: {FIRST} — {cause}: " in captured.err
     assert advice in captured.err
@@ -346,7 +351,7 @@ def test_a_second_run_skips_what_was_opened(
     assert run() == 0
 
     assert visible(out) == [f"{DAY}_3fa2c1d0", f"{DAY}_ffffffff"]
-    assert (out / ".opened").read_text() == f"{GOOD}\n{LAST}\n"
+    assert opened_names(out) == [GOOD, LAST]
     summary = capsys.readouterr().out
     assert "opened                       1" in summary
     assert "skipped, already opened      1" in summary
@@ -508,7 +513,108 @@ def test_a_second_concurrent_run_is_refused(
     assert visible(out) == []
 
 
-def test_part_files_and_strange_names_are_reported_not_opened(
+def opened_names(out: Path) -> list[str]:
+    """The spool file names recorded in `.opened`, decoded as the format there says."""
+    lines = (out / ".opened").read_bytes().splitlines()
+    return [os.fsdecode(urllib.parse.unquote_to_bytes(line.split(b"\t")[0])) for line in lines]
+
+
+# The names copy tools give a spool file: browsers and Windows Explorer, macOS Finder,
+# old Windows, a script's counter, a reviewer's own label, an upper-case FAT copy, and
+# names no file manager makes but a file system allows (newline, escape, not UTF-8).
+COPY_TOOL_NAMES = [
+    "3fa2c1d0" + "f" * 24 + " (1).sealed",
+    "3fa2c1d0" + "f" * 24 + " - Copy.sealed",
+    "3fa2c1d0" + "f" * 24 + " - Copy (2).sealed",
+    "3fa2c1d0" + "f" * 24 + " copy.sealed",
+    "3fa2c1d0" + "f" * 24 + " 2.sealed",
+    "Copy of " + "a" * 32 + ".sealed",
+    "x-1.sealed",
+    "dépôt forêt 森林.sealed",
+    "UPPER" + "B" * 27 + ".SEALED",
+    ".hidden.sealed",
+    "line\nbreak\x1b[2J.sealed",
+    os.fsdecode(b"not-utf8-\xff\xfe.sealed"),
+]
+
+
+def test_every_sealed_file_opens_whatever_a_copy_tool_named_it(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for number, name in enumerate(COPY_TOOL_NAMES):
+        seal(spool / name, public, f"message {number}")
+
+    assert run() == 0
+
+    folders = visible(out)
+    assert len(folders) == len(COPY_TOOL_NAMES)
+    messages = sorted((out / f / "message.txt").read_text() for f in folders)
+    assert messages == sorted(f"message {n}" for n in range(len(COPY_TOOL_NAMES)))
+    assert f"{DAY}_3fa2c1d0" in folders and f"{DAY}_aaaaaaaa" in folders
+    assert all(set(f) <= set("0123456789-_abcdef") for f in folders)
+    spool_names = {
+        json.loads((out / f / "manifest.json").read_text())["spool_file"] for f in folders
+    }
+    assert spool_names == set(COPY_TOOL_NAMES)
+    assert sorted(opened_names(out)) == sorted(COPY_TOOL_NAMES)
+    captured = capsys.readouterr()
+    # A name is printed with its controls escaped: it cannot clear the reviewer's screen.
+    assert "\x1b" not in captured.out + captured.err
+    assert "from 'line\\nbreak\\x1b[2J.sealed'" in captured.err
+
+    assert run() == 0
+    assert len(visible(out)) == len(COPY_TOOL_NAMES)
+    assert f"skipped, already opened     {len(COPY_TOOL_NAMES):>2}" in capsys.readouterr().out
+
+
+def test_a_renamed_copy_of_an_opened_file_is_not_unpacked_twice(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seal(spool / GOOD, public, "once")
+    assert run() == 0
+    copy_name = GOOD.replace(".sealed", " (1).sealed")
+    (spool / copy_name).write_bytes((spool / GOOD).read_bytes())
+    (spool / "Copy of it.sealed").write_bytes((spool / GOOD).read_bytes())
+    capsys.readouterr()
+
+    assert run("--remove") == 0
+
+    assert visible(out) == [f"{DAY}_3fa2c1d0"]
+    summary = capsys.readouterr().out
+    assert "skipped, copy of one opened" in summary
+    assert f"'{copy_name}' is a copy of '{GOOD}', already opened" in summary
+    assert sorted(opened_names(out)) == sorted([GOOD, copy_name, "Copy of it.sealed"])
+    assert list(spool.iterdir()) == []
+
+
+def test_a_damaged_copy_of_an_opened_file_is_still_quarantined(
+    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+) -> None:
+    seal(spool / GOOD, public, "once", [("a.bin", "x", bytes(70_000))])
+    assert run() == 0
+    data = (spool / GOOD).read_bytes()
+    damaged = bytearray(data)
+    damaged[crypto.HEADER_BYTES + 100] ^= 1  # same header and size, one chunk altered
+    (spool / "Copy of it.sealed").write_bytes(bytes(damaged))
+    (spool / "cut.sealed").write_bytes(data[:-1])
+
+    assert run() == 1
+
+    assert sorted(p.name for p in (out / "quarantine").iterdir()) == [
+        "Copy of it.sealed",
+        "cut.sealed",
+    ]
+
+
+def test_what_is_not_opened_is_named_and_fails_the_run(
     run: Callable[..., int],
     spool: Path,
     out: Path,
@@ -516,15 +622,48 @@ def test_part_files_and_strange_names_are_reported_not_opened(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     seal(spool / GOOD, public, "m")
-    (spool / (LAST + ".part")).write_bytes(b"partial")
-    seal(spool / "renamed.sealed", public, "m")
+    data = (spool / GOOD).read_bytes()
+    (spool / (GOOD + "~")).write_bytes(data)  # cp --backup / rsync --backup
+    (spool / f".{GOOD}.Xy12Ab").write_bytes(data[:100])  # an interrupted rsync
+    (spool / "notes.txt").write_text("which stick is this?")
+    (spool / "link.sealed").symlink_to(spool / GOOD)
+    (spool / "spool").mkdir()  # `cp -r spool stick/spool` run twice
+
+    assert run() == 1
+
+    assert visible(out) == [f"{DAY}_3fa2c1d0"]
+    summary = capsys.readouterr().out
+    assert "NOT OPENED, see below        5" in summary
+    for name in (GOOD + "~", f".{GOOD}.Xy12Ab", "notes.txt", "link.sealed", "spool"):
+        assert f"NOT OPENED '{name}': " in summary
+    assert "rename it to end in .sealed" in summary
+    assert "symbolic link" in summary
+
+
+def test_part_files_and_file_manager_litter_are_explained_not_opened(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seal(spool / GOOD, public, "m")
+    (spool / (LAST + ".part")).write_bytes(b"sealdrop\x02partial")
+    # What Finder writes next to each file it copies to a FAT stick: it ends in .sealed,
+    # and is told apart by its bytes, not its name.
+    (spool / f"._{GOOD}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00" + bytes(4088))
+    (spool / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (spool / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (spool / "System Volume Information").mkdir()
 
     assert run() == 0
 
     assert visible(out) == [f"{DAY}_3fa2c1d0"]
     summary = capsys.readouterr().out
-    assert "skipped, unfinished .part      1" in summary
-    assert "'renamed.sealed'" in summary
+    assert "skipped, unfinished .part" in summary
+    assert "ignored, file manager litter      4" in summary
+    assert f"Ignored '._{GOOD}': macOS metadata (AppleDouble), not a spool file." in summary
+    assert "NOT OPENED" not in summary
 
 
 def test_plain_progress_lines_when_not_on_a_terminal(

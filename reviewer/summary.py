@@ -1,0 +1,119 @@
+"""What `sealdrop open` did with every spool file: the report, its summary, its exit status."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .progress import human_size
+from .safe_names import printable_name
+from .unpack import CUT_WHERE, Unpacked
+from .workspace import QUARANTINE_DIR
+
+
+@dataclass
+class Report:
+    """What happened to every entry of the spool folder, for the summary and the exit status."""
+
+    opened: list[str] = field(default_factory=list)
+    # Of those opened, the ones whose upload was cut off (folder names, as in `opened`).
+    partial: list[str] = field(default_factory=list)
+    already_opened: int = 0
+    # (spool file name, the name its identical copy was opened under).
+    copies: list[tuple[str, str]] = field(default_factory=list)
+    removed: int = 0
+    parts: int = 0
+    litter: list[tuple[str, str]] = field(default_factory=list)
+    not_opened: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    stale_incoming: int = 0
+    # Source folder name -> its submissions in order, for the sources opened this run.
+    sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        """1 if anything that may be a submission was not opened, else 0."""
+        return 1 if self.quarantined or self.unreadable or self.not_opened else 0
+
+
+def describe_cut(unpacked: Unpacked) -> str:
+    """`` PARTIAL: ...`` for a submission whose upload was cut off, else nothing."""
+    cut = unpacked.cut
+    if cut is None:
+        return ""
+    where = CUT_WHERE[cut.where]
+    if where == "attachment":
+        saved = unpacked.attachments[cut.index].saved_as
+        place = f"in file {cut.index + 1} ({saved}) after {human_size(cut.received)}"
+    elif where == "message":
+        place = f"in the message after {human_size(cut.received)}"
+    else:
+        place = f"after {len(unpacked.attachments)} whole file(s)"
+    return f" PARTIAL: upload cut off {place}"
+
+
+def format_summary(report: Report, out: Path) -> str:
+    rows = _rows(report)
+    width = max(len(label) for label, _ in rows)
+    lines = [f"Summary ({out})"] + [f"  {label:<{width}}  {value:>5}" for label, value in rows]
+    for name, order in sorted(report.sources.items()):
+        lines.append(f"Source {name}: {len(order)} submission(s), in order: {', '.join(order)}")
+    if report.sources:
+        lines.append(
+            "Submissions sent with the same codename are in one source folder; answer one "
+            "with `sealdrop reply SOURCE_FOLDER --out DIR`."
+        )
+    if report.partial:
+        lines.append(
+            "PARTIAL submissions hold what arrived before the source's connection broke "
+            "(their folders end in _PARTIAL, the cut file in .partial; manifest.json says "
+            "where the cut came). The source may have sent everything again in another "
+            "submission."
+        )
+    if report.stale_incoming:
+        lines.append(
+            f"Removed {report.stale_incoming} unfinished folder(s) left by an interrupted run."
+        )
+    for name, first in report.copies:
+        lines.append(
+            f"Not opened again: '{printable_name(name)}' is a copy of "
+            f"'{printable_name(first)}', already opened (same sealed header and size; "
+            "verified in full)."
+        )
+    if report.parts:
+        lines.append(
+            ".part files are uploads still in progress (or abandoned) on the server; copy "
+            "them again once they end in .sealed."
+        )
+    for name, what in report.litter:
+        lines.append(f"Ignored '{printable_name(name)}': {what}.")
+    for name, why in report.not_opened:
+        lines.append(f"NOT OPENED '{printable_name(name)}': {why}.")
+    if report.quarantined:
+        lines.append(f"Quarantined files are in {out / QUARANTINE_DIR}; see the reasons above.")
+    return "\n".join(lines)
+
+
+def _rows(report: Report) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = [("opened", str(len(report.opened)))]
+    if report.partial:
+        rows.append(("  of which PARTIAL (cut off)", str(len(report.partial))))
+    rows.append(("skipped, already opened", str(report.already_opened)))
+    if report.copies:
+        rows.append(("skipped, copy of one opened", str(len(report.copies))))
+    if report.removed:
+        rows.append(("spool files removed", str(report.removed)))
+    if report.parts:
+        rows.append(("skipped, unfinished .part", str(report.parts)))
+    if report.litter:
+        rows.append(("ignored, file manager litter", str(len(report.litter))))
+    if report.not_opened:
+        rows.append(("NOT OPENED, see below", str(len(report.not_opened))))
+    rows.append(("quarantined", str(len(report.quarantined))))
+    for cause, count in sorted(Counter(c for _, c in report.quarantined).items()):
+        rows.append((f"  {cause}", str(count)))
+    if report.unreadable:
+        rows.append(("could not read", str(len(report.unreadable))))
+    return rows

@@ -1,0 +1,205 @@
+"""The output folder of `sealdrop open`: locked for one run, its record, its quarantine.
+
+Each submission is written into a hidden ``.incoming-*`` folder and renamed into
+view only once its whole payload is verified, so a folder in view is always
+complete; an interrupted run's ``.incoming-*`` folders are removed by the next.
+An upload the source's connection cut off (a CUT record) holds what arrived and
+is marked: ``<day>_<short id>_PARTIAL``, its cut file ending in ``.partial``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .. import durable
+from .ledger import Ledger
+from .spool_folder import SEALED_SUFFIX
+from .unpack import DIR_MODE, FILE_MODE
+
+QUARANTINE_DIR = "quarantine"
+LOCK_FILE = ".lock"
+INCOMING_PREFIX = ".incoming-"
+# The spool writer draws 128-bit hex names; copy tools add to them, rarely remove.
+_SPOOL_ID = re.compile(r"[0-9a-f]{32}")
+_SHORT_ID_CHARS = 8
+# Ends the folder name of a submission whose upload was cut off.
+PARTIAL_MARK = "_PARTIAL"
+
+
+def short_id(spool_name: str) -> str:
+    """Eight characters that name a submission's folder after its spool file.
+
+    The start of the server's hex name wherever a copy tool left it in the name
+    (``Copy of 3fa2...sealed`` gives ``3fa2c1d0``); for any other name, the start of
+    its SHA-256, since a spool file's name may hold anything a folder name must not.
+    manifest.json keeps the spool file's name exactly.
+    """
+    found = _SPOOL_ID.search(spool_name)
+    if found:
+        return found.group()[:_SHORT_ID_CHARS]
+    return hashlib.sha256(os.fsencode(spool_name)).hexdigest()[:_SHORT_ID_CHARS]
+
+
+class OutputUnusable(Exception):
+    """The output folder cannot be created, locked or written; nothing can be opened.
+
+    The message, for the reviewer, names the folder and what to fix.
+    """
+
+
+class Workspace:
+    """The output folder: locked for one run, its record of opened files, its quarantine."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.quarantine = out / QUARANTINE_DIR
+        self.ledger = Ledger(out)
+        self.removed_stale = 0
+        self._lock_fd: int | None = None
+
+    def prepare(self) -> None:
+        """Create and lock the folder, clear an interrupted run's leftovers, read the record."""
+        try:
+            self.out.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            self._lock_fd = os.open(
+                self.out / LOCK_FILE,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                FILE_MODE,
+            )
+        except OSError as err:
+            raise OutputUnusable(
+                f"cannot use the output folder {self.out} ({err.strerror}); choose a folder "
+                "you can write to with --out"
+            ) from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._release()
+            raise OutputUnusable(
+                f"another `sealdrop open` is writing into {self.out}; wait for it to finish"
+            ) from None
+        try:
+            self.removed_stale = self._remove_stale_incoming()
+            self.ledger.read()
+        except OSError as err:
+            self._release()
+            raise OutputUnusable(
+                f"cannot prepare the output folder {self.out} ({err.strerror}); check its "
+                "owner and permissions"
+            ) from None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def new_incoming(self) -> Path:
+        # mkdtemp makes it 0700 and unguessable; the dot keeps it out of casual listings.
+        return Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=self.out))
+
+    def publish(
+        self,
+        incoming: Path,
+        day: str,
+        spool_name: str,
+        parent: Path | None = None,
+        *,
+        partial: bool = False,
+    ) -> Path:
+        """Rename the finished folder into view (in `parent`, a source folder, or DIR)
+        under a name not yet taken; fsync the folder it went into."""
+        where = self.out if parent is None else parent
+        base = f"{day}_{short_id(spool_name)}{PARTIAL_MARK if partial else ''}"
+        final = where / base
+        counter = 1
+        # Only this run writes here (the lock), so checking then renaming cannot race;
+        # rename alone would silently replace an empty folder of the same name.
+        while os.path.lexists(final):
+            counter += 1
+            final = where / f"{base}-{counter}"
+        os.rename(incoming, final)
+        durable.fsync_directory(where)
+        return final
+
+    def move_to_quarantine(self, path: Path) -> Path:
+        """Move a refused spool file into quarantine, never replacing a file there."""
+        self.quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
+        if _same_directory(path.parent, self.quarantine):
+            return path
+        has_suffix = path.name.lower().endswith(SEALED_SUFFIX)
+        stem = path.name[: -len(SEALED_SUFFIX)] if has_suffix else path.name
+        counter = 1
+        while True:
+            suffix = "" if counter == 1 else f"-{counter}"
+            target = self.quarantine / f"{stem}{suffix}{SEALED_SUFFIX}"
+            try:
+                _move_without_replacing(path, target)
+            except FileExistsError:
+                counter += 1
+                continue
+            # A hard link keeps the mode the file had in the spool copy; keep it private.
+            os.chmod(target, FILE_MODE)
+            durable.fsync_directory(self.quarantine)
+            return target
+
+    def _remove_stale_incoming(self) -> int:
+        removed = 0
+        with os.scandir(self.out) as scan:
+            stale = [
+                e.path
+                for e in scan
+                if e.name.startswith(INCOMING_PREFIX) and e.is_dir(follow_symlinks=False)
+            ]
+        for path in stale:
+            shutil.rmtree(path)
+            removed += 1
+        return removed
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _same_directory(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _move_without_replacing(source: Path, target: Path) -> None:
+    """Move `source` to `target`; FileExistsError if `target` exists. Never overwrites.
+
+    A hard link fails on an existing name, unlike rename; across file systems
+    (a USB stick) the bytes are copied into a file created with O_EXCL.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        _copy_exclusive(source, target)
+    os.unlink(source)
+
+
+def _copy_exclusive(source: Path, target: Path) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+            dst.flush()
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(target)
+        raise
+    os.close(fd)

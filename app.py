@@ -12,6 +12,7 @@ from .keys import KeyFileError, load_public_key
 from .settings import Settings
 from .storage.replies import RepliesFolderUnusable, ReplyBox
 from .storage.spool import Spool, StorageError
+from .web.body import READ_SIZE
 from .web.crosssite import register_cross_site_refusal
 from .web.errors import SealdropFlask, register_error_handlers
 from .web.followup import Codenames
@@ -20,7 +21,6 @@ from .web.idle import register_idle_timeout
 from .web.request import SealingRequest
 from .web.routes import register_routes
 from .web.static import register_static_files
-from .web.upload import READ_SIZE
 
 
 class StartupRefused(Exception):

@@ -21,8 +21,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from sealdrop.app import StartupRefused, create_app
 from sealdrop.keys import KdfCost, encode_secret_key
 from sealdrop.settings import Settings
+from sealdrop.web.discard import EARLY_DISCARD_BYTES, discard_body
 from sealdrop.web.headers import CONTENT_SECURITY_POLICY
-from sealdrop.web.upload import EARLY_DISCARD_BYTES, discard_body
 
 MARKER = "zq7Mk3rXy"
 RECEIPT_PATTERN = r"\d{4}-\d{4}-\d{4}-\d{4}"

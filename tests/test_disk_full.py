@@ -198,7 +198,7 @@ def test_the_default_reserve_outlasts_the_check_interval(tmp_path: Path) -> None
     # The reserve is checked every RESERVE_CHECK_INTERVAL bytes written: only a reserve
     # larger than that (plus one read) keeps the disk from filling between two checks.
     from sealdrop.settings import Settings
-    from sealdrop.web.upload import READ_SIZE
+    from sealdrop.web.body import READ_SIZE
 
     default = Settings(spool_dir=tmp_path, public_key_file=tmp_path / "k").reserve_bytes
     assert default > RESERVE_CHECK_INTERVAL + READ_SIZE

@@ -1,28 +1,30 @@
-"""The upload parser's fast path for part data, against the decoder given whole bodies.
+"""The upload's framing (web.multipart), split anywhere, against the whole body.
 
 `stream_upload` hands a part's data to the submission straight from its read buffer
-and gives Werkzeug's decoder only the bytes near a possible delimiter. Whatever the
-read sizes and whatever the contents (delimiter look-alikes, cut delimiters, stray
-line breaks, real delimiters inside a "file"), the outcome must be the one the
-decoder reaches when it sees the whole body in one piece.
+and holds back only the bytes that may begin a delimiter. Whatever the read sizes
+and whatever the contents (delimiter look-alikes, cut delimiters, stray line breaks,
+real delimiters inside a "file"), the outcome must be the one reached when the whole
+body is read in one piece; and for the bodies browsers send, it must be the one
+Werkzeug's decoder reaches (an independent reading of the same grammar).
 """
 
 from __future__ import annotations
 
 import io
 import random
-import re
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.sansio.multipart import MultipartDecoder
 
 from sealdrop.storage.spool import Submission
-from sealdrop.web import upload
-from sealdrop.web.upload import UploadLimits, UploadRejected, stream_upload
+from sealdrop.web import multipart
+from sealdrop.web.part_headers import parse_part_headers
+from sealdrop.web.refusals import UploadLimits, UploadRejected
+from sealdrop.web.upload import stream_upload
 
 LIMITS = UploadLimits(
     max_body_bytes=1 << 30, max_files=5, max_message_chars=10_000, max_part_header_bytes=1024
@@ -105,7 +107,6 @@ def part(name: str, filename: str | None, content: bytes, boundary: bytes) -> by
 
 
 VECTORS = Path(__file__).parent / "vectors" / "upload"
-PADDED_DELIMITER_THEN_DASHES = re.compile(rb"--X[ \t]+(\r\n|\r|\n)--X")
 
 tricky = st.lists(
     st.sampled_from(
@@ -150,21 +151,13 @@ def test_any_split_gives_what_the_whole_body_gives(
     seed: int,
     largest: int,
 ) -> None:
-    # Werkzeug's decoder, given a whole body, takes "--X" at the very start of a part's
-    # data for a delimiter (the line break ending the headers doubles as its own);
-    # after a split it does not. Browsers never send a boundary inside a part.
-    assume(not any(data.startswith(b"--X") for data in [message, *files]))
+    # No body is left out: with Werkzeug's decoder, "--X" at the very start of a
+    # part's data and a padded delimiter followed at once by "--X" read differently
+    # split and whole; the framing now gives one reading of every body.
     boundary = b"X"
     pieces = [part("message", None, message, boundary)]
     pieces += [part("files", f"f{i}", data, boundary) for i, data in enumerate(files)]
     body = line_break.join(pieces) + line_break + b"--X--" + epilogue
-    # Likewise a body in which a delimiter padded with whitespace (RFC 2046 allows
-    # that) is followed at once by "--X": the whole body and a split one then disagree
-    # on one CR of that delimiter. Only a content holding the boundary itself makes
-    # such a body, which RFC 2046 forbids and browsers avoid by drawing a random
-    # boundary; either reading only changes what that hand-made request stores for
-    # itself. Every other body, delimiter look-alikes included, is split-proof.
-    assume(not PADDED_DELIMITER_THEN_DASHES.search(body))
     whole = outcome(io.BytesIO(body), body, boundary)
     assert outcome(Pieces(body, seed, largest), body, boundary) == whole
     assert outcome(ReadOnly(body, largest), body, boundary) == whole
@@ -185,26 +178,34 @@ def test_contents_that_look_like_delimiters_arrive_intact() -> None:
             ]
 
 
-class CountingDecoder(MultipartDecoder):
-    fed = 0
+def test_file_data_goes_from_the_read_buffer_uncopied(monkeypatch: pytest.MonkeyPatch) -> None:
+    copied: list[int] = []
+    parse = parse_part_headers
 
-    def receive_data(self, data: bytes | None) -> None:
-        if data is not None:
-            CountingDecoder.fed += len(data)
-        super().receive_data(data)
+    def counting_parse(block: bytes) -> Any:
+        copied.append(len(block))
+        return parse(block)
 
+    monkeypatch.setattr(multipart, "parse_part_headers", counting_parse)
+    views: list[bool] = []
+    recorder = Recorder()
+    write = recorder.write
 
-def test_file_data_bypasses_the_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(upload, "MultipartDecoder", CountingDecoder)
-    CountingDecoder.fed = 0
+    def watch(data: Any) -> None:
+        views.append(isinstance(data, memoryview) and isinstance(data.obj, bytearray))
+        write(data)
+
+    recorder.write = watch  # type: ignore[method-assign]
     boundary = b"----sealdropTestBoundary0123"
     content = random.Random(5).randbytes(6 * MiB)
     body = part("files", "big.bin", content, boundary) + b"\r\n--" + boundary + b"--\r\n"
-    kind, calls = outcome(Pieces(body, 1, 2 * MiB), body, boundary)
-    assert kind == "stored"
-    assert b"".join(data for what, data in calls if what == "data") == content
-    # Headers, a few held-back tails and the closing delimiter: not the file's 6 MiB.
-    assert CountingDecoder.fed < 64 * 1024
+    stream = cast(Any, Pieces(body, 1, 2 * MiB))
+    stream_upload(stream, boundary, len(body), cast(Submission, recorder), LIMITS)
+    assert b"".join(data for what, data in recorder.calls if what == "data") == content
+    # Every piece of the file is a view of the read buffer, never a copy.
+    assert views and all(views)
+    # Only the part's headers were copied out to be parsed: not the file's 6 MiB.
+    assert 0 < sum(copied) < 64 * 1024
 
 
 def test_read_buffer_never_grows_with_held_back_tails() -> None:
@@ -273,3 +274,102 @@ def test_a_delimiter_cut_at_the_decoders_piece_length_does_not_leak_its_cr() -> 
 
     assert kind == "stored"
     assert b"".join(arg for name, arg in calls if name == "data") == content
+
+
+def test_the_regression_body_cut_anywhere_near_a_delimiter_stores_the_same() -> None:
+    # Two reads, the first ending at every position near each delimiter.
+    body = (VECTORS / "delimiter_cr_at_piece_end.multipart").read_bytes()
+    boundary = b"----sealdropRel3d0e5018dcca869f"
+    whole = outcome(io.BytesIO(body), body, boundary)
+    assert whole[0] == "stored"
+    delimiters = [i for i in range(len(body)) if body.startswith(b"--" + boundary, i)]
+    cuts = {c for d in delimiters for c in range(max(1, d - 4), min(len(body), d + 80))}
+    for cut in sorted(cuts):
+        assert outcome(TwoReads(body, cut), body, boundary) == whole, cut
+
+
+class TwoReads(io.RawIOBase):
+    """The body in two reads, the first `cut` bytes long."""
+
+    def __init__(self, data: bytes, cut: int) -> None:
+        self._pieces = [data[:cut], data[cut:]]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self._pieces.pop(0) if self._pieces else b""
+        assert len(piece) <= len(buffer)
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+# --- the same reading as Werkzeug's, for the bodies browsers send -------------------------
+
+_NAME_CHARS = st.characters(codec="utf-8", exclude_characters='"\\\r\n\x00')
+
+
+def werkzeug_reading(body: bytes, boundary: bytes) -> list[tuple[str, str | None, str, bytes]]:
+    """(field name, file name, media type, data) of each part, by Werkzeug's decoder."""
+    from werkzeug.sansio.multipart import Data, Epilogue, Field, File
+
+    decoder = MultipartDecoder(boundary)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    parts: list[tuple[str, str | None, str, bytes]] = []
+    while not isinstance(event := decoder.next_event(), Epilogue):
+        if isinstance(event, File | Field):
+            filename = event.filename if isinstance(event, File) else None
+            media = event.headers.get("content-type", "-")
+            parts.append((event.name, filename, media, b""))
+        elif isinstance(event, Data):
+            name, filename, media, data = parts[-1]
+            parts[-1] = (name, filename, media, data + event.data)
+    return parts
+
+
+class PartsSink:
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, str | None, str, bytes]] = []
+
+    def start_part(self, headers: Any) -> None:
+        self.parts.append((headers.name, headers.filename, headers.media_type or "-", b""))
+
+    def part_data(self, data: memoryview) -> None:
+        name, filename, media, old = self.parts[-1]
+        self.parts[-1] = (name, filename, media, old + bytes(data))
+
+    def end_part(self) -> None:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(
+            st.text(_NAME_CHARS, min_size=1, max_size=20),
+            st.one_of(st.none(), st.text(_NAME_CHARS, max_size=40)),
+            st.one_of(st.none(), st.sampled_from(["image/jpeg", "text/plain; charset=utf-8"])),
+            st.one_of(tricky, st.binary(max_size=300)),
+        ),
+        max_size=5,
+    ),
+    preamble=st.sampled_from([b"", b"preamble\r\n", b"\r\n"]),
+    epilogue=st.sampled_from([b"", b"\r\n", b"\r\nepilogue"]),
+)
+def test_browser_bodies_frame_as_werkzeug_frames_them(
+    parts: list[tuple[str, str | None, str | None, bytes]], preamble: bytes, epilogue: bytes
+) -> None:
+    boundary = b"----WebKitFormBoundaryq9XkPz3bT1wLmN0a"
+    body = bytearray(preamble)
+    for name, filename, media, data in parts:
+        head = f'--{boundary.decode()}\r\nContent-Disposition: form-data; name="{name}"'
+        head += "" if filename is None else f'; filename="{filename}"'
+        head += "" if media is None else f"\r\nContent-Type: {media}"
+        body += head.encode() + b"\r\n\r\n" + data + b"\r\n"
+    body += b"--" + boundary + b"--" + epilogue
+    sink = PartsSink()
+    framing = multipart.MultipartFraming(boundary, 1024)
+    assert framing.feed(body, len(body), sink) == len(body)
+    assert framing.closed
+    assert sink.parts == werkzeug_reading(bytes(body), boundary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 import re
@@ -15,17 +16,16 @@ from hypothesis import strategies as st
 from nacl.public import PrivateKey
 
 from sealdrop.storage.spool import Spool
-from sealdrop.web import upload
-from sealdrop.web.upload import (
+from sealdrop.web.body import READ_SIZE
+from sealdrop.web.refusals import (
     EmptySubmission,
     MalformedUpload,
     MessageTooLong,
     PartHeaderTooLarge,
     TooManyFiles,
     UploadLimits,
-    boundary_from,
-    stream_upload,
 )
+from sealdrop.web.upload import boundary_from, stream_upload
 
 LIMITS = UploadLimits(
     max_body_bytes=1 << 30, max_files=5, max_message_chars=10_000, max_part_header_bytes=1024
@@ -178,7 +178,7 @@ def test_refusals_leave_nothing(
 def test_memory_stays_bounded_by_one_read(
     spool_dir: Path, reviewer_key: PrivateKey, multipart: Callable[..., Any]
 ) -> None:
-    body = multipart([("files", "big", b"\0" * (8 * upload.READ_SIZE), None)])
+    body = multipart([("files", "big", b"\0" * (8 * READ_SIZE), None)])
     spool = Spool(spool_dir, reviewer_key.public_key)
     written: list[int] = []
     with spool.begin() as submission:
@@ -197,8 +197,8 @@ def test_memory_stays_bounded_by_one_read(
             LIMITS,
         )
         submission.commit()
-    assert sum(written) == 8 * upload.READ_SIZE
-    assert max(written) <= upload.READ_SIZE
+    assert sum(written) == 8 * READ_SIZE
+    assert max(written) <= READ_SIZE
 
 
 @pytest.mark.parametrize(
@@ -227,3 +227,44 @@ def test_one_byte_reads_add_no_byte_before_the_closing_boundary(
     seal(spool_dir, reviewer_key, body.body, "X", ShortReads(body.body, 0, 1))
     [opened] = open_spool()
     assert [content for _, _, content in opened.files] == [b"abc", b""]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "C:\\Users\\x\\report.txt",
+        "\\\\server\\share\\evidence.jpg",
+        "Фото лес; 2026.jpg",
+    ],
+)
+def test_file_names_are_stored_exactly_as_sent(
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+    multipart: Callable[..., Any],
+    open_spool: Callable[[], list[Any]],
+    name: str,
+) -> None:
+    # Werkzeug's header parser dropped every backslash: "C:Usersxreport.txt".
+    body = multipart([("files", name, b"data", "text/plain")])
+    seal(spool_dir, reviewer_key, body.body, boundary_of(body.content_type))
+    [opened] = open_spool()
+    assert [(stored, content) for stored, _, content in opened.files] == [(name, b"data")]
+
+
+def test_an_over_long_name_is_cut_to_the_formats_limit_on_a_character(
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+    multipart: Callable[..., Any],
+    open_spool: Callable[[], list[Any]],
+) -> None:
+    from sealdrop.records import MAX_NAME_BYTES
+
+    name = "\\" + "é" * MAX_NAME_BYTES  # 2049 bytes: the cut would fall inside an "é"
+    limits = dataclasses.replace(LIMITS, max_part_header_bytes=8192)
+    body = multipart([("files", name, b"data", None)])
+    seal(spool_dir, reviewer_key, body.body, boundary_of(body.content_type), limits=limits)
+    [opened] = open_spool()
+    [(stored, _, content)] = opened.files
+    assert stored == "\\" + "é" * ((MAX_NAME_BYTES - 1) // 2)
+    assert len(stored.encode()) == MAX_NAME_BYTES - 1
+    assert content == b"data"

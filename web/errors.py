@@ -17,7 +17,8 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from ..storage.spool import StorageError, StorageFull
-from .upload import UploadRejected, discard_refused_body
+from .discard import discard_refused_body
+from .refusals import UploadRejected
 
 FORBIDDEN = 403
 INSUFFICIENT_STORAGE = 507

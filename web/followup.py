@@ -41,7 +41,8 @@ from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
-from .upload import MalformedUpload, UploadLimits, boundary_from, stream_upload
+from .refusals import MalformedUpload, UploadLimits
+from .upload import boundary_from, stream_upload
 
 CODENAME_FIELD = "codename"
 REPLY_FIELD = "reply"

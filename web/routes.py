@@ -16,7 +16,8 @@ from ..settings import Settings
 from ..storage.spool import Spool
 from .errors import SERVICE_UNAVAILABLE, error_page
 from .followup import Codenames, register_followup_routes
-from .upload import UploadLimits, boundary_from, stream_upload
+from .refusals import UploadLimits
+from .upload import boundary_from, stream_upload
 
 # A first submission waits this long for a free derivation slot before the 429 page:
 # a source who pressed Send should not lose their upload to a moment's queue.

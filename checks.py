@@ -33,6 +33,7 @@ from .onion.errors import OnionError, OnionStateError
 from .onion.keys import KEY_FILE, load_service_key
 from .private_folder import folder_problems, user_name
 from .settings import Settings, SettingsError, from_command_line
+from .units import human_size
 
 # Onion-service proof-of-work (the DoS defence) arrived in tor 0.4.8, but only as torrc
 # options; ADD_ONION, which sealdrop publishes with, takes its PoW keywords from tor
@@ -45,7 +46,6 @@ TOR_VERSION_TIMEOUT = 10.0
 _SMALL_FILE_BYTES = 64 * 1024
 _HEAD_BYTES = 4 * 1024
 _TOR_VERSION = re.compile(r"\bTor version (\d+)\.(\d+)\.(\d+)(?:\.(\d+))?(-[0-9A-Za-z-]+)?")
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
 @dataclass(frozen=True)
@@ -304,15 +304,6 @@ def check_onion_key(state_dir: Path) -> Finding:
     return ok(
         f"onion service key in {state_dir} (address {key.service_id}.onion); keep a backup of it"
     )
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 # --- tor -------------------------------------------------------------------------------------

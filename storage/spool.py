@@ -38,9 +38,8 @@ from ..crypto import RECIPIENTS_VERSION, PayloadSealer, check_recipients
 from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
 from ..records.writer import PayloadWriter
+from ..spool_names import is_part, part_name, random_name, sealed_name
 
-SEALED_SUFFIX = ".sealed"
-PART_SUFFIX = ".part"
 # How much may be written between two checks of the free space against the reserve.
 RESERVE_CHECK_INTERVAL = 8 * 1024 * 1024
 _RECEIPT_GROUPS = 4
@@ -77,11 +76,6 @@ class SpoolUnusable(StorageError):
 
     Raised by `Spool.check` at start-up; the service must not start.
     """
-
-
-def random_name() -> str:
-    """A fresh file stem carrying 128 random bits: names reveal nothing, guess nothing."""
-    return secrets.token_hex(16)
 
 
 def random_receipt() -> str:
@@ -152,7 +146,7 @@ class Spool:
         except OSError as err:
             raise _storage_error(err, "list", self.directory) from None
         for entry in entries:
-            if entry.name.endswith(PART_SUFFIX) and self._remove_if_stale(entry):
+            if is_part(entry.name) and self._remove_if_stale(entry):
                 removed += 1
         if removed:
             _blur_directory_times(self.directory, utc_day())
@@ -166,9 +160,9 @@ class Spool:
         in a SOURCE record inside the sealed payload, nowhere else.
         """
         self.ensure_reserve()
-        stem = random_name() + SEALED_SUFFIX
-        final = self.directory / stem
-        part = self.directory / (stem + PART_SUFFIX)
+        name = sealed_name(random_name())
+        final = self.directory / name
+        part = self.directory / part_name(name)
         if os.path.lexists(final):
             # 128 random bits never collide: something was planted. Refuse to go near it.
             raise StorageError(

@@ -14,6 +14,7 @@ from flask import Flask, Response, render_template, request
 
 from ..settings import Settings
 from ..storage.spool import Spool
+from ..units import human_size
 from .errors import SERVICE_UNAVAILABLE, error_page
 from .followup import Codenames, register_followup_routes
 from .refusals import UploadLimits
@@ -31,16 +32,6 @@ class PageLimits:
     max_files: int
     max_message_chars: int
     max_body_human: str
-
-
-def human_size(size: int) -> str:
-    """Bytes as the largest binary unit that divides them to one decimal: ``2 GiB``."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= factor:
-            value = size / factor
-            text = f"{value:.1f}".removesuffix(".0")
-            return f"{text} {unit}"
-    return f"{size} bytes"
 
 
 def register_routes(

@@ -30,7 +30,7 @@ import stem
 
 from .keys import KeyFileError, KeyFileInaccessible, load_public_key, looks_like_secret_key
 from .onion.errors import OnionError, OnionStateError
-from .onion.keys import KEY_FILE, load_service_key
+from .onion.keys import CLIENTS_DIR, KEY_FILE, load_client_public_keys, load_service_key
 from .private_folder import folder_problems, user_name
 from .settings import Settings, SettingsError, from_command_line
 from .units import human_size
@@ -157,6 +157,7 @@ def check_targets(targets: Targets) -> Iterator[Finding]:
         yield from state_findings
         if all(finding.ok for finding in state_findings):
             yield check_onion_key(targets.state_dir)
+            yield check_client_authorization(targets.state_dir)
     if targets.replies_dir is not None:
         yield from check_private_dir(targets.replies_dir, "replies folder")
     if targets.tor_control is None:
@@ -303,6 +304,24 @@ def check_onion_key(state_dir: Path) -> Finding:
     assert key is not None
     return ok(
         f"onion service key in {state_dir} (address {key.service_id}.onion); keep a backup of it"
+    )
+
+
+def check_client_authorization(state_dir: Path) -> Finding:
+    """The client keys exactly as ``serve`` reads them: any error is a PROBLEM (fail closed)."""
+    try:
+        keys = load_client_public_keys(state_dir)
+    except OnionStateError as err:
+        return problem_from_message(
+            f"client authorization: {err}", f"fix or remove {state_dir / CLIENTS_DIR}"
+        )
+    if not keys:
+        return ok(
+            f"no client authorization ({state_dir / CLIENTS_DIR} does not exist): anyone "
+            "with the onion address can reach the service"
+        )
+    return ok(
+        f"client authorization: {len(keys)} authorised client(s) in {state_dir / CLIENTS_DIR}"
     )
 
 

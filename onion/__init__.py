@@ -13,13 +13,20 @@ from .errors import (
     TorStartFailed,
     TorTooOld,
 )
-from .keys import ClientCredentials, ServiceKey, add_client, load_or_create_service_key
+from .keys import (
+    ClientAuthUnusable,
+    ClientCredentials,
+    ServiceKey,
+    add_client,
+    load_or_create_service_key,
+)
 from .publisher import OnionPublisher
 from .service import OnionConfig, OnionEvent, OnionEventKind, OnionService
 
 __all__ = [
     "AuthenticationFailed",
     "BootstrapStuck",
+    "ClientAuthUnusable",
     "ClientCredentials",
     "ControlPortRefused",
     "OnionConfig",

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from nacl import bindings
 from nacl.public import PrivateKey
 
 from .. import durable
-from ..private_folder import file_problem, folder_problem
+from ..private_folder import file_problem, folder_problem, user_name
 from .errors import OnionStateError
 
 KEY_FILE = "hs_ed25519_secret_key"
@@ -35,6 +37,8 @@ _KEY_HEADER = b"== ed25519v1-secret: type0 ==\x00\x00\x00"
 _EXPANDED_KEY_BYTES = 64
 _ONION_VERSION = b"\x03"
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+# One "descriptor:x25519:" line and its 52-character key, with room for white space.
+_MAX_CLIENT_FILE = 256
 
 
 @dataclass(frozen=True)
@@ -173,20 +177,84 @@ def add_client(state_dir: Path, name: str) -> ClientCredentials:
     return ClientCredentials(name, service.service_id, _b32(bytes(private)))
 
 
+class ClientAuthUnusable(OnionStateError):
+    """The client-authorization folder, or a key in it, exists but cannot be read or is
+    not what it should be. Publishing anyway would publish the service with fewer
+    clients than the operator authorised, or with no client authorization at all, so
+    start-up stops; the message names the path and the operator's fix."""
+
+
 def load_client_public_keys(state_dir: Path) -> list[str]:
-    """The base32 x25519 public keys of every authorised client, sorted by client name."""
+    """The base32 x25519 public keys of every authorised client, sorted by client name.
+
+    Fails closed: an empty list means only that no client-authorization folder exists.
+    Every error reading the folder or a key in it raises ClientAuthUnusable, because
+    a key left out means a service published to everyone (pathlib's ``glob`` would
+    swallow a folder that cannot be listed and yield nothing).
+    """
     clients = state_dir / CLIENTS_DIR
-    if not clients.is_dir():
+    try:
+        clients.lstat()
+    except FileNotFoundError:
         return []
-    ensure_private_dir(clients, "client authorization folder")
-    keys = []
-    for path in sorted(clients.glob("*.auth")):
-        text = _read_private_file(path).decode("ascii", "replace").strip()
-        auth_type, _, key = text.partition("descriptor:x25519:")
-        if auth_type or not re.fullmatch(r"[A-Z2-7]{52}", key):
-            raise OnionStateError(
-                f"{path} is not a client authorization file "
-                "('descriptor:x25519:<base32 key>'). Fix or delete it."
-            )
-        keys.append(key)
+    except OSError as err:
+        raise _unusable(clients, err) from None
+    problem = folder_problem(clients, "client authorization folder")
+    if problem is not None:
+        raise ClientAuthUnusable(
+            f"{problem.text}, so the service cannot be published with its client "
+            f"authorization; {problem.fix}"
+        )
+    try:
+        names = sorted(os.listdir(clients))
+    except OSError as err:
+        raise _unusable(clients, err) from None
+    keys = [_read_client_key(clients / name) for name in names if name.endswith(".auth")]
+    if not keys:
+        raise ClientAuthUnusable(
+            f"the client authorization folder {clients} holds no NAME.auth file, so the "
+            "service would be published to everyone. Add a client (sealdrop onion "
+            f"add-client NAME --state {state_dir}), or remove the empty folder to run a "
+            "service anyone with the address can reach."
+        )
     return keys
+
+
+def _read_client_key(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as err:
+        raise _unusable(path, err) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ClientAuthUnusable(
+                f"{path} is not a regular file. Move it out of {path.parent}, then add the "
+                "client again with sealdrop onion add-client."
+            )
+        problem = file_problem(path, info, "client authorization file")
+        if problem is not None:
+            raise ClientAuthUnusable(str(problem))
+        data = os.read(fd, _MAX_CLIENT_FILE + 1)
+    except OSError as err:
+        raise _unusable(path, err) from None
+    finally:
+        os.close(fd)
+    text = data.decode("ascii", "replace").strip()
+    auth_type, _, key = text.partition("descriptor:x25519:")
+    if len(data) > _MAX_CLIENT_FILE or auth_type or not re.fullmatch(r"[A-Z2-7]{52}", key):
+        raise ClientAuthUnusable(
+            f"{path} is not a client authorization file "
+            "('descriptor:x25519:<base32 key>'). Fix or delete it."
+        )
+    return key
+
+
+def _unusable(path: Path, err: OSError) -> ClientAuthUnusable:
+    runner = user_name(os.geteuid())
+    return ClientAuthUnusable(
+        f"cannot read the client authorization path {path} ({err.strerror}), so the "
+        "service cannot be published with its client authorization. Give it to the user "
+        f"sealdrop runs as: `chown -R {runner} {path}` (folders 700, files 600), or run "
+        "sealdrop onion add-client as that user."
+    )

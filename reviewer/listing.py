@@ -17,16 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..crypto import SpoolFileError, UnsupportedVersion, read_prefix
-
-PART_SUFFIX = ".part"
+from ..spool_names import is_part
+from ..units import human_size
 
 SUBMISSION = "submission"
 PART = "in progress or crashed"
 NEWER = "newer sealdrop version"
 FOREIGN = "not a sealdrop file"
 UNREADABLE = "unreadable"
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def list_spool(directory: Path) -> list[Entry]:
 def format_listing(directory: Path, entries: list[Entry]) -> str:
     rows = [("NAME", "KIND", "SIZE", "DAY")]
     for entry in entries:
-        size = "" if entry.size is None else _human_size(entry.size)
+        size = "" if entry.size is None else human_size(entry.size)
         rows.append((_printable(entry.name), entry.kind, size, entry.day or ""))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     lines = [f"Spool {_printable(str(directory))}", ""]
@@ -98,7 +96,7 @@ def _classify(directory: Path, name: str) -> Entry:
         info = os.lstat(path)
     except OSError:
         return Entry(name, UNREADABLE, None, None)
-    if name.endswith(PART_SUFFIX):
+    if is_part(name):
         return Entry(name, PART, info.st_size, None)
     if not stat.S_ISREG(info.st_mode):
         return Entry(name, FOREIGN, None, None)
@@ -117,13 +115,6 @@ def _classify(directory: Path, name: str) -> Entry:
 
 def _day(mtime: float) -> str:
     return datetime.fromtimestamp(mtime, UTC).date().isoformat()
-
-
-def _human_size(size: int) -> str:
-    exponent = min(max(size.bit_length() - 1, 0) // 10, len(_UNITS) - 1)
-    if exponent == 0:
-        return f"{size} B"
-    return f"{size / 1024**exponent:.1f} {_UNITS[exponent]}"
 
 
 def _printable(text: str) -> str:

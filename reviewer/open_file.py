@@ -34,8 +34,9 @@ from ..crypto import (
 from ..records.layout import MalformedPayload
 from ..records.reader import read_payload
 from ..records.source import SourceIdentity
+from ..units import human_size
 from .prefetch import prefetched
-from .progress import Progress, human_size
+from .progress import Progress
 from .safe_names import printable_name
 from .sources import SourceFolderError, folder_for, kind_name, refresh_order
 from .summary import Report, describe_cut

@@ -10,19 +10,11 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from ..units import human_size
+
 _BAR_WIDTH = 30
 # Redrawing more often than this costs more than it tells.
 _REDRAW_SECONDS = 0.1
-
-
-def human_size(size: int) -> str:
-    """Decimal units, as file managers show them: 14.2 MB."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 class Progress:

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import MAGIC
+from ..spool_names import PART_SUFFIX, SEALED_SUFFIX
 
-SEALED_SUFFIX = ".sealed"
-PART_SUFFIX = ".part"
 # The first bytes of a macOS AppleDouble file (resource fork and extended attributes
 # that Finder writes as ._NAME next to every file copied to a FAT or exFAT stick).
 _APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07"

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .progress import human_size
+from ..units import human_size
 from .safe_names import printable_name
 from .unpack import CUT_WHERE, Unpacked
 from .workspace import QUARANTINE_DIR

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from .. import durable
+from ..spool_names import SEALED_SUFFIX
 from .ledger import Ledger
-from .spool_folder import SEALED_SUFFIX
 from .unpack import DIR_MODE, FILE_MODE
 
 QUARANTINE_DIR = "quarantine"

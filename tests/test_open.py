@@ -679,7 +679,7 @@ def test_plain_progress_lines_when_not_on_a_terminal(
 
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        f"opened 1/2: {DAY}_3fa2c1d0 (2 files, 3.0 kB)",
+        f"opened 1/2: {DAY}_3fa2c1d0 (2 files, 2.9 KiB)",
         f"opened 2/2: {DAY}_ffffffff (1 file, 6 B)",
     ]
 
@@ -694,7 +694,7 @@ def test_progress_bar_on_a_terminal() -> None:
     progress.advance(600)  # too soon after the last redraw: skipped
     progress.finish_file("opened", "folder (1 file, 1 kB)")
     text = stream.getvalue()
-    assert "\r1/2 [" + "#" * 15 + "-" * 15 + "]  50% 500 B / 1.0 kB" in text
+    assert "\r1/2 [" + "#" * 15 + "-" * 15 + "]  50% 500 B / 1000 B" in text
     assert "600 B" not in text
     assert text.endswith("\r\x1b[Kopened 1/2: folder (1 file, 1 kB)\n")
 

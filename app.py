@@ -8,7 +8,8 @@ from flask import Flask
 from nacl.public import PublicKey
 
 from .codename import CodenameError
-from .keys import KeyFileError, load_public_key
+from .keys import KeyFileError
+from .recipients import load_recipients
 from .settings import Settings
 from .storage.replies import RepliesFolderUnusable, ReplyBox
 from .storage.spool import Spool, StorageError
@@ -24,7 +25,7 @@ from .web.static import register_static_files
 
 
 class StartupRefused(Exception):
-    """The service must not start: the reviewer public key or the spool folder is unusable.
+    """The service must not start: a reviewer public key or the spool folder is unusable.
 
     Raised by `create_app`; the message names the setting and the fix.
     """
@@ -32,8 +33,8 @@ class StartupRefused(Exception):
 
 def create_app(settings: Settings) -> Flask:
     """Check the key and the spool, clear crash leftovers, and build the app."""
-    public_key = _load_key(settings)
-    spool = Spool(settings.spool_dir, public_key, reserve_bytes=settings.reserve_bytes)
+    reviewer_keys = _load_keys(settings)
+    spool = Spool(settings.spool_dir, reviewer_keys, reserve_bytes=settings.reserve_bytes)
     try:
         spool.check()
         spool.remove_stale_parts()
@@ -78,9 +79,9 @@ def _codenames(settings: Settings) -> Codenames | None:
         raise StartupRefused(f"{err} (setting state_dir / SEALDROP_STATE_DIR)") from None
 
 
-def _load_key(settings: Settings) -> PublicKey:
+def _load_keys(settings: Settings) -> list[PublicKey]:
     try:
-        return load_public_key(settings.public_key_file)
+        return [reviewer.key for reviewer in load_recipients(settings.public_key_file)]
     except KeyFileError as err:
         raise StartupRefused(
             f"{err} (setting public_key_file / SEALDROP_PUBLIC_KEY_FILE / --public-key)"

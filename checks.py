@@ -28,10 +28,11 @@ from pathlib import Path
 
 import stem
 
-from .keys import KeyFileError, KeyFileInaccessible, load_public_key, looks_like_secret_key
+from .keys import KeyFileError, KeyFileInaccessible, looks_like_secret_key
 from .onion.errors import OnionError, OnionStateError
 from .onion.keys import CLIENTS_DIR, KEY_FILE, load_client_public_keys, load_service_key
 from .private_folder import folder_problems, user_name
+from .recipients import load_recipients
 from .settings import Settings, SettingsError, from_command_line
 from .units import human_size
 
@@ -145,7 +146,7 @@ def load(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Settings | N
 
 def check_targets(targets: Targets) -> Iterator[Finding]:
     if targets.public_key_file is not None:
-        yield check_public_key(targets.public_key_file)
+        yield from check_public_keys(targets.public_key_file)
     yield from scan_for_secret_keys(secret_key_places(targets))
     if targets.spool_dir is not None:
         spool_findings = check_private_dir(targets.spool_dir, "spool folder")
@@ -169,18 +170,24 @@ def check_targets(targets: Targets) -> Iterator[Finding]:
 # --- the reviewer's keys -----------------------------------------------------------------
 
 
-def check_public_key(path: Path) -> Finding:
+def check_public_keys(path: Path) -> Iterator[Finding]:
+    """One line per configured reviewer key (label and key text), or the one refusal."""
     try:
-        load_public_key(path)
+        reviewers = load_recipients(path)
     except KeyFileInaccessible as err:
-        return problem(
+        yield problem(
             f"public key: {err}",
-            "give the path of reviewer.pub (public_key_file) and make it readable by "
-            "the service's user",
+            "give the path of reviewer.pub, or of a folder of .pub files (public_key_file), "
+            "and make it readable by the service's user",
         )
+        return
     except KeyFileError as err:
-        return problem_from_message(f"public key: {err}", "give the reviewer's reviewer.pub")
-    return ok(f"public key {path} loads")
+        yield problem_from_message(f"public key: {err}", "give the reviewers' .pub files")
+        return
+    count = f"{len(reviewers)} reviewer key{'' if len(reviewers) == 1 else 's'}"
+    yield ok(f"{count} in {path}; each submission is sealed to every one")
+    for reviewer in reviewers:
+        yield ok(f"reviewer key {reviewer.label!r}: {reviewer.fingerprint}")
 
 
 def secret_key_places(targets: Targets) -> list[tuple[Path, bool]]:
@@ -191,8 +198,11 @@ def secret_key_places(targets: Targets) -> list[tuple[Path, bool]]:
     a home folder), so only the files directly in them.
     """
     places: list[tuple[Path, bool]] = []
+    keys = targets.public_key_file
     for path, recursive in (
-        (targets.public_key_file.parent if targets.public_key_file else None, False),
+        (keys.parent if keys else None, False),
+        # A folder of .pub files: its own files too (load_recipients refuses strays).
+        (keys if keys and os.path.isdir(keys) else None, False),
         (targets.config_file.parent if targets.config_file else None, False),
         (targets.spool_dir, True),
         (targets.state_dir, True),

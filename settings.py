@@ -230,11 +230,14 @@ class Settings:
     )
     public_key_file: Path = setting(
         parse=_path,
-        fix="give the reviewer's public key file (reviewer.pub, made by `sealdrop keygen`)",
+        fix="give the reviewer's public key file (reviewer.pub, made by `sealdrop keygen`), "
+        "or a folder holding only the reviewers' .pub files",
         meaning="The reviewer's public key, `reviewer.pub` (made offline by `sealdrop "
-        "keygen`). Required; a secret key here stops start-up.",
+        "keygen`), or a folder holding one `NAME.pub` per reviewer key (up to 16: a team "
+        "and a backup key); each submission is sealed to every one. Required; a secret "
+        "key, a duplicate or any other file there stops start-up.",
         flag="--public-key",
-        metavar="FILE",
+        metavar="PATH",
     )
     max_body_bytes: int = setting(
         2 * GiB,

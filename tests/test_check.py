@@ -18,7 +18,7 @@ from sealdrop.checks import (
     check_free_space,
     check_onion_key,
     check_private_dir,
-    check_public_key,
+    check_public_keys,
     check_targets,
     check_tor_control,
     check_tor_program,
@@ -30,7 +30,7 @@ from sealdrop.checks import (
     version_finding,
 )
 from sealdrop.cli import main
-from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key
+from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key, load_public_key
 from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key
 from sealdrop.tests.tor_local import OfflineTor, free_port, tor_binary
 
@@ -208,8 +208,53 @@ def test_a_missing_setting_is_a_problem(capsys: pytest.CaptureFixture[str]) -> N
 # --- keys -------------------------------------------------------------------------------
 
 
-def test_the_public_key_loads(public_key_file: Path) -> None:
-    assert check_public_key(public_key_file) == Finding(True, f"public key {public_key_file} loads")
+def check_public_key(path: Path) -> Finding:
+    """The one refusal, or the first line of a listing."""
+    return next(check_public_keys(path))
+
+
+def test_the_public_key_loads_and_is_listed(public_key_file: Path) -> None:
+    findings = list(check_public_keys(public_key_file))
+    text = encode_public_key(load_public_key(public_key_file))
+    assert findings == [
+        Finding(
+            True, f"1 reviewer key in {public_key_file}; each submission is sealed to every one"
+        ),
+        Finding(True, f"reviewer key 'reviewer': {text}"),
+    ]
+
+
+def test_a_folder_of_keys_is_listed_by_label_and_fingerprint(tmp_path: Path) -> None:
+    folder = tmp_path / "reviewers"
+    folder.mkdir()
+    texts = {}
+    for label in ("backup", "alice", "bob"):
+        texts[label] = encode_public_key(PrivateKey.generate().public_key)
+        (folder / f"{label}.pub").write_text(texts[label] + "\n")
+    lines = [finding.line() for finding in check_public_keys(folder)]
+    assert lines == [
+        f"OK 3 reviewer keys in {folder}; each submission is sealed to every one",
+        f"OK reviewer key 'alice': {texts['alice']}",
+        f"OK reviewer key 'backup': {texts['backup']}",
+        f"OK reviewer key 'bob': {texts['bob']}",
+    ]
+
+
+def test_a_duplicate_or_a_secret_key_in_the_folder_is_a_problem(
+    tmp_path: Path, secret_key_text: str
+) -> None:
+    folder = tmp_path / "reviewers"
+    folder.mkdir()
+    text = encode_public_key(PrivateKey.generate().public_key)
+    (folder / "alice.pub").write_text(text)
+    (folder / "alice-again.pub").write_text(text)
+    [finding] = check_public_keys(folder)
+    assert not finding.ok and "hold the same public key" in finding.text
+    assert str(folder / "alice.pub") in finding.text
+    (folder / "alice-again.pub").unlink()
+    (folder / "zed.pub").write_text(secret_key_text)
+    [finding] = check_public_keys(folder)
+    assert not finding.ok and "SECRET" in finding.text and "zed.pub" in finding.text
 
 
 def test_a_missing_public_key_is_a_problem(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import durable
 from ..codename import word_list
 from ..records.source import FIRST_CONTACT, SourceIdentity, mailbox_id_for
 from .unpack import FILE_MODE, MANIFEST_FILE
@@ -132,11 +133,4 @@ def _write_info(folder: Path, info: SourceInfo) -> None:
         "submissions": list(info.submissions),
     }
     text = json.dumps(document, indent=2, ensure_ascii=True) + "\n"
-    temporary = folder / f".{SOURCE_FILE}.new"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        os.write(fd, text.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, folder / SOURCE_FILE)
+    durable.replace_file(folder / SOURCE_FILE, text.encode("ascii"), FILE_MODE)

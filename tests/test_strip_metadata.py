@@ -1,34 +1,53 @@
-"""`sealdrop open --strip-metadata`: real mat2 on a PNG carrying an author's name."""
+"""`sealdrop open --strip-metadata`: real mat2, sandboxed, checked by real exiftool.
+
+The reproduction of issue 12 (item 1): a real JPEG whose GPS position, Artist and
+camera serial number exiftool wrote, uploaded as `photo.jpg` and again as
+`photo.cleaned.jpg`. Before, the second was never cleaned and the first was
+reported "already removed" with that file's name; now both are cleaned from their
+bytes, into `cleaned/`, and checked.
+"""
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import stat
 import struct
 import subprocess
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from sealdrop.cli import main
 from sealdrop.keys import KdfCost, load_public_key, write_key_pair
-from sealdrop.reviewer.metadata import (
-    Outcome,
-    cleaned_path,
-    is_cleaned_copy,
-    strip_file,
-    strip_folder,
-)
+from sealdrop.reviewer import metadata
+from sealdrop.reviewer.metadata import CLEANED, NOT_CLEANED, Tools, find_tools
+from sealdrop.reviewer.sandbox import Sandbox
 from sealdrop.storage.spool import Spool
 
 MAT2 = shutil.which("mat2")
-needs_mat2 = pytest.mark.skipif(
-    MAT2 is None, reason="needs Debian's mat2 (scripts/bootstrap --test installs it)"
+EXIFTOOL = shutil.which("exiftool")
+BWRAP = shutil.which("bwrap")
+SYSTEM_PYTHON = "/usr/bin/python3"
+needs_tools = pytest.mark.skipif(
+    None in (MAT2, EXIFTOOL, BWRAP),
+    reason="needs mat2, exiftool and bubblewrap (scripts/bootstrap --test installs them)",
 )
 SECRET_TEXT = b"Jane Informant, Kasese ranger post"
 PASSPHRASE = "correct horse battery"
+# What the review found in the "cleaned" upload: a place, a person, a camera.
+GPS_ARTIST_SERIAL = [
+    "-GPSLatitude=1.2833",
+    "-GPSLatitudeRef=S",
+    "-GPSLongitude=36.8167",
+    "-GPSLongitudeRef=E",
+    "-Artist=Jane Informant",
+    "-SerialNumber=CAM-0042-7781",
+    "-Make=Canon",
+    "-Model=EOS 5D",
+]
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -48,9 +67,45 @@ def png_with_author() -> bytes:
     )
 
 
-@pytest.fixture
-def opened_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
-    """(spool, secret key, out): one submission with a PNG, an unknown binary, a bad PNG."""
+def jpeg_with_gps(tmp_path: Path) -> bytes:
+    """A real JPEG (GdkPixbuf's encoder) with GPS, Artist and serial written by exiftool."""
+    path = tmp_path / "camera.jpg"
+    encode = (
+        "import gi, sys; gi.require_version('GdkPixbuf', '2.0')\n"
+        "from gi.repository import GdkPixbuf\n"
+        "p = GdkPixbuf.Pixbuf.new(GdkPixbuf.Colorspace.RGB, False, 8, 32, 24)\n"
+        "p.fill(0x2f6b3aff); p.savev(sys.argv[1], 'jpeg', [], [])\n"
+    )
+    subprocess.run([SYSTEM_PYTHON, "-c", encode, str(path)], check=True)
+    assert EXIFTOOL is not None
+    subprocess.run(
+        [EXIFTOOL, "-q", "-overwrite_original", *GPS_ARTIST_SERIAL, str(path)], check=True
+    )
+    return path.read_bytes()
+
+
+def exif_tags(path: Path) -> dict[str, object]:
+    """What exiftool (outside any sandbox: this is the test's own check) finds in `path`."""
+    assert EXIFTOOL is not None
+    shown = subprocess.run(
+        [EXIFTOOL, "-json", "-a", "-u", "-G1", str(path)], capture_output=True, check=True
+    )
+    tags: dict[str, object] = json.loads(shown.stdout)[0]
+    return tags
+
+
+def identifying(tags: dict[str, object]) -> list[str]:
+    wanted = ("GPS", "Artist", "Serial", "Make", "Model")
+    return [k for k in tags if any(w in k.split(":")[-1] for w in wanted)]
+
+
+def open_with(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    attachments: Sequence[tuple[str, str, bytes]],
+    *extra: str,
+) -> tuple[int, Path]:
+    """Seal `attachments` as one submission, run `sealdrop open`; (status, its folder)."""
     monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -59,125 +114,228 @@ def opened_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
     spool_dir.mkdir(mode=0o700)
     with Spool(spool_dir, load_public_key(public)).begin() as submission:
         submission.add_message("photos attached")
-        for name, data in (
-            ("photo.png", png_with_author()),
-            ("ledger.bin", b"\x00\x01\x02 binary of no known type"),
-            ("broken.png", png_with_author()[:60]),
-        ):
-            submission.begin_attachment(name, "application/octet-stream")
+        for name, media_type, data in attachments:
+            submission.begin_attachment(name, media_type)
             submission.write(data)
             submission.end_attachment()
         submission.commit()
-    return spool_dir, secret, tmp_path / "out"
-
-
-def files_dir(out: Path) -> Path:
+    out = tmp_path / "out"
+    status = main(["open", str(spool_dir), "--key", str(secret), "--out", str(out), *extra])
     [folder] = [p for p in out.iterdir() if p.is_dir() and p.name[0].isdigit()]
-    return folder / "files"
+    return status, folder
 
 
-@needs_mat2
-def test_open_writes_a_cleaned_copy_without_the_authors_name(
-    opened_spool: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+def manifest_metadata(folder: Path) -> dict[str, dict[str, str | None]]:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {a["saved_as"]: a["metadata"] for a in manifest["attachments"]}
+
+
+@needs_tools
+def test_a_file_named_cleaned_is_cleaned_like_any_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spool, key, out = opened_spool
-    status = main(["open", str(spool), "--key", str(key), "--out", str(out), "--strip-metadata"])
+    photo = jpeg_with_gps(tmp_path)
+    assert len(identifying(exif_tags(tmp_path / "camera.jpg"))) >= 6
+    status, folder = open_with(
+        tmp_path,
+        monkeypatch,
+        [("photo.jpg", "image/jpeg", photo), ("photo.cleaned.jpg", "image/jpeg", photo)],
+        "--strip-metadata",
+    )
     output = capsys.readouterr().out
     assert status == 0
-    files = files_dir(out)
-    original, cleaned = files / "photo.png", files / "photo.cleaned.png"
-    assert SECRET_TEXT in original.read_bytes()  # kept untouched for the reviewer
-    assert cleaned.read_bytes().startswith(b"\x89PNG") and SECRET_TEXT not in cleaned.read_bytes()
-    assert b"tEXt" not in cleaned.read_bytes()
-    assert stat.S_IMODE(cleaned.stat().st_mode) == 0o600
-    assert MAT2 is not None
-    shown = subprocess.run([MAT2, "--show", str(cleaned)], capture_output=True, text=True)
-    assert "No metadata found" in shown.stdout
-    folder = files.parent.name
-    assert f"metadata removed: {folder}/files/photo.png -> photo.cleaned.png" in output
-    assert f"metadata NOT removed: {folder}/files/ledger.bin: mat2 does not know" in output
-    assert f"metadata NOT removed: {folder}/files/broken.png: mat2 could not clean it" in output
-    # Nothing half-made is left for what could not be cleaned.
-    assert sorted(p.name for p in files.iterdir()) == [
-        "broken.png",
-        "ledger.bin",
-        "photo.cleaned.png",
-        "photo.png",
+    assert "already removed" not in output
+    name = folder.name
+    assert (
+        f"metadata removed and checked: {name}/files/photo.jpg -> {name}/cleaned/photo.jpg"
+        in output
+    )
+    assert (
+        f"metadata removed and checked: {name}/files/photo.cleaned.jpg -> "
+        f"{name}/cleaned/photo.cleaned.jpg" in output
+    )
+    # The uploads are kept exactly as sent, metadata and all, for the reviewer's own work.
+    assert (folder / "files" / "photo.cleaned.jpg").read_bytes() == photo
+    assert identifying(exif_tags(folder / "files" / "photo.cleaned.jpg"))
+    for cleaned in ("photo.jpg", "photo.cleaned.jpg"):
+        copy = folder / "cleaned" / cleaned
+        assert copy.read_bytes().startswith(b"\xff\xd8\xff")
+        assert identifying(exif_tags(copy)) == []
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert manifest_metadata(folder) == {
+        "files/photo.jpg": {
+            "status": CLEANED,
+            "type_from_bytes": "image/jpeg",
+            "cleaned_copy": "cleaned/photo.jpg",
+            "checked_by": "exiftool",
+        },
+        "files/photo.cleaned.jpg": {
+            "status": CLEANED,
+            "type_from_bytes": "image/jpeg",
+            "cleaned_copy": "cleaned/photo.cleaned.jpg",
+            "checked_by": "exiftool",
+        },
+    }
+    # Nothing else was left in the submission folder (no work folders, no stray copies).
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "cleaned",
+        "files",
+        "manifest.json",
+        "message.txt",
     ]
-    assert output.rstrip().splitlines()[-1].strip().startswith("quarantined")
 
 
-def test_without_mat2_open_says_nothing_was_removed(
-    opened_spool: tuple[Path, Path, Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+@needs_tools
+def test_the_type_comes_from_the_bytes_and_failures_are_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spool, key, out = opened_spool
-    empty = tmp_path / "empty-path"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    status = main(["open", str(spool), "--key", str(key), "--out", str(out), "--strip-metadata"])
+    status, folder = open_with(
+        tmp_path,
+        monkeypatch,
+        [
+            ("holiday.txt", "text/plain", png_with_author()),  # a PNG, whatever its name
+            ("ledger.bin", "application/octet-stream", b"\x00\x01\x02 binary of no known type"),
+            ("broken.png", "image/png", png_with_author()[:60]),
+        ],
+        "--strip-metadata",
+    )
+    output = capsys.readouterr().out
+    assert status == 0
+    cleaned = folder / "cleaned" / "holiday.png"
+    assert cleaned.read_bytes().startswith(b"\x89PNG") and SECRET_TEXT not in cleaned.read_bytes()
+    assert SECRET_TEXT in (folder / "files" / "holiday.txt").read_bytes()
+    assert "(sent as text/plain, its bytes are image/png)" in output
+    recorded = manifest_metadata(folder)
+    assert recorded["files/holiday.txt"]["status"] == CLEANED
+    assert recorded["files/ledger.bin"]["status"] == NOT_CLEANED
+    assert "not a type mat2 can clean" in str(recorded["files/ledger.bin"]["reason"])
+    assert recorded["files/broken.png"]["status"] == NOT_CLEANED
+    assert "mat2 could not clean it" in str(recorded["files/broken.png"]["reason"])
+    assert f"NOT CLEANED: {folder.name}/files/ledger.bin: " in output
+    assert f"NOT CLEANED: {folder.name}/files/broken.png: " in output
+    assert "1 attachment(s) cleaned and checked" in output and "2 NOT CLEANED" in output
+    assert [p.name for p in (folder / "cleaned").iterdir()] == ["holiday.png"]
+
+
+class MissesMetadata:
+    """A stand-in for a mat2 that misses fields: its 'cleaned' copy is the input.
+
+    Only mat2 is replaced; exiftool still runs for real in the real sandbox.
+    """
+
+    def __init__(self, real: Sandbox) -> None:
+        self.real = real
+        self.bwrap = real.bwrap
+
+    def run(
+        self, argv: Sequence[str], workdir: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        if "--no-sandbox" in argv:
+            source = workdir / Path(argv[-1]).name
+            shutil.copyfile(source, source.with_name("input.cleaned" + source.suffix))
+            return subprocess.CompletedProcess(list(argv), 0, "", "")
+        return self.real.run(argv, workdir, timeout)
+
+
+@needs_tools
+def test_a_copy_that_still_holds_metadata_is_thrown_away(tmp_path: Path) -> None:
+    folder = tmp_path / "2026-01-01_abcd"
+    (folder / "files").mkdir(parents=True)
+    (folder / "files" / "photo.jpg").write_bytes(jpeg_with_gps(tmp_path))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "attachments": [
+                    {"index": 0, "saved_as": "files/photo.jpg", "declared_media_type": ""}
+                ]
+            }
+        )
+    )
+    real = find_tools(tmp_path)
+    tools = Tools(MissesMetadata(real.sandbox), real.mat2, real.exiftool)  # type: ignore[arg-type]
+
+    [result] = metadata.strip_folder(folder, tools)
+
+    assert result.status == NOT_CLEANED and result.reason is not None
+    for tag in ("GPSLatitude", "Artist", "SerialNumber", "Make", "Model"):
+        assert tag in result.reason
+    assert list((folder / "cleaned").iterdir()) == []
+    assert manifest_metadata(folder)["files/photo.jpg"]["status"] == NOT_CLEANED
+
+
+def fake_program(directory: Path, name: str, body: str) -> None:
+    directory.mkdir(exist_ok=True)
+    script = directory / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("missing", "says"),
+    [
+        ("mat2", "mat2 is not installed; install mat2"),
+        ("exiftool", "apt-get install libimage-exiftool-perl"),
+        ("bwrap", "bubblewrap is not installed; install bubblewrap"),
+    ],
+)
+def test_without_a_tool_nothing_is_parsed_and_all_is_marked(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    missing: str,
+    says: str,
+) -> None:
+    # Every tool is a stand-in that leaves a mark if run; the one named is absent.
+    tools = tmp_path / "bin"
+    marks = tmp_path / "ran"
+    for name in {"mat2", "exiftool", "bwrap"} - {missing}:
+        fake_program(tools, name, f'echo "$0 $*" >> "{marks}"\nexit 1\n')
+    monkeypatch.setenv("PATH", str(tools))
+    status, folder = open_with(
+        tmp_path, monkeypatch, [("photo.png", "image/png", png_with_author())], "--strip-metadata"
+    )
     output = capsys.readouterr().out
     assert status == 0  # the submission itself was opened
-    assert "mat2 is not installed, so NO hidden information was removed" in output
-    assert "apt-get install mat2" in output
-    assert not [p for p in files_dir(out).iterdir() if is_cleaned_copy(p)]
+    assert "NO hidden information was removed from any attachment" in output
+    assert says in output
+    assert f"NOT CLEANED: {folder.name}/files/photo.png" in output
+    assert manifest_metadata(folder)["files/photo.png"]["status"] == NOT_CLEANED
+    assert not (folder / "cleaned").exists()
+    # mat2 never ran, sandboxed or not; at most bubblewrap was asked to start `true`.
+    ran = marks.read_text() if marks.exists() else ""
+    assert "mat2" not in ran.replace(str(tools / "bwrap"), "")
+    assert "photo" not in ran
+
+
+def test_a_sandbox_that_cannot_start_parses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = tmp_path / "bin"
+    marks = tmp_path / "ran"
+    fake_program(
+        tools, "bwrap", 'echo "bwrap: No permissions to creating new namespace" >&2\nexit 1\n'
+    )
+    for name in ("mat2", "exiftool"):
+        fake_program(tools, name, f'echo "$0" >> "{marks}"\n')
+    monkeypatch.setenv("PATH", str(tools))
+    _, folder = open_with(
+        tmp_path, monkeypatch, [("photo.png", "image/png", png_with_author())], "--strip-metadata"
+    )
+    output = capsys.readouterr().out
+    assert "bubblewrap cannot make a sandbox on this machine" in output
+    assert "No permissions to creating new namespace" in output
+    assert not marks.exists()
+    assert manifest_metadata(folder)["files/photo.png"]["status"] == NOT_CLEANED
 
 
 def test_without_the_option_nothing_is_cleaned(
-    opened_spool: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spool, key, out = opened_spool
-    assert main(["open", str(spool), "--key", str(key), "--out", str(out)]) == 0
-    assert "metadata" not in capsys.readouterr().out
-    assert not [p for p in files_dir(out).iterdir() if is_cleaned_copy(p)]
-
-
-def test_cleaned_names_follow_mat2() -> None:
-    assert cleaned_path(Path("/x/report.pdf")) == Path("/x/report.cleaned.pdf")
-    assert cleaned_path(Path("/x/a.tar.gz")) == Path("/x/a.tar.cleaned.gz")
-    assert cleaned_path(Path("/x/README")) == Path("/x/README.cleaned")
-    assert is_cleaned_copy(Path("report.cleaned.pdf"))
-    assert not is_cleaned_copy(Path("report.pdf"))
-
-
-@needs_mat2
-def test_a_second_run_keeps_the_cleaned_copies(tmp_path: Path) -> None:
-    assert MAT2 is not None
-    files = tmp_path / "2025-01-01_abcd" / "files"
-    files.mkdir(parents=True)
-    (files / "photo.png").write_bytes(png_with_author())
-    first = strip_folder(MAT2, files.parent)
-    assert [r.outcome for r in first] == [Outcome.CLEANED]
-    cleaned = (files / "photo.cleaned.png").read_bytes()
-    second = strip_folder(MAT2, files.parent)
-    assert [r.outcome for r in second] == [Outcome.ALREADY]
-    assert (files / "photo.cleaned.png").read_bytes() == cleaned
-
-
-def fake_mat2(tmp_path: Path, body: str) -> str:
-    script = tmp_path / "mat2"
-    script.write_text("#!/bin/sh\n" + body)
-    script.chmod(0o700)
-    return str(script)
-
-
-def test_mat2_never_sees_the_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
-    seen = tmp_path / "env.txt"
-    mat2 = fake_mat2(tmp_path, f'env > "{seen}"\necho "[-] not supported"\nexit 255\n')
-    target = tmp_path / "photo.png"
-    target.write_bytes(png_with_author())
-    assert strip_file(mat2, target).outcome is Outcome.UNSUPPORTED
-    assert "PATH=" in seen.read_text() and PASSPHRASE not in seen.read_text()
-
-
-def test_a_stuck_mat2_is_stopped_and_leaves_nothing(tmp_path: Path) -> None:
-    target = tmp_path / "photo.png"
-    target.write_bytes(png_with_author())
-    mat2 = fake_mat2(tmp_path, f'echo partial > "{cleaned_path(target)}"\nexec sleep 30\n')
-    result = strip_file(mat2, target, timeout=0.5)
-    assert result.outcome is Outcome.FAILED
-    assert not cleaned_path(target).exists()
-    assert os.path.exists(target)
+    status, folder = open_with(
+        tmp_path, monkeypatch, [("photo.png", "image/png", png_with_author())]
+    )
+    assert status == 0
+    assert "metadata" not in capsys.readouterr().out.lower()
+    assert not (folder / "cleaned").exists()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "metadata" not in manifest["attachments"][0]

@@ -24,7 +24,7 @@ from sealdrop.storage.spool import Submission
 from sealdrop.web import multipart
 from sealdrop.web.part_headers import parse_part_headers
 from sealdrop.web.refusals import UploadLimits, UploadRejected
-from sealdrop.web.upload import stream_upload
+from sealdrop.web.upload import UploadBody, stream_upload
 
 LIMITS = UploadLimits(
     max_body_bytes=1 << 30, max_files=5, max_message_chars=10_000, max_part_header_bytes=1024
@@ -373,3 +373,34 @@ def test_browser_bodies_frame_as_werkzeug_frames_them(
     assert framing.feed(body, len(body), sink) == len(body)
     assert framing.closed
     assert sink.parts == werkzeug_reading(bytes(body), boundary)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    value=st.one_of(tricky, st.binary(max_size=100)),
+    files=st.lists(st.one_of(tricky, st.binary(max_size=200)), min_size=1, max_size=2),
+    seed=st.integers(0, 2**32),
+    largest=st.sampled_from([1, 2, 3, 7, 64, 1000]),
+)
+def test_a_first_field_then_the_rest_split_anywhere_gives_the_whole_bodys_reading(
+    value: bytes, files: list[bytes], seed: int, largest: int
+) -> None:
+    # The follow-up's way: the codename part alone first, then the rest into a submission.
+    pieces = [part("codename", None, value, b"X")]
+    pieces += [part("files", f"f{i}", data, b"X") for i, data in enumerate(files)]
+    body = b"\r\n".join(pieces) + b"\r\n--X--\r\n"
+
+    def reading(stream: Any) -> tuple[str, Any]:
+        recorder = Recorder()
+        try:
+            with UploadBody(stream, b"X", len(body), LIMITS) as upload_body:
+                first = bytes(upload_body.first_field("codename", 1000))
+                upload_body.seal_into(cast(Submission, recorder))
+        except UploadRejected as error:
+            return "refused", type(error).__name__
+        return "stored", (first, recorder.calls)
+
+    whole = reading(io.BytesIO(body))
+    assert reading(Pieces(body, seed, largest)) == whole
+    if whole[0] == "stored":
+        assert whole[1][0] == value

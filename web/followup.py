@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import IO, cast
 from urllib.parse import parse_qs
 
 from flask import Flask, Response, render_template, request
@@ -42,15 +41,15 @@ from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
 from .refusals import MalformedUpload, UploadLimits
-from .upload import boundary_from, stream_upload
+from .upload import UploadBody, boundary_from
 
 CODENAME_FIELD = "codename"
 REPLY_FIELD = "reply"
 TOO_MANY_REQUESTS = 429
 # A codename is under 100 characters; a small form never needs more than this.
 MAX_SMALL_FORM_BYTES = 2048
-# The follow-up's first part: its headers and the codename, well under this.
-MAX_FIRST_PART_BYTES = 2048
+# A codename is under 100 characters (at most 4 bytes each in UTF-8).
+MAX_CODENAME_BYTES = 512
 
 
 class DerivationsBusy(Exception):
@@ -100,7 +99,6 @@ def register_followup_routes(
 ) -> None:
     """The come-back page, the replies page and its two forms (delete, follow-up)."""
     assert settings.replies_dir is not None
-    box = ReplyBox(settings.replies_dir)
 
     @app.errorhandler(DerivationsBusy)
     def busy(error: DerivationsBusy) -> Response:
@@ -108,6 +106,15 @@ def register_followup_routes(
         # a follow-up's (or a first submission's) files: answering before reading the
         # rest would make the browser show a reset connection instead of this page.
         return refusal_page(TOO_MANY_REQUESTS)
+
+    _register_replies_pages(app, codenames, ReplyBox(settings.replies_dir), page_limits)
+    _register_follow_up(app, settings, spool, codenames, limits)
+
+
+def _register_replies_pages(
+    app: Flask, codenames: Codenames, box: ReplyBox, page_limits: object
+) -> None:
+    """Entering a codename, and the replies it is shown (or deletes)."""
 
     @app.get("/come-back")
     def come_back() -> str:
@@ -133,26 +140,6 @@ def register_followup_routes(
         box.delete(keys.mailbox, form.get(REPLY_FIELD, ""))
         return _page(codename, keys, deleted=True)
 
-    @app.post("/follow-up")
-    def follow_up() -> Response | str:
-        if not settings.accepting:
-            return error_page(SERVICE_UNAVAILABLE)
-        boundary = boundary_from(request.mimetype, request.mimetype_params)
-        typed, rest, length = _take_codename_part(request.stream, boundary, request.content_length)
-        try:
-            codename = normalise_codename(typed)
-        except BadCodename:
-            # The form sends the codename the replies page was shown with: only a
-            # hand-made request gets here, and it gets the generic refusal (400, after
-            # the rest of the body was read: web.errors, UploadRejected).
-            raise MalformedUpload("the follow-up's codename is not valid") from None
-        keys = codenames.derive(codename)
-        source = SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))
-        with spool.begin(source) as submission:
-            stream_upload(rest, boundary, length, submission, limits)
-            receipt = submission.commit()
-        return render_template("received.html", receipt=receipt, follow_up=True)
-
     def _page(codename: str, keys: SourceKeys, *, deleted: bool) -> str:
         shown = box.replies_for(keys.mailbox, keys.reply_key)
         return render_template(
@@ -163,6 +150,42 @@ def register_followup_routes(
             deleted=deleted,
             limits=page_limits,
         )
+
+
+def _register_follow_up(
+    app: Flask, settings: Settings, spool: Spool, codenames: Codenames, limits: UploadLimits
+) -> None:
+    """A follow-up: the codename is the body's first part, so the source's keys are
+    known before the first byte of the message is sealed."""
+
+    @app.post("/follow-up")
+    def follow_up() -> Response | str:
+        if not settings.accepting:
+            return error_page(SERVICE_UNAVAILABLE)
+        boundary = boundary_from(request.mimetype, request.mimetype_params)
+        with UploadBody(request.stream, boundary, request.content_length, limits) as body:
+            source = _follow_up_source(
+                codenames, body.first_field(CODENAME_FIELD, MAX_CODENAME_BYTES)
+            )
+            with spool.begin(source) as submission:
+                body.seal_into(submission)
+                receipt = submission.commit()
+        return render_template("received.html", receipt=receipt, follow_up=True)
+
+
+def _follow_up_source(codenames: Codenames, typed: bytearray) -> SourceIdentity:
+    """Whom a follow-up comes from, by the codename it sent (zeroed once read)."""
+    try:
+        codename = normalise_codename(typed.decode("utf-8"))
+    except (UnicodeDecodeError, BadCodename):
+        # The form sends the codename the replies page was shown with: only a
+        # hand-made request gets here, and it gets the generic refusal (400, after
+        # the rest of the body was read: web.errors, UploadRejected).
+        raise MalformedUpload("the follow-up's codename is not valid") from None
+    finally:
+        typed[:] = bytes(len(typed))
+    keys = codenames.derive(codename)
+    return SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))
 
 
 def _small_form() -> dict[str, str]:
@@ -177,56 +200,3 @@ def _small_form() -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise MalformedUpload("the form is not urlencoded ASCII") from None
     return {name: values[0] for name, values in fields.items() if values}
-
-
-def _take_codename_part(
-    stream: IO[bytes], boundary: bytes, content_length: int | None
-) -> tuple[str, IO[bytes], int | None]:
-    """Read the body's first part, which must be the codename field.
-
-    Returns the codename text, a stream that replays the body from the second
-    part's delimiter on (so web.upload sees an ordinary form), and that stream's
-    length. Only the codename's few bytes are ever held.
-    """
-    opening = b"--" + boundary + b"\r\n"
-    closing = b"\r\n--" + boundary
-    held = bytearray()
-    while True:
-        end = held.find(closing, len(opening))
-        if end >= 0:
-            break
-        if len(held) > MAX_FIRST_PART_BYTES:
-            raise MalformedUpload("the first part is not a short codename field")
-        piece = stream.read(512)
-        if not piece:
-            raise MalformedUpload("the body ends inside its first part")
-        held += piece
-    if not held.startswith(opening):
-        raise MalformedUpload("the body does not start with the codename part")
-    head, separator, value = bytes(held[len(opening) : end]).partition(b"\r\n\r\n")
-    disposition = b'content-disposition: form-data; name="' + CODENAME_FIELD.encode() + b'"'
-    if not separator or head.lower() != disposition:
-        raise MalformedUpload("the first part is not the codename field")
-    try:
-        typed = value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedUpload("the codename is not UTF-8") from None
-    replay = bytes(held[end + 2 :])  # from "--boundary" of the next delimiter on
-    consumed = end + 2
-    length = None if content_length is None else content_length - consumed
-    return typed, cast(IO[bytes], _Replay(replay, stream)), length
-
-
-class _Replay:
-    """A read-only stream: `first`, then whatever `rest` still has."""
-
-    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
-        self._first = first
-        self._rest = rest
-
-    def read(self, size: int = -1) -> bytes:
-        if self._first:
-            take = len(self._first) if size < 0 else size
-            piece, self._first = self._first[:take], self._first[take:]
-            return piece
-        return self._rest.read(size)

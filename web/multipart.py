@@ -93,8 +93,11 @@ class MultipartFraming:
         """The closing delimiter was seen: the rest of the body is the epilogue."""
         return self._state is _State.EPILOGUE
 
-    def feed(self, data: bytearray, end: int, sink: PartSink) -> int:
-        """Frame `data[:end]`, telling `sink`; return how many bytes were used."""
+    def feed(self, data: bytearray, end: int, sink: PartSink, *, one_part: bool = False) -> int:
+        """Frame `data[:end]`, telling `sink`; return how many bytes were used.
+
+        With `one_part`, stop once a part has ended: what follows is for another sink.
+        """
         position = 0
         while True:
             state = self._state
@@ -106,7 +109,7 @@ class MultipartFraming:
                 position = self._data(data, position, end, sink)
             if position:
                 self._at_body_start = False
-            if self._state is state:
+            if self._state is state or (one_part and state is _State.DATA):
                 return position
 
     def _data(self, data: bytearray, position: int, end: int, sink: PartSink) -> int:

@@ -21,7 +21,8 @@ from typing import IO
 from ..storage.spool import Submission
 from .body import BodyReader
 from .builder import SubmissionBuilder
-from .multipart import MultipartFraming
+from .multipart import MultipartFraming, PartSink
+from .part_headers import PartHeaders
 from .refusals import BodyTooLarge, MalformedUpload, UploadLimits
 
 _MAX_BOUNDARY = 70  # RFC 2046
@@ -38,6 +39,87 @@ def boundary_from(mimetype: str, params: dict[str, str]) -> bytes:
         raise MalformedUpload("the boundary is not ASCII") from None
 
 
+class UploadBody:
+    """One request's multipart body, read and framed as it arrives.
+
+    Use it as a context manager: leaving the block zeroes the read buffer.
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        boundary: bytes,
+        content_length: int | None,
+        limits: UploadLimits,
+    ) -> None:
+        if content_length is not None and content_length > limits.max_body_bytes:
+            raise BodyTooLarge("declared body too large")
+        self._limits = limits
+        self._framing = MultipartFraming(boundary, limits.max_part_header_bytes)
+        self._body = BodyReader(
+            stream, content_length, limits.max_body_bytes, self._framing.held_bound
+        )
+
+    def __enter__(self) -> UploadBody:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._body.wipe()
+
+    def first_field(self, name: str, max_bytes: int) -> bytearray:
+        """The value of the body's first part, which must be the field `name` of at most
+        `max_bytes` (the follow-up's codename, needed before anything is sealed)."""
+        field = _FirstField(name, max_bytes)
+        while not field.ended:
+            if self._framing.closed:
+                raise MalformedUpload(f"no {name} field: the body has no part")
+            self._frame(field, one_part=True)
+        return field.value
+
+    def seal_into(self, submission: Submission) -> None:
+        """Read the (rest of the) body into `submission`; UploadRejected on any fault.
+
+        The caller commits afterwards; on an exception it must abort (leaving its
+        ``with spool.begin()`` block does).
+        """
+        builder = SubmissionBuilder(submission, self._limits)
+        while not self._framing.closed:
+            self._frame(builder)
+        self._body.read_to_end()  # the epilogue, counted against the limit and dropped
+        builder.finish()
+
+    def _frame(self, sink: PartSink, *, one_part: bool = False) -> None:
+        """Frame what is held, reading more first if that cannot end anything."""
+        body = self._body
+        used = self._framing.feed(body.buffer, body.filled, sink, one_part=one_part)
+        body.consume(used)
+        if not used:
+            if not body.read():
+                raise MalformedUpload("the body ends before the closing delimiter")
+
+
+class _FirstField:
+    """A PartSink that takes one part, which must be a given field, and its value."""
+
+    def __init__(self, name: str, max_bytes: int) -> None:
+        self._name = name
+        self._max_bytes = max_bytes
+        self.value = bytearray()
+        self.ended = False
+
+    def start_part(self, headers: PartHeaders) -> None:
+        if headers.name != self._name or headers.filename is not None:
+            raise MalformedUpload(f"the first part is not the {self._name} field")
+
+    def part_data(self, data: memoryview) -> None:
+        self.value += data
+        if len(self.value) > self._max_bytes:
+            raise MalformedUpload(f"the {self._name} field is too long")
+
+    def end_part(self) -> None:
+        self.ended = True
+
+
 def stream_upload(
     stream: IO[bytes],
     boundary: bytes,
@@ -45,22 +127,6 @@ def stream_upload(
     submission: Submission,
     limits: UploadLimits,
 ) -> None:
-    """Read the whole body from `stream` into `submission`; raise UploadRejected on any fault.
-
-    The caller commits afterwards; on an exception it must abort (leaving its
-    ``with`` block does).
-    """
-    if content_length is not None and content_length > limits.max_body_bytes:
-        raise BodyTooLarge("declared body too large")
-    framing = MultipartFraming(boundary, limits.max_part_header_bytes)
-    builder = SubmissionBuilder(submission, limits)
-    body = BodyReader(stream, content_length, limits.max_body_bytes, framing.held_bound)
-    try:
-        while not framing.closed:
-            if not body.read():
-                raise MalformedUpload("the body ends before the closing delimiter")
-            body.consume(framing.feed(body.buffer, body.filled, builder))
-        body.read_to_end()  # the epilogue, counted against the limit and dropped
-    finally:
-        body.wipe()
-    builder.finish()
+    """Read the whole body from `stream` into `submission` (see `UploadBody.seal_into`)."""
+    with UploadBody(stream, boundary, content_length, limits) as body:
+        body.seal_into(submission)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..settings import Settings
+
 
 @dataclass(frozen=True)
 class UploadLimits:
@@ -16,6 +18,15 @@ class UploadLimits:
     max_files: int
     max_message_chars: int
     max_part_header_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UploadLimits:
+        return cls(
+            max_body_bytes=settings.max_body_bytes,
+            max_files=settings.max_files,
+            max_message_chars=settings.max_message_chars,
+            max_part_header_bytes=settings.max_part_header_bytes,
+        )
 
 
 class UploadRejected(Exception):

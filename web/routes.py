@@ -43,12 +43,7 @@ def register_routes(
         max_message_chars=settings.max_message_chars,
         max_body_human=human_size(settings.max_body_bytes),
     )
-    upload_limits = UploadLimits(
-        max_body_bytes=settings.max_body_bytes,
-        max_files=settings.max_files,
-        max_message_chars=settings.max_message_chars,
-        max_part_header_bytes=settings.max_part_header_bytes,
-    )
+    upload_limits = UploadLimits.from_settings(settings)
 
     if codenames is not None:
         register_followup_routes(app, settings, spool, codenames, upload_limits, page_limits)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ def _keygen(commands: Commands) -> None:
         default="sensitive",
         help=argparse.SUPPRESS,
     )
-    keygen.set_defaults(run=_run_keygen)
+    keygen.set_defaults(run=_later(".reviewer.keygen", "run_keygen"))
 
 
 def _open(commands: Commands) -> None:
@@ -58,7 +59,7 @@ def _open(commands: Commands) -> None:
         action="store_true",
         help="also write a copy of each attachment without hidden metadata (needs mat2)",
     )
-    open_.set_defaults(run=_run_open)
+    open_.set_defaults(run=_later(".reviewer.opener", "run_open"))
 
 
 def _reply(commands: Commands) -> None:
@@ -73,13 +74,13 @@ def _reply(commands: Commands) -> None:
         metavar="FILE",
         help="the reply text (default: standard input if piped, else $EDITOR)",
     )
-    reply.set_defaults(run=_run_reply)
+    reply.set_defaults(run=_later(".reviewer.reply", "run_reply"))
 
 
 def _spool(commands: Commands) -> None:
     spool = commands.add_parser("spool", help="list what a spool holds, without any key")
     spool.add_argument("spool", type=Path, metavar="SPOOL")
-    spool.set_defaults(run=_run_spool)
+    spool.set_defaults(run=_later(".reviewer.listing", "run_spool"))
 
 
 # The server's commands. `serve` and `check` take every setting's flag (settings.py
@@ -99,7 +100,7 @@ def _serve(commands: Commands) -> None:
         action="store_true",
         help="a new onion address for this run only; its key is never written to disk",
     )
-    serve.set_defaults(run=_run_serve)
+    serve.set_defaults(run=_later(".server.serve", "run_serve"))
 
 
 def _onion(commands: Commands) -> None:
@@ -112,7 +113,7 @@ def _onion(commands: Commands) -> None:
     add_client.add_argument(
         "--state", type=Path, required=True, metavar="DIR", help="onion state folder"
     )
-    add_client.set_defaults(run=_run_onion_add_client)
+    add_client.set_defaults(run=_later(".onion.cli", "run_add_client"))
 
 
 def _check(commands: Commands) -> None:
@@ -121,49 +122,19 @@ def _check(commands: Commands) -> None:
     )
     add_flags(check)
     check.add_argument("--quiet", action="store_true", help="print only the problems")
-    check.set_defaults(run=_run_check)
+    check.set_defaults(run=_later(".checks", "run_check"))
 
 
-def _run_keygen(args: argparse.Namespace) -> int:
-    from .reviewer.keygen import run_keygen
+def _later(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A command's implementation, imported only when that command runs: `serve` pulls
+    in Flask and gunicorn, which the reviewer's offline commands never need."""
 
-    return run_keygen(args)
+    def run(args: argparse.Namespace) -> int:
+        implementation = getattr(importlib.import_module(module, __package__), function)
+        status: int = implementation(args)
+        return status
 
-
-def _run_open(args: argparse.Namespace) -> int:
-    from .reviewer.opener import run_open
-
-    return run_open(args)
-
-
-def _run_reply(args: argparse.Namespace) -> int:
-    from .reviewer.reply import run_reply
-
-    return run_reply(args)
-
-
-def _run_spool(args: argparse.Namespace) -> int:
-    from .reviewer.listing import run_spool
-
-    return run_spool(args)
-
-
-def _run_serve(args: argparse.Namespace) -> int:
-    from .server.serve import run_serve
-
-    return run_serve(args)
-
-
-def _run_onion_add_client(args: argparse.Namespace) -> int:
-    from .onion.cli import run_add_client
-
-    return run_add_client(args)
-
-
-def _run_check(args: argparse.Namespace) -> int:
-    from .checks import run_check
-
-    return run_check(args)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +16,7 @@ from nacl.public import PrivateKey
 from sealdrop.app import create_app
 from sealdrop.keys import encode_public_key
 from sealdrop.settings import Settings
+from sealdrop.tests.serving import Served, ServerFailed, serve_env
 
 # A part: (field name, file name or None for a plain field, content, content type or None).
 Part = tuple[str, str | None, bytes, str | None]
@@ -171,85 +168,36 @@ def open_spool(reviewer_key: PrivateKey, spool_dir: Path) -> Callable[[], list[O
 # --- the real server ---------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class RunningServer:
-    url: str
-    host: str
-    port: int
-    pid: int
-    stdout_path: Path
-    stderr_path: Path
-
-    def output(self) -> bytes:
-        return self.stdout_path.read_bytes() + self.stderr_path.read_bytes()
-
-
-SERVER_START_TIMEOUT = 30.0
-
-
 @pytest.fixture
 def start_server(
     tmp_path: Path, spool_dir: Path, public_key_file: Path
-) -> Iterator[Callable[..., RunningServer]]:
+) -> Iterator[Callable[..., Served]]:
     """`start_server(env={...}, cwd=..., tmpdir=..., args=[...])`: run `sealdrop serve
-    --local-only` (with `args` added) on a free loopback port; every server started is
-    killed when the test ends."""
-    processes: list[subprocess.Popen[bytes]] = []
+    --local-only` (with `args` added) on a free loopback port and wait until it listens;
+    every server started is stopped when the test ends."""
+    servers: list[Served] = []
 
     def start(
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         tmpdir: Path | None = None,
         args: Sequence[str] = (),
-    ) -> RunningServer:
-        index = len(processes)
-        stdout_path = tmp_path / f"server{index}.out"
-        stderr_path = tmp_path / f"server{index}.err"
-        environment = {
-            key: value for key, value in os.environ.items() if not key.startswith("SEALDROP_")
-        }
-        environment.update({"SEALDROP_RESERVE_BYTES": "0", **(env or {})})
+    ) -> Served:
+        environment = serve_env(env)
         if tmpdir is not None:
             environment["TMPDIR"] = str(tmpdir)
-        command = [
-            sys.executable,
-            "-m",
-            "sealdrop",
-            "serve",
-            "--spool",
-            str(spool_dir),
-            "--public-key",
-            str(public_key_file),
-            "--listen",
-            "127.0.0.1:0",
-            "--local-only",
-            *args,
-        ]
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            process = subprocess.Popen(
-                command, stdout=out, stderr=err, env=environment, cwd=cwd or tmp_path
-            )
-        processes.append(process)
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            match = re.search(rb"^http://127\.0\.0\.1:(\d+)/$", stdout_path.read_bytes(), re.M)
-            if match:
-                port = int(match.group(1))
-                url = f"http://127.0.0.1:{port}/"
-                return RunningServer(url, "127.0.0.1", port, process.pid, stdout_path, stderr_path)
-            if process.poll() is not None:
-                pytest.fail(f"the server exited: {stderr_path.read_text(errors='replace')}")
-            time.sleep(0.05)
-        pytest.fail("the server did not print its URL in time")
+        argv = ["--spool", str(spool_dir), "--public-key", str(public_key_file)]
+        argv += ["--listen", "127.0.0.1:0", "--local-only", *args]
+        server = Served(argv, tmp_path, env=environment, cwd=cwd, name=f"server{len(servers)}")
+        servers.append(server)
+        try:
+            server.wait_for_url()
+        except ServerFailed as err:
+            pytest.fail(str(err))
+        return server
 
     try:
         yield start
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        for server in servers:
+            server.stop()

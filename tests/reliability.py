@@ -1,5 +1,5 @@
 """Shared helpers for the reliability tests: the real gunicorn server, a raw HTTP client,
-RSS sampling, canary scanning and the JSON results that scripts/reliability_report renders.
+RSS sampling and the JSON results that scripts/reliability_report renders.
 
 The server runs in its own process group (so a test can SIGKILL the master and then
 every orphaned worker), on 127.0.0.1 only, with its spool, log and temporary folder
@@ -32,11 +32,11 @@ from nacl.public import PrivateKey
 from sealdrop.keys import encode_public_key
 from sealdrop.tests.conftest import open_submission
 from sealdrop.tests.procs import child_pids
+from sealdrop.tests.serving import sealdrop_command, serve_env
 
 RESULTS_ENV = "SEALDROP_RELIABILITY_OUT"
 HOST = "127.0.0.1"
 RECEIPT_RE = re.compile(rb'<p class="receipt-number">(\d{4}-\d{4}-\d{4}-\d{4})</p>')
-CANARY_PREFIX = "CNRY"
 
 # --- results ---------------------------------------------------------------------------------
 
@@ -71,51 +71,6 @@ class Result:
         folder.mkdir(parents=True, exist_ok=True)
         data = {k: v for k, v in dataclasses.asdict(self).items() if not k.startswith("_")}
         (folder / f"{self.test}.json").write_text(json.dumps(data, indent=1) + "\n")
-
-
-# --- canaries ---------------------------------------------------------------------------------
-
-
-def canary() -> str:
-    """A marker that occurs nowhere by chance: put it in uploads, then look for it on disk."""
-    return f"{CANARY_PREFIX}{secrets.token_hex(8)}"
-
-
-def find_canaries(roots: Iterable[Path], canaries: Iterable[str]) -> list[tuple[Path, str]]:
-    """Every (file, canary) where a file under `roots` holds a canary in plain bytes.
-
-    Looks for the text as UTF-8 and UTF-16 (either order), so a log or a temporary
-    file in either encoding is caught.
-    """
-    needles: list[tuple[bytes, str]] = []
-    for marker in canaries:
-        for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
-            needles.append((marker.encode(encoding), marker))
-    hits: list[tuple[Path, str]] = []
-    for root in roots:
-        if not root.exists():
-            continue
-        for path in sorted(root.rglob("*")):
-            if path.is_symlink() or not path.is_file():
-                continue
-            data = path.read_bytes()
-            hits += [(path, marker) for needle, marker in needles if needle in data]
-    return hits
-
-
-def find_any_canary(roots: Iterable[Path]) -> list[tuple[Path, str]]:
-    """Every file under `roots` holding any canary (of any test), as UTF-8 or UTF-16."""
-    pattern_utf8 = re.compile(rb"CNRY[0-9a-f]{16}")
-    pattern_utf16 = re.compile(rb"C\x00N\x00R\x00Y\x00(?:[0-9a-f]\x00){16}")
-    hits: list[tuple[Path, str]] = []
-    for root in roots:
-        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
-            if path.is_symlink() or not path.is_file():
-                continue
-            data = path.read_bytes()
-            for pattern in (pattern_utf8, pattern_utf16):
-                hits += [(path, m.group(0).decode("latin-1")) for m in pattern.finditer(data)]
-    return hits
 
 
 # --- HTTP over a raw socket -------------------------------------------------------------
@@ -366,22 +321,20 @@ class RealServer:
         self.service = service
         self.workers = WORKERS
         self.port = 0
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-        env.update(
+        env = serve_env(
             {
                 "SEALDROP_SPOOL_DIR": str(service.spool),
                 "SEALDROP_PUBLIC_KEY_FILE": str(service.public_key_file),
                 # Port 0: the system picks a free one; serve prints the URL it bound.
                 "SEALDROP_LISTEN": f"{HOST}:0",
-                "SEALDROP_RESERVE_BYTES": "0",
                 "TMPDIR": str(service.tmp),
+                **(settings or {}),
             }
         )
-        env.update(settings or {})
         self._log_start = service.log.stat().st_size if service.log.exists() else 0
         with service.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sealdrop", "serve", "--local-only"],
+                sealdrop_command("serve", "--local-only"),
                 env=env,
                 cwd=service.root,
                 stdin=subprocess.DEVNULL,

@@ -1,8 +1,7 @@
 """A real browser with JavaScript off, as a source at Tor Browser's "Safest" level.
 
 Debian's chromium, driven by chromedriver through Selenium, loads the landing page
-from the real server (`sealdrop serve --local-only`; the real app in Werkzeug's
-server while that command does not exist), writes a message, attaches two files and
+from the real server (`sealdrop serve --local-only`), writes a message, attaches two files and
 submits; the receipt it shows must be the one sealed in the spool, and the spool
 must decrypt to exactly what was sent. The browser reaches nothing but loopback.
 
@@ -16,15 +15,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import importlib.util
 import io
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +24,10 @@ from typing import Any
 
 import pytest
 from nacl.public import PrivateKey
-from werkzeug.serving import make_server
 
 from sealdrop import cli, crypto, keys, records
-from sealdrop.app import create_app
 from sealdrop.keys import encode_public_key
-from sealdrop.settings import Settings
+from sealdrop.tests.serving import Served
 
 pytestmark = pytest.mark.browser
 
@@ -68,66 +58,15 @@ class Service:
     key: PrivateKey
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def has_serve_command() -> bool:
-    from sealdrop.cli import build_parser
-
-    listed = "serve" in build_parser().format_help()
-    return listed and importlib.util.find_spec("sealdrop.server.serve") is not None
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"sealdrop serve exited with {process.returncode} before listening")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"sealdrop serve did not listen on 127.0.0.1:{port} within {seconds} s")
-
-
 @contextlib.contextmanager
-def serve_subprocess(spool: Path, public_key: Path) -> Iterator[str]:
+def serve_subprocess(spool: Path, public_key: Path, out_dir: Path) -> Iterator[str]:
     """The real server (gunicorn), as an operator starts it, without Tor."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    command = [sys.executable, "-m", "sealdrop", "serve", "--local-only"]
-    command += ["--spool", str(spool), "--public-key", str(public_key)]
-    command += ["--listen", f"127.0.0.1:{port}"]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    argv = ["--local-only", "--spool", str(spool), "--public-key", str(public_key)]
+    server = Served([*argv, "--listen", "127.0.0.1:0"], out_dir)
     try:
-        wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
+        yield server.wait_for_url().rstrip("/")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the group this test started, no other
-            process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def serve_in_thread(spool: Path, public_key: Path) -> Iterator[str]:
-    """The real app in Werkzeug's server: used until `sealdrop serve` exists."""
-    app = create_app(Settings(spool_dir=spool, public_key_file=public_key, reserve_bytes=0))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +76,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     spool.chmod(0o700)
     public_key = tmp_path_factory.mktemp("key") / "reviewer.pub"
     public_key.write_text(encode_public_key(key.public_key) + "\n", encoding="ascii")
-    run = serve_subprocess if has_serve_command() else serve_in_thread
-    with run(spool, public_key) as url:
+    with serve_subprocess(spool, public_key, tmp_path_factory.mktemp("server")) as url:
         yield Service(url, spool, key)
 
 

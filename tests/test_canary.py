@@ -1,11 +1,11 @@
-"""The canary: a submission's plaintext reaches no disk and no log, raw or base64-encoded.
+"""The canary: a submission's plaintext reaches no disk and no log, in any encoding.
 
 A unique marker goes into the message, a file's name and a file of more than 1 MB
 (Werkzeug's default parser would have spooled that file to a plaintext temporary
 file). Afterwards the spool, the server's TMPDIR, its working directory, files
 under /tmp and /dev/shm changed since the test began, and everything the server
-printed are searched for the marker, as it is and in base64 at all three
-alignments. Only sealed bytes may remain.
+printed are searched for the marker in every form (tests/canaries.py: as it is, in
+UTF-16, in base64 at all three alignments). Only sealed bytes may remain.
 """
 
 from __future__ import annotations
@@ -13,49 +13,24 @@ from __future__ import annotations
 import base64
 import http.client
 import os
-import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nacl.public import PrivateKey
 
-SCAN_LIMIT = 512 * 1024 * 1024  # skip larger files under /tmp: not ours, and slow to read
+from sealdrop.tests.canaries import canary, files_under, find_canaries, found_in
 
 
-def encodings(marker: bytes) -> list[bytes]:
-    """The marker, and the base64 characters that encode only marker bits at each offset."""
-    found = [marker]
+def test_every_form_of_a_marker_is_found_in_base64_at_any_offset_and_in_utf16() -> None:
+    marker = canary()
     for offset in range(3):
-        encoded = base64.b64encode(b"\0" * offset + marker)
-        first = -(-offset * 8 // 6)  # the first character made only of marker bits
-        last = (offset + len(marker)) * 8 // 6
-        found.append(encoded[first:last])
-    return found
-
-
-def test_encodings_find_the_marker_in_base64_at_any_offset() -> None:
-    marker = b"canary-" + secrets.token_hex(8).encode()
-    patterns = encodings(marker)
-    for offset in range(3):
-        text = base64.b64encode(os.urandom(offset) + marker + os.urandom(5))
-        assert any(p in text for p in patterns[1:])
-
-
-def files_under(root: Path, newer_than: float | None = None) -> Iterator[Path]:
-    for directory, _, names in os.walk(root, onerror=lambda error: None):
-        for name in names:
-            path = Path(directory, name)
-            try:
-                info = path.lstat()
-            except OSError:
-                continue
-            if not path.is_file() or path.is_symlink() or info.st_size > SCAN_LIMIT:
-                continue
-            if newer_than is not None and max(info.st_mtime, info.st_ctime) < newer_than:
-                continue
-            yield path
+        text = base64.b64encode(os.urandom(offset) + marker.encode() + os.urandom(5))
+        assert found_in(text, [marker]) == [marker]
+    assert found_in(b"x" + marker.encode("utf-16-le") + b"y", [marker]) == [marker]
+    assert found_in(b"x" + marker.encode("utf-16-be") + b"y", [marker]) == [marker]
+    assert found_in(os.urandom(4096), [marker]) == []
 
 
 def wait_for_part(spool_dir: Path, timeout: float = 10.0) -> bool:
@@ -93,10 +68,6 @@ def suspicious_open_files(master: int, spool_dir: Path, expected: set[Path]) -> 
     return suspicious
 
 
-def find(patterns: list[bytes], data: bytes) -> list[bytes]:
-    return [p for p in patterns if p in data]
-
-
 def test_no_plaintext_anywhere_after_an_upload(
     start_server: Callable[..., Any],
     tmp_path: Path,
@@ -106,8 +77,7 @@ def test_no_plaintext_anywhere_after_an_upload(
     open_spool: Callable[[], list[Any]],
 ) -> None:
     began = time.time() - 1
-    marker = b"canary-" + secrets.token_hex(12).encode()
-    patterns = encodings(marker)
+    marker = canary().encode()
     server_tmp = tmp_path / "server-tmp"
     server_tmp.mkdir()
     workdir = tmp_path / "server-cwd"
@@ -145,25 +115,11 @@ def test_no_plaintext_anywhere_after_an_upload(
     assert opened.files[0][0] == name
     assert opened.files[0][2] == document
 
-    hits: dict[str, list[bytes]] = {}
-    roots: list[tuple[Path, float | None]] = [
-        (spool_dir, None),
-        (server_tmp, None),
-        (workdir, None),
-    ]
-    roots += [(Path("/tmp"), began), (Path("/dev/shm"), began)]
-    scanned = 0
-    for root, newer_than in roots:
-        for path in files_under(root, newer_than):
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            scanned += 1
-            if found := find(patterns, data):
-                hits[str(path)] = found
+    own = [spool_dir, server_tmp, workdir]
+    hits = find_canaries(own, [marker])
+    hits += find_canaries([Path("/tmp"), Path("/dev/shm")], [marker], newer_than=began)
     # The server's own output, stdout and stderr.
-    if found := find(patterns, server.output()):
-        hits["server output"] = found
-    assert hits == {}, hits
+    assert found_in(server.output(), [marker]) == []
+    assert hits == [], hits
+    scanned = sum(1 for root in own for _ in files_under(root))
     assert scanned >= 1

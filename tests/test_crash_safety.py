@@ -24,15 +24,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from sealdrop.tests.canaries import canary, find_canaries
 from sealdrop.tests.reliability import (
     NoResponse,
     RealServer,
     Result,
     RssSampler,
     Service,
-    canary,
     exchange,
-    find_canaries,
     mib,
     multipart,
     open_sealed,

@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from sealdrop.storage.spool import RESERVE_CHECK_INTERVAL
+from sealdrop.tests.canaries import canary, find_canaries
 from sealdrop.tests.reliability import (
     RealServer,
     Result,
     Service,
-    canary,
     exchange_while_sending,
-    find_canaries,
     mib,
     multipart,
     open_sealed,

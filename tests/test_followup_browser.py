@@ -15,9 +15,6 @@ sideways.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +24,12 @@ import pytest
 from nacl.public import PrivateKey
 
 from sealdrop import codename, crypto, keys, records, replies
+from sealdrop.tests.serving import Served, serve_env
 
 from .test_browser import (  # noqa: F401 (browser and shots are fixtures)
     browser,
-    free_port,
     screenshot_both_widths,
     shots,
-    wait_for_port,
 )
 
 pytestmark = pytest.mark.browser
@@ -64,31 +60,21 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         folders[name] = folder
     public_key = tmp_path_factory.mktemp("key") / "reviewer.pub"
     public_key.write_text(keys.encode_public_key(key.public_key) + "\n", encoding="ascii")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    env.update(
-        SEALDROP_STATE_DIR=str(folders["state"]),
-        SEALDROP_REPLIES_DIR=str(folders["replies"]),
-        SEALDROP_CODENAME_KDF_MEMORY="8 KiB",
-        SEALDROP_CODENAME_KDF_PASSES="1",
-        SEALDROP_RESERVE_BYTES="0",
+    env = serve_env(
+        {
+            "SEALDROP_STATE_DIR": str(folders["state"]),
+            "SEALDROP_REPLIES_DIR": str(folders["replies"]),
+            "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
+            "SEALDROP_CODENAME_KDF_PASSES": "1",
+        }
     )
-    command = [sys.executable, "-m", "sealdrop", "serve", "--local-only"]
-    command += ["--spool", str(folders["spool"]), "--public-key", str(public_key)]
-    command += ["--listen", f"127.0.0.1:{port}"]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    argv = ["--local-only", "--spool", str(folders["spool"]), "--public-key", str(public_key)]
+    server = Served([*argv, "--listen", "127.0.0.1:0"], tmp_path_factory.mktemp("server"), env=env)
     try:
-        wait_for_port(port, process)
-        yield Service(
-            f"http://127.0.0.1:{port}", folders["spool"], folders["state"], folders["replies"], key
-        )
+        url = server.wait_for_url().rstrip("/")
+        yield Service(url, folders["spool"], folders["state"], folders["replies"], key)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the group this test started, no other
-            process.wait(timeout=10)
+        server.stop()
 
 
 def wait_for(driver: Any, css: str) -> None:

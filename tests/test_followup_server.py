@@ -29,9 +29,9 @@ from nacl.public import PrivateKey
 from sealdrop import cli, codename, keys
 from sealdrop.reviewer import sources
 
+from .canaries import find_canaries, found_in
 from .conftest import build_multipart
 from .raw_http import send_while_reading, whole_response
-from .test_canary import encodings, files_under
 
 PASSPHRASE = "follow-up round trip passphrase"
 TEST_KDF = {"SEALDROP_CODENAME_KDF_MEMORY": "8 KiB", "SEALDROP_CODENAME_KDF_PASSES": "1"}
@@ -218,27 +218,11 @@ def test_the_codename_round_trip_on_the_real_server(
         bytes(derived.reply_public_key),
         bytes(derived.reply_public_key).hex().encode(),
     ]
-    patterns = [p for secret in secrets_to_find for p in encodings(secret)]
-    roots: list[tuple[Path, float | None]] = [
-        (spool_dir, None),
-        (state, None),
-        (replies_dir, None),
-        (service_dirs["server-tmp"], None),
-        (service_dirs["server-cwd"], None),
-        (Path("/dev/shm"), began),
-    ]
-    hits = {}
-    for root, newer_than in roots:
-        for path in files_under(root, newer_than):
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            if found := [p for p in patterns if p in data]:
-                hits[str(path)] = found
-    if found := [p for p in patterns if p in server.output()]:
-        hits["server output"] = found
-    assert hits == {}
+    own = [spool_dir, state, replies_dir, service_dirs["server-tmp"], service_dirs["server-cwd"]]
+    hits = find_canaries(own, secrets_to_find)
+    hits += find_canaries([Path("/dev/shm")], secrets_to_find, newer_than=began)
+    assert hits == []
+    assert found_in(server.output(), secrets_to_find) == []
     # The server stores nothing of a source but sealed files, the salt and the replies.
     assert sorted(p.name for p in state.iterdir()) == [codename.SALT_FILE]
 

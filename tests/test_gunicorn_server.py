@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import random
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from sealdrop.server.gunicorn_conf import MALLOC_ARENAS, MMAP_THRESHOLD
 from sealdrop.server.logs import _Redact
 from sealdrop.tests.procs import child_pids
 from sealdrop.tests.raw_http import send_while_reading, whole_response
+from sealdrop.tests.serving import clean_env, sealdrop_command
 from sealdrop.units import human_size
 from sealdrop.web.headers import SECURITY_HEADERS
 
@@ -350,13 +350,11 @@ def _file_sha256(path: Path) -> bytes:
 
 
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "sealdrop", "serve", *args],
+        sealdrop_command("serve", *args),
         capture_output=True,
         text=True,
-        env=environment,
+        env=clean_env(env),
         timeout=60,
     )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sealdrop.tests.canaries import canary, find_any_canary, find_canaries
 from sealdrop.tests.reliability import (
     HOST,
     HttpResponse,
@@ -25,11 +26,8 @@ from sealdrop.tests.reliability import (
     RealServer,
     Result,
     Service,
-    canary,
     connect,
     exchange,
-    find_any_canary,
-    find_canaries,
     get,
     multipart,
     request_head,

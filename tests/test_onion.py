@@ -9,7 +9,6 @@ import re
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from sealdrop.onion import (
 from sealdrop.onion.control import AddOnionRequest, PowSettings, add_onion, check_version
 from sealdrop.onion.keys import CLIENTS_DIR, KEY_FILE, ServiceKey
 from sealdrop.tests.procs import child_pids
+from sealdrop.tests.serving import Served, sealdrop_command, serve_env
 from sealdrop.tests.tor_local import OFFLINE_TORRC, OfflineTor, free_port, hash_password, tor_binary
 
 pytestmark = [
@@ -374,26 +374,14 @@ def test_add_client_command_prints_what_the_source_enters(
 
 
 def serve_command(spool_dir: Path, public_key_file: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "sealdrop",
-        "serve",
-        "--spool",
-        str(spool_dir),
-        "--public-key",
-        str(public_key_file),
-        "--listen",
-        "127.0.0.1:0",
-        *extra,
-    ]
+    argv = ["--spool", str(spool_dir), "--public-key", str(public_key_file)]
+    return sealdrop_command("serve", *argv, "--listen", "127.0.0.1:0", *extra)
 
 
 def test_serve_without_state_or_local_only_refuses(
     tmp_path: Path, spool_dir: Path, public_key_file: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    env["SEALDROP_RESERVE_BYTES"] = "0"
+    env = serve_env()
     done = subprocess.run(
         serve_command(spool_dir, public_key_file),
         capture_output=True,
@@ -408,8 +396,7 @@ def test_serve_without_state_or_local_only_refuses(
 def test_serve_with_unreachable_tor_stops_with_the_fix(
     tmp_path: Path, spool_dir: Path, public_key_file: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    env["SEALDROP_RESERVE_BYTES"] = "0"
+    env = serve_env()
     done = subprocess.run(
         serve_command(
             spool_dir,
@@ -485,39 +472,22 @@ def test_serve_publishes_once_per_server_not_once_per_worker(
     tmp_path: Path, spool_dir: Path, public_key_file: Path, tor: OfflineTor
 ) -> None:
     proxy = CountingControlProxy(tor.port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    env["SEALDROP_RESERVE_BYTES"] = "0"
-    command = serve_command(
-        spool_dir,
-        public_key_file,
-        "--tor-control",
-        f"127.0.0.1:{proxy.port}",
-        "--state",
-        str(tmp_path / "state"),
-    )
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
-    ) as server:
-        try:
-            assert server.stdout is not None
-            deadline = time.monotonic() + 30
-            url = ""
-            while time.monotonic() < deadline and not url:
-                line = server.stdout.readline()
-                if re.fullmatch(r"http://[a-z2-7]{56}\.onion/\s*", line):
-                    url = line.strip()
-            assert url, "serve printed no onion URL"
-            # Both gunicorn workers come up well within this; none may publish on its own.
-            workers_seen = 0
-            while time.monotonic() < deadline and workers_seen < 2:
-                workers_seen = len(child_pids(server.pid))
-                time.sleep(0.1)
-            assert workers_seen >= 2
-            time.sleep(1.0)
-            assert proxy.count(b"ADD_ONION") == 1
-            assert proxy.connections == 1
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-            proxy.close()
+    argv = ["--spool", str(spool_dir), "--public-key", str(public_key_file)]
+    argv += ["--listen", "127.0.0.1:0", "--tor-control", f"127.0.0.1:{proxy.port}"]
+    server = Served([*argv, "--state", str(tmp_path / "state")], tmp_path)
+    try:
+        server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 30)
+        # Both gunicorn workers come up well within this; none may publish on its own.
+        deadline = time.monotonic() + 30
+        workers_seen = 0
+        while time.monotonic() < deadline and workers_seen < 2:
+            workers_seen = len(child_pids(server.pid))
+            time.sleep(0.1)
+        assert workers_seen >= 2
+        time.sleep(1.0)
+        assert proxy.count(b"ADD_ONION") == 1
+        assert proxy.connections == 1
+    finally:
+        server.stop(timeout=30)
+        proxy.close()
     assert proxy.count(b"DEL_ONION") == 1

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import http.server
 import os
-import re
 import signal
 import socketserver
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +20,7 @@ from typing import Any
 import pytest
 
 from sealdrop.onion import OnionConfig, OnionService, add_client, load_or_create_service_key
+from sealdrop.tests.serving import Served
 from sealdrop.tests.tor_local import tor_binary
 from sealdrop.tests.tor_network import SocksError, TorNetwork, http_request
 
@@ -140,44 +138,10 @@ def test_client_authorization_lets_only_the_key_holder_in_unix(
         service.stop()
 
 
-def start_serve(
-    tmp_path: Path, spool_dir: Path, public_key_file: Path, control: str
-) -> tuple[subprocess.Popen[bytes], Path]:
-    stdout_path = tmp_path / "serve.out"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
-    environment["SEALDROP_RESERVE_BYTES"] = "0"
-    command = [
-        sys.executable,
-        "-m",
-        "sealdrop",
-        "serve",
-        "--spool",
-        str(spool_dir),
-        "--public-key",
-        str(public_key_file),
-        "--listen",
-        f"unix:{tmp_path / 'web.sock'}",
-        "--tor-control",
-        control,
-        "--state",
-        str(tmp_path / "state"),
-    ]
-    with stdout_path.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=tmp_path
-        )
-    return process, stdout_path
-
-
-def wait_for_output(process: subprocess.Popen[bytes], path: Path, pattern: bytes) -> bytes:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = re.search(pattern, path.read_bytes(), re.M)
-        if match:
-            return match.group(0)
-        assert process.poll() is None, path.read_text(errors="replace")
-        time.sleep(0.1)
-    pytest.fail(f"no {pattern!r} in sealdrop serve's output:\n{path.read_text()}")
+def start_serve(tmp_path: Path, spool_dir: Path, public_key_file: Path, control: str) -> Served:
+    argv = ["--spool", str(spool_dir), "--public-key", str(public_key_file)]
+    argv += ["--listen", f"unix:{tmp_path / 'web.sock'}", "--tor-control", control]
+    return Served([*argv, "--state", str(tmp_path / "state")], tmp_path, name="serve")
 
 
 def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
@@ -188,10 +152,10 @@ def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
     submission_body: Callable[..., Any],
     open_spool: Callable[[], list[Any]],
 ) -> None:
-    process, output = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
+    server = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
     try:
-        url = wait_for_output(process, output, rb"^http://[a-z2-7]{56}\.onion/$").decode()
-        wait_for_output(process, output, rb"^sealdrop serve: onion service published: ")
+        url = server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 60).group(0).decode()
+        server.wait_for(rb"^sealdrop serve: onion service published: ", 60)
         address = url.removeprefix("http://").removesuffix("/")
         data = os.urandom(300 * 1024)
         body = submission_body("poachers at the north gate", ("photo.jpg", data))
@@ -205,13 +169,8 @@ def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
         assert opened.message == "poachers at the north gate"
         assert [(name, content) for name, _, content in opened.files] == [("photo.jpg", data)]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, output.read_text(errors="replace")
+        status = server.stop(timeout=30)
+    assert status == 0, server.output().decode(errors="replace")
     # on_exit removed the service: the host tor no longer serves that address.
     with tor_network.host.controller() as controller:
         key = load_or_create_service_key(tmp_path / "state")

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from sealdrop.tests.canaries import canary, find_canaries
 from sealdrop.tests.reliability import (
     NoResponse,
     Result,
     RssSampler,
     Service,
-    canary,
     connect,
-    find_canaries,
     get,
     mib,
     multipart,

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from sealdrop.tests.canaries import canary, find_canaries
 from sealdrop.tests.reliability import (
     NoResponse,
     Result,
     RssSampler,
     Service,
-    canary,
-    find_canaries,
     mib,
     multipart,
     open_sealed,

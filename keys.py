@@ -45,6 +45,8 @@ _CHECKSUM_BYTES = 4
 _KEY_BYTES = PublicKey.SIZE
 _BASE32_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 _BODY_CHARS = 58  # ceil((32 + 4) * 8 / 5)
+# The only whitespace a key file may hold: around a line, never inside a key.
+_BLANKS = " \t"
 
 _SECRET_KEY_MARKER = "sealdrop secret key"
 _SALT_BYTES = argon2id.SALTBYTES
@@ -161,6 +163,41 @@ def looks_like_secret_key(text_or_bytes: str | bytes) -> bool:
     return _SECRET_KEY_MARKER in text_or_bytes
 
 
+def key_file_lines(text: str, source: str) -> list[str]:
+    """The lines of a key file's text, read by the rules of docs/FORMAT.md ("Key files").
+
+    ASCII only; lines end in LF or CRLF (a CR anywhere else is refused); spaces and
+    tabs around a line are ignored, as are blank lines before the first line and
+    after the last; no other control character may appear. MalformedKey otherwise.
+    """
+    if not text.isascii():
+        raise MalformedKey(
+            f"{source} holds characters that are not ASCII (a no-break space, a curly "
+            "quote or a byte-order mark that an editor added?); a key file is plain "
+            "ASCII text: copy it again from the original"
+        )
+    lines = []
+    pieces = text.split("\n")
+    for number, raw in enumerate(pieces, start=1):
+        # A CR counts only as the first half of CRLF: the last piece has no LF after it.
+        line = raw.removesuffix("\r") if number < len(pieces) else raw
+        if "\r" in line:
+            raise MalformedKey(
+                f"{source} has a carriage return that does not end a line (old Mac line "
+                "endings?); a key file's lines end in LF or CRLF: copy it again"
+            )
+        if any(char < " " and char != "\t" or char == "\x7f" for char in line):
+            raise MalformedKey(
+                f"{source} holds a control character; a key file is plain text: copy it "
+                "again from the original"
+            )
+        lines.append(line.strip(_BLANKS))
+    while lines and not lines[-1]:
+        lines.pop()
+    first = next((i for i, line in enumerate(lines) if line), len(lines))
+    return lines[first:]
+
+
 def _checksum(raw_key: bytes) -> bytes:
     digest = hashlib.blake2b(raw_key, digest_size=32, person=_CHECKSUM_PERSON).digest()
     return digest[:_CHECKSUM_BYTES]
@@ -170,14 +207,15 @@ def _decode_public_key(text: str, source: str) -> PublicKey:
     """`source` names where the text came from, for the error messages."""
     if looks_like_secret_key(text):
         raise IsSecretKey(_is_secret_key_message(source))
-    line = text.strip()
+    lines = key_file_lines(text, source)
+    line = lines[0] if len(lines) == 1 else "\n".join(lines)
     if not line.startswith(PUBLIC_KEY_PREFIX):
         raise MalformedKey(
             f"{source} is not a sealdrop public key: it must be one line starting with "
             f"{PUBLIC_KEY_PREFIX!r}; use the line from the reviewer's {PUBLIC_KEY_FILENAME}"
         )
     body = line[len(PUBLIC_KEY_PREFIX) :]
-    if any(char.isspace() for char in body):
+    if any(char in _BLANKS or char == "\n" for char in body):
         raise MalformedKey(
             f"{source} holds more than the public key (spaces or several lines); "
             f"it must be exactly the one line from {PUBLIC_KEY_FILENAME}"
@@ -259,9 +297,11 @@ def encode_secret_key(key: PrivateKey, passphrase: str, cost: KdfCost) -> str:
 
 def decode_secret_key(text: str, passphrase: str, source: str) -> PrivateKey:
     """Parse and decrypt a secret key file's text; `source` names it in errors."""
-    lines = [line.strip() for line in text.strip().splitlines()]
+    lines = key_file_lines(text, source)
     _check_header(lines[0] if lines else "", source)
-    if len(lines) != 3 or not lines[1].startswith(PUBLIC_KEY_LABEL):
+    labelled = len(lines) == 3 and lines[1].startswith(PUBLIC_KEY_LABEL)
+    # Exactly one space after the colon: the label is part of the format, not decoration.
+    if not labelled or lines[1][len(PUBLIC_KEY_LABEL) :][:1] in ("", " ", "\t"):
         raise MalformedKey(
             f"{source} is damaged: a secret key file has exactly three lines (header, "
             f"{PUBLIC_KEY_LABEL!r} line, key line); restore it from your backup"
@@ -418,5 +458,7 @@ def _as_text(data: bytes, path: Path, kind: str) -> str:
         return data.decode("ascii")
     except UnicodeDecodeError:
         raise MalformedKey(
-            f"{path} is not a sealdrop {kind} file (it is not plain text); check the path"
+            f"{path} is not a sealdrop {kind} file: it holds bytes that are not ASCII (not "
+            "plain text, or a no-break space or byte-order mark an editor added); check "
+            "the path, or copy the file again from the original"
         ) from None

@@ -7,6 +7,7 @@ Run from the repository root::
     .venv/bin/python tests/make_vectors.py --only v1    # version 1 only
     .venv/bin/python tests/make_vectors.py --only cut   # cut uploads (CUT record) only
     .venv/bin/python tests/make_vectors.py --only v3    # version 3 (several keys) only
+    .venv/bin/python tests/make_vectors.py --only keys  # key files (tests/vectors/keys/)
 
 The version 1 set (`good_*`, `fail_*`) is quoted byte for byte by docs/FORMAT.md's
 worked example: `--only v2` writes the version 2 set (`*_v2_*.sealed`: submissions
@@ -1229,13 +1230,176 @@ def make_v2(public: PublicKey) -> None:
         write_fail(name, ".reply", error, why, data)
 
 
+# --- key files (--only keys) -------------------------------------------------------
+KEY_VECTORS = VECTORS / "keys"
+# docs/FORMAT.md's fixed public key (the bytes 00..1f): valid, and not the vectors' key.
+OTHER_PUBLIC = "sealdrop-pub1aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypzmwvzfq"
+
+
+def key_file_vectors(pub: str, key: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (expected: "ok" or an error class, why, file text), every one a small edit
+    of the vectors' own key pair, so the set is the same on every run."""
+    header, label_line, blob = key.splitlines()
+    label_body = label_line[len(keys.PUBLIC_KEY_LABEL) :]
+    nbsp = "\u00a0"
+
+    def secret(*lines: str, end: str = "\n") -> str:
+        return end.join(lines) + end
+
+    altered_blob = base64.b64encode(
+        bytes(b ^ (1 if i == 99 else 0) for i, b in enumerate(base64.b64decode(blob)))
+    ).decode("ascii")
+    costly = bytearray(base64.b64decode(blob))
+    costly[16:20] = (1000).to_bytes(4, "big")
+    costly_blob = base64.b64encode(bytes(costly)).decode("ascii")
+    return {
+        "good_pub_as_written.pub": ("ok", "exactly what keygen writes", pub + "\n"),
+        "good_pub_crlf.pub": ("ok", "CRLF line ending", pub + "\r\n"),
+        "good_pub_no_newline.pub": ("ok", "no final newline", pub),
+        "good_pub_blanks_around.pub": (
+            "ok",
+            "spaces and tabs around the line, blank lines before and after it",
+            "\n \t\n\t " + pub + " \t\n\n",
+        ),
+        "fail_pub_nbsp_before.pub": (
+            "MalformedKey",
+            "a no-break space before the key",
+            nbsp + pub + "\n",
+        ),
+        "fail_pub_nbsp_after.pub": (
+            "MalformedKey",
+            "a no-break space after the key",
+            pub + nbsp + "\n",
+        ),
+        "fail_pub_bom.pub": (
+            "MalformedKey",
+            "a UTF-8 byte-order mark first",
+            "\ufeff" + pub + "\n",
+        ),
+        "fail_pub_bare_cr.pub": ("MalformedKey", "a bare CR line ending", pub + "\r"),
+        "fail_pub_vertical_tab.pub": (
+            "MalformedKey",
+            "a vertical tab (not a blank)",
+            "\x0b" + pub + "\n",
+        ),
+        "fail_pub_space_inside.pub": (
+            "MalformedKey",
+            "a space inside the key",
+            pub[:30] + " " + pub[30:] + "\n",
+        ),
+        "fail_pub_two_lines.pub": (
+            "MalformedKey",
+            "the key twice, on two lines",
+            pub + "\n" + pub + "\n",
+        ),
+        "fail_pub_uppercase.pub": ("MalformedKey", "the key in upper case", pub.upper() + "\n"),
+        "fail_pub_truncated.pub": ("MalformedKey", "the last character missing", pub[:-1] + "\n"),
+        "fail_pub_checksum.pub": (
+            "KeyChecksumMismatch",
+            "one character changed",
+            pub[:40] + ("b" if pub[40] != "b" else "c") + pub[41:] + "\n",
+        ),
+        "fail_pub_is_secret_key.pub": ("IsSecretKey", "the secret key file given as public", key),
+        "good_key_as_written.key": ("ok", "exactly what keygen writes", key),
+        "good_key_crlf.key": (
+            "ok",
+            "CRLF line endings",
+            secret(header, label_line, blob, end="\r\n"),
+        ),
+        "good_key_no_newline.key": ("ok", "no final newline", key.rstrip("\n")),
+        "good_key_blanks_around.key": (
+            "ok",
+            "spaces and tabs around each line, blank lines before and after",
+            "\n\n " + secret(header + "\t", "\t" + label_line + " ", " " + blob) + " \n\n",
+        ),
+        "fail_key_bare_cr.key": (
+            "MalformedKey",
+            "bare CR line endings",
+            secret(header, label_line, blob, end="\r"),
+        ),
+        "fail_key_label_no_space.key": (
+            "MalformedKey",
+            "'public key:' with no space before the key",
+            secret(header, "public key:" + label_body, blob),
+        ),
+        "fail_key_label_two_spaces.key": (
+            "MalformedKey",
+            "two spaces after 'public key:'",
+            secret(header, "public key:  " + label_body, blob),
+        ),
+        "fail_key_label_tab.key": (
+            "MalformedKey",
+            "a tab after 'public key:'",
+            secret(header, "public key:\t" + label_body, blob),
+        ),
+        "fail_key_label_nbsp.key": (
+            "MalformedKey",
+            "a no-break space after 'public key:'",
+            secret(header, "public key:" + nbsp + label_body, blob),
+        ),
+        "fail_key_label_capital.key": (
+            "MalformedKey",
+            "'Public key: ' with a capital P",
+            secret(header, "P" + label_line[1:], blob),
+        ),
+        "fail_key_blank_line_inside.key": (
+            "MalformedKey",
+            "a blank line between the header and the public key line",
+            secret(header, "", label_line, blob),
+        ),
+        "fail_key_nul.key": (
+            "MalformedKey",
+            "a NUL at the end of line 3",
+            secret(header, label_line, blob + "\x00"),
+        ),
+        "fail_key_is_public_key.key": (
+            "IsPublicKey",
+            "the public key file given as secret",
+            pub + "\n",
+        ),
+        "fail_key_unknown_version.key": (
+            "UnsupportedKeyVersion",
+            "header 'sealdrop secret key v2'",
+            secret("sealdrop secret key v2", label_line, blob),
+        ),
+        "fail_key_costs.key": (
+            "KdfCostRefused",
+            "opslimit 1000 stored: refused before any derivation",
+            secret(header, label_line, costly_blob),
+        ),
+        "fail_key_box_altered.key": (
+            "WrongPassphrase",
+            "the last byte of the sealed key changed (indistinguishable from a wrong passphrase)",
+            secret(header, label_line, altered_blob),
+        ),
+        "fail_key_other_public_key.key": (
+            "KeyPairMismatch",
+            "line 2 names another valid public key",
+            secret(header, keys.PUBLIC_KEY_LABEL + OTHER_PUBLIC, blob),
+        ),
+    }
+
+
+def make_keys() -> None:
+    """tests/vectors/keys/: the key-file text rules, each case a file and its outcome."""
+    pub = (VECTORS / keys.PUBLIC_KEY_FILENAME).read_text(encoding="ascii").strip()
+    key = (VECTORS / keys.SECRET_KEY_FILENAME).read_text(encoding="ascii")
+    KEY_VECTORS.mkdir(exist_ok=True)
+    for stale in KEY_VECTORS.iterdir():
+        stale.unlink()
+    for name, (expected, why, text) in key_file_vectors(pub, key).items():
+        (KEY_VECTORS / name).write_bytes(text.encode("utf-8"))
+        (KEY_VECTORS / (name + ".expected")).write_text(f"{expected}\n{why}\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=("v1", "v2", "cut", "v3"),
+        choices=("v1", "v2", "cut", "v3", "keys"),
         help="v1: the version 1 vectors; v2: version 2 and reply files; cut: cut uploads; "
-        "v3: version 3 (several reviewer keys) (each leaves the other sets untouched)",
+        "v3: version 3 (several reviewer keys); keys: key-file text rules (tests/vectors/keys) "
+        "(each leaves the other sets untouched)",
     )
     args = parser.parse_args(argv)
     VECTORS.mkdir(exist_ok=True)
@@ -1255,6 +1419,8 @@ def main(argv: list[str] | None = None) -> int:
         make_cut(public)
     if args.only in (None, "v3"):
         make_v3(public)
+    if args.only in (None, "keys"):
+        make_keys()
 
     for path in sorted([*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]):
         assert path.stat().st_size < 300_000, path

@@ -12,21 +12,15 @@ from pathlib import Path
 import pytest
 from nacl.public import PrivateKey
 
-from sealdrop.checks import (
-    Finding,
-    Targets,
-    check_free_space,
-    check_onion_key,
-    check_private_dir,
-    check_public_keys,
-    check_targets,
+from sealdrop.checks import Targets, check_targets
+from sealdrop.checks.findings import Finding, problem_from_message
+from sealdrop.checks.folders import check_free_space, check_onion_key, check_private_dir
+from sealdrop.checks.secret_keys import check_public_keys, scan_for_secret_keys, secret_key_places
+from sealdrop.checks.tor import (
     check_tor_control,
     check_tor_program,
     parse_pow_module,
     parse_tor_version,
-    problem_from_message,
-    scan_for_secret_keys,
-    secret_key_places,
     version_finding,
 )
 from sealdrop.cli import main

@@ -223,7 +223,7 @@ MDWE_SCRIPT = textwrap.dedent(
 
     tor = sys.argv[2]
     if tor:
-        from sealdrop.checks import check_tor_control, check_tor_program
+        from sealdrop.checks.tor import check_tor_control, check_tor_program
         from sealdrop.tests.tor_local import OfflineTor
         assert all(f.ok for f in check_tor_program(tor)), check_tor_program(tor)
         offline = OfflineTor(work / "tor")
@@ -445,7 +445,7 @@ def test_the_build_context_leaves_out_keys_spool_files_and_tests(path: str) -> N
         "pyproject.toml",
         "README.md",
         "cli.py",
-        "checks.py",
+        "checks/tor.py",
         "storage/spool.py",
         "templates/index.html",
         "static/style.css",
@@ -469,3 +469,5 @@ def test_every_product_package_is_installed() -> None:
         if path.parent.name not in not_installed
     }
     assert folders | {"sealdrop"} == listed
+    for package in folders:
+        assert not dockerignore_excludes(package.replace("sealdrop.", "") + "/__init__.py")

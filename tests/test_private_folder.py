@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sealdrop.app import StartupRefused, create_app
-from sealdrop.checks import check_private_dir
+from sealdrop.checks.folders import check_private_dir
 from sealdrop.private_folder import folder_problem, folder_problems
 from sealdrop.settings import Settings
 

@@ -36,6 +36,12 @@ def _keygen(commands: Commands) -> None:
         "keygen", help="make a reviewer key pair (run this on the offline machine)"
     )
     keygen.add_argument("--out", type=Path, required=True, metavar="DIR")
+    keygen.add_argument(
+        "--name",
+        default="reviewer",
+        metavar="NAME",
+        help="the key's label: writes NAME.pub and NAME.key (default: reviewer)",
+    )
     # Tests only: a cheap key derivation. Hidden so no reviewer weakens a real key.
     keygen.add_argument(
         "--kdf-cost",

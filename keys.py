@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import struct
 import unicodedata
 from dataclasses import dataclass
@@ -35,8 +36,11 @@ from . import durable
 PUBLIC_KEY_PREFIX = "sealdrop-pub1"
 SECRET_KEY_HEADER = "sealdrop secret key v1"
 PUBLIC_KEY_LABEL = "public key: "
-PUBLIC_KEY_FILENAME = "reviewer.pub"
-SECRET_KEY_FILENAME = "reviewer.key"
+DEFAULT_KEY_NAME = "reviewer"
+PUBLIC_KEY_FILENAME = DEFAULT_KEY_NAME + ".pub"
+SECRET_KEY_FILENAME = DEFAULT_KEY_NAME + ".key"
+# A key pair's name labels the reviewer's key on the server (recipients.py): NAME.pub.
+_KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 
 # The BLAKE2b personalisation ties the checksum to this encoding: the same key
 # bytes hashed anywhere else cannot produce a matching checksum by accident.
@@ -393,16 +397,18 @@ def load_secret_key(path: Path, passphrase: str) -> PrivateKey:
 
 
 def write_key_pair(
-    directory: Path, passphrase: str, cost: KdfCost = KdfCost.SENSITIVE
+    directory: Path,
+    passphrase: str,
+    cost: KdfCost = KdfCost.SENSITIVE,
+    name: str = DEFAULT_KEY_NAME,
 ) -> tuple[Path, Path]:
-    """Make a new key pair in `directory`; return (public key path, secret key path).
+    """Make a new key pair `name`.pub and `name`.key in `directory`; return their paths.
 
     Refuses if either file already exists, before writing anything; the secret key
     file is created 0600 from the start so its bytes are never readable by others.
     """
-    refuse_existing_key_files(directory)
-    public_path = directory / PUBLIC_KEY_FILENAME
-    secret_path = directory / SECRET_KEY_FILENAME
+    refuse_existing_key_files(directory, name)
+    public_path, secret_path = key_file_paths(directory, name)
     key = PrivateKey.generate()
     secret_text = encode_secret_key(key, passphrase, cost)
     public_text = encode_public_key(key.public_key) + "\n"
@@ -417,11 +423,25 @@ def write_key_pair(
     return public_path, secret_path
 
 
-def refuse_existing_key_files(directory: Path) -> None:
+def key_file_paths(directory: Path, name: str = DEFAULT_KEY_NAME) -> tuple[Path, Path]:
+    """The public and secret key files of the key pair `name` in `directory`.
+
+    MalformedKey if the name is not 1 to 40 of ``a-z 0-9 . _ -`` (starting with a
+    letter or digit): it becomes a file name here and on the server, and a label.
+    """
+    if not _KEY_NAME.fullmatch(name):
+        raise MalformedKey(
+            f"the key name {name!r} is not usable; give 1 to 40 lowercase letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit (like alice or backup-2027)"
+        )
+    return directory / f"{name}.pub", directory / f"{name}.key"
+
+
+def refuse_existing_key_files(directory: Path, name: str = DEFAULT_KEY_NAME) -> None:
     """Raise KeyFileExists if either key file (or a symlink by its name) is in `directory`."""
-    for name in (PUBLIC_KEY_FILENAME, SECRET_KEY_FILENAME):
-        if os.path.lexists(directory / name):
-            raise _exists(directory / name)
+    for path in key_file_paths(directory, name):
+        if os.path.lexists(path):
+            raise _exists(path)
 
 
 def _exists(path: Path) -> KeyFileExists:

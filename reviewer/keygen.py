@@ -1,4 +1,9 @@
-"""`sealdrop keygen --out DIR`: make the reviewer key pair on the offline machine."""
+"""`sealdrop keygen --out DIR [--name NAME]`: make a reviewer key pair on the offline machine.
+
+The pair is NAME.pub and NAME.key (``reviewer`` by default). The name is the key's
+label: a team's keys are told apart by it in `sealdrop check` on the server, where
+the public keys sit side by side in one folder (recipients.py).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ import sys
 from pathlib import Path
 
 from ..keys import (
-    PUBLIC_KEY_FILENAME,
-    SECRET_KEY_FILENAME,
+    DEFAULT_KEY_NAME,
     KdfCost,
     KeyFileError,
     encode_public_key,
+    key_file_paths,
     load_public_key,
     refuse_existing_key_files,
     write_key_pair,
@@ -28,39 +33,44 @@ class OutputFolderError(Exception):
 
 def run_keygen(args: argparse.Namespace) -> int:
     out: Path = args.out
+    name: str = getattr(args, "name", DEFAULT_KEY_NAME)
     cost = _COSTS[getattr(args, "kdf_cost", "sensitive")]
     try:
-        _check_output_folder(out)
+        _check_output_folder(out, name)
         passphrase = read_passphrase(confirm=True)
         _make_private_folder(out)
         print("Deriving the key from the passphrase (a few seconds)...", file=sys.stderr)
-        public_path, secret_path = write_key_pair(out, passphrase, cost)
+        public_path, secret_path = write_key_pair(out, passphrase, cost, name)
         public_line = encode_public_key(load_public_key(public_path))
     except (OutputFolderError, PassphraseError, KeyFileError) as error:
         print(f"sealdrop keygen: {error}", file=sys.stderr)
         return 1
+    public_name, secret_name = public_path.name, secret_path.name
     print(
-        f"Wrote the reviewer key pair:\n"
+        f"Wrote the reviewer key pair {name!r}:\n"
         f"  public key: {public_path}\n"
         f"  secret key: {secret_path} (protected by the passphrase)\n"
         f"\n"
         f"Public key:\n"
         f"{public_line}\n"
         f"\n"
-        f"Keep {SECRET_KEY_FILENAME} on this offline machine, with a backup; without it and\n"
-        f"the passphrase no submission can ever be opened. Carry only {PUBLIC_KEY_FILENAME}\n"
-        f"to the operator of the server. Never copy {SECRET_KEY_FILENAME} to the server."
+        f"Keep {secret_name} on this offline machine, with a backup; without it and\n"
+        f"the passphrase no submission sealed to it can ever be opened.\n"
+        f"Carry only {public_name} to the operator of the server (with a team, it goes\n"
+        f"into the folder of reviewer keys under this name). Never copy {secret_name}\n"
+        f"to the server."
     )
     return 0
 
 
-def _check_output_folder(out: Path) -> None:
+def _check_output_folder(out: Path, name: str) -> None:
     """Refuse early, before the passphrase is typed, whatever would refuse later."""
+    key_file_paths(out, name)  # the name itself
     if not os.path.lexists(out):
         return
     if not out.is_dir():
         raise OutputFolderError(f"{out} exists and is not a folder; give --out a folder path")
-    refuse_existing_key_files(out)
+    refuse_existing_key_files(out, name)
 
 
 def _make_private_folder(out: Path) -> None:

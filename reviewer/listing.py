@@ -1,9 +1,12 @@
 """`sealdrop spool SPOOL`: what a spool holds, told without any key and without changing it.
 
-Each finished submission shows its padded size and its day (the spool writer
-sets every file's mtime to midnight UTC of that day, so the day is all there
-is to show). ``.part`` files are uploads in progress, or left by a crash until
-the service's next start. Anything without sealdrop's magic is not ours.
+Each finished submission shows how many reviewer keys it is sealed to (the
+header's stanza count, in the clear by design: docs/FORMAT.md), its padded size
+and its day (the spool writer sets every file's mtime to midnight UTC of that
+day, so the day is all there is to show). Which keys they are cannot be told
+without them; when keys are rotated, the count tells the old files apart.
+``.part`` files are uploads in progress, or left by a crash until the service's
+next start. Anything without sealdrop's magic is not ours.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import argparse
 import os
 import stat
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..crypto import SpoolFileError, UnsupportedVersion, read_prefix
+from ..crypto import SpoolFileError, TamperedHeader, UnsupportedVersion, read_recipient_count
 from ..spool_names import is_part
 from ..units import human_size
 
@@ -25,6 +29,7 @@ PART = "in progress or crashed"
 NEWER = "newer sealdrop version"
 FOREIGN = "not a sealdrop file"
 UNREADABLE = "unreadable"
+DAMAGED = "damaged header"
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Entry:
     kind: str
     size: int | None
     day: str | None
+    keys: int | None = None  # reviewer keys it is sealed to (finished submissions)
 
 
 def run_spool(args: argparse.Namespace) -> int:
@@ -63,27 +69,31 @@ def run_spool(args: argparse.Namespace) -> int:
 
 
 def list_spool(directory: Path) -> list[Entry]:
-    """Classify every name in `directory`, sorted by name. Reads at most 9 bytes a file."""
+    """Classify every name in `directory`, sorted by name. Reads at most 10 bytes a file."""
     with os.scandir(directory) as scan:
         names = sorted(entry.name for entry in scan)
     return [_classify(directory, name) for name in names]
 
 
 def format_listing(directory: Path, entries: list[Entry]) -> str:
-    rows = [("NAME", "KIND", "SIZE", "DAY")]
+    rows = [("NAME", "KIND", "KEYS", "SIZE", "DAY")]
     for entry in entries:
         size = "" if entry.size is None else human_size(entry.size)
-        rows.append((_printable(entry.name), entry.kind, size, entry.day or ""))
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+        keys = "" if entry.keys is None else str(entry.keys)
+        rows.append((_printable(entry.name), entry.kind, keys, size, entry.day or ""))
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
     lines = [f"Spool {_printable(str(directory))}", ""]
-    for name, kind, size, day in rows:
-        line = f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {size:>{widths[2]}}  {day}"
+    for name, kind, keys, size, day in rows:
+        line = (
+            f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {keys:>{widths[2]}}  "
+            f"{size:>{widths[3]}}  {day}"
+        )
         lines.append(line.rstrip())
     counts = {kind: sum(1 for e in entries if e.kind == kind) for kind in (SUBMISSION, PART)}
     others = len(entries) - counts[SUBMISSION] - counts[PART]
     lines += [
         "",
-        f"finished submissions: {counts[SUBMISSION]}",
+        f"finished submissions: {counts[SUBMISSION]}{_by_key_count(entries)}",
         f".part files (upload in progress, or left by a crash): {counts[PART]}",
         f"other files (not finished submissions; look at them): {others}",
     ]
@@ -103,14 +113,25 @@ def _classify(directory: Path, name: str) -> Entry:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as source:
-            read_prefix(source)
+            keys = read_recipient_count(source)
     except UnsupportedVersion:
         return Entry(name, NEWER, info.st_size, _day(info.st_mtime))
+    except TamperedHeader:
+        return Entry(name, DAMAGED, info.st_size, _day(info.st_mtime))
     except SpoolFileError:
         return Entry(name, FOREIGN, info.st_size, None)
     except OSError:
         return Entry(name, UNREADABLE, info.st_size, None)
-    return Entry(name, SUBMISSION, info.st_size, _day(info.st_mtime))
+    return Entry(name, SUBMISSION, info.st_size, _day(info.st_mtime), keys)
+
+
+def _by_key_count(entries: list[Entry]) -> str:
+    """`` (sealed to 3 keys: 12; to 2 keys: 4)``: what a key rotation waits on."""
+    counts = Counter(e.keys for e in entries if e.kind == SUBMISSION and e.keys is not None)
+    if not counts:
+        return ""
+    parts = [f"{keys} key{'' if keys == 1 else 's'}: {n}" for keys, n in sorted(counts.items())]
+    return f" (sealed to {'; to '.join(parts)})"
 
 
 def _day(mtime: float) -> str:

@@ -1,8 +1,10 @@
 """Opening one spool file into the output folder: decrypt, verify, unpack, file it.
 
-A file that fails any check is quarantined (``ADVICE`` says why, in words for
-the reviewer, and what to do); one the operating system cannot read is left
-where it is; a copy of a file already opened (however renamed) is not unpacked twice.
+A file that fails any check is refused (``ADVICE`` says why, in words for the
+reviewer, and what to do) and, like one the operating system cannot read, left
+in the spool exactly as it was: with a team and a backup key, a file this key
+cannot open is routine and the next reviewer must still find it. A copy of a
+file already opened (however renamed) is not unpacked twice.
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ ADVICE: dict[type[SpoolFileError], str] = {
     ),
     UnsupportedVersion: (
         "it was written in a newer sealdrop format; upgrade sealdrop on this machine "
-        "and open the quarantine folder again"
+        "and open the spool again"
     ),
     WrongKey: (
-        "it does not open with this secret key: it was sealed to another reviewer key, "
-        "or its header was damaged; open the quarantine folder with the matching key"
+        "it is not sealed to this key: it is for other reviewer keys (a colleague's, "
+        "the backup key, or an older key of yours), or its header was damaged; open the "
+        "spool with one of those keys"
     ),
     TamperedHeader: (
         "its header (the keys it is sealed to) was altered after sealing, or it was "
@@ -85,7 +88,7 @@ ADVICE: dict[type[SpoolFileError], str] = {
 class SpoolUnreadable(Exception):
     """Reading a spool file failed in the operating system (I/O error, permission).
 
-    The file itself may be fine, so it is left where it is, not quarantined. Never
+    The file itself may be fine; like every file not opened, it is left where it is. Never
     shown as such: the opener reports the file as unreadable, with the OS reason.
     """
 
@@ -143,7 +146,7 @@ class Opener:
         try:
             outcome = self._open_into_workspace(path)
         except SpoolFileError as err:
-            self._quarantine(path, err)
+            self._refused(path, err)
             return
         except SpoolUnreadable as err:
             self._unreadable(shown_name, err.__cause__)
@@ -234,21 +237,12 @@ class Opener:
         except SourceFolderError as err:
             raise OutputUnusable(f"{err}; nothing of this submission was kept") from None
 
-    def _quarantine(self, path: Path, err: SpoolFileError) -> None:
+    def _refused(self, path: Path, err: SpoolFileError) -> None:
         advice = ADVICE.get(type(err), "it could not be opened")
-        try:
-            target = self._workspace.move_to_quarantine(path)
-            shown = printable_name(str(target))
-            where = "left in quarantine" if target == path else f"moved to {shown}"
-        except OSError as move_err:
-            where = (
-                f"left at {printable_name(str(path))}: moving it to quarantine failed "
-                f"({move_err.strerror})"
-            )
-        self._report.quarantined.append((path.name, err.cause))
+        self._report.refused.append((path.name, err.cause))
         self._progress.finish_file(
-            "quarantined",
-            f"{printable_name(path.name)} — {err.cause}: {advice} ({where})",
+            "not opened",
+            f"{printable_name(path.name)} — {err.cause}: {advice} (left in the spool)",
         )
 
     def _unreadable(self, shown_name: str, err: BaseException | None) -> None:

@@ -2,13 +2,17 @@
 
 The job is shared out: spool_folder.py decides what in SPOOL to open (every
 ``.sealed`` file, whatever its name) and names what it does not; workspace.py
-holds DIR (its lock, its ``.incoming-*`` folders, quarantine) and ledger.py its
+holds DIR (its lock, its ``.incoming-*`` folders) and ledger.py its
 record of opened files, so a second run (or one after a crash) skips them;
 open_file.py opens one file (an upload cut off opens as PARTIAL: not damage,
 exit status 0); summary.py tells what happened. ``--remove`` deletes a spool
 file only after its record is durable.
 
-Exit status: 0 all opened, 1 some file could not be opened (quarantined,
+SPOOL is left as it was found unless ``--remove`` is given: a file this key cannot
+open (sealed to other reviewer keys) or that is damaged is named, with the cause
+and what to do, and stays where it is for the next reviewer or a fresh copy.
+
+Exit status: 0 all opened, 1 some file could not be opened (refused,
 unreadable, or not opened and named in the summary), 2 nothing could be done or
 the run had to stop (key, output folder).
 """

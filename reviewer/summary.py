@@ -9,7 +9,6 @@ from pathlib import Path
 from ..units import human_size
 from .safe_names import printable_name
 from .unpack import CUT_WHERE, Unpacked
-from .workspace import QUARANTINE_DIR
 
 
 @dataclass
@@ -26,7 +25,8 @@ class Report:
     parts: int = 0
     litter: list[tuple[str, str]] = field(default_factory=list)
     not_opened: list[tuple[str, str]] = field(default_factory=list)
-    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    # (spool file name, the cause it was refused for); each is left in the spool.
+    refused: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     stale_incoming: int = 0
     # Source folder name -> its submissions in order, for the sources opened this run.
@@ -35,7 +35,7 @@ class Report:
     @property
     def status(self) -> int:
         """1 if anything that may be a submission was not opened, else 0."""
-        return 1 if self.quarantined or self.unreadable or self.not_opened else 0
+        return 1 if self.refused or self.unreadable or self.not_opened else 0
 
 
 def describe_cut(unpacked: Unpacked) -> str:
@@ -91,8 +91,11 @@ def format_summary(report: Report, out: Path) -> str:
         lines.append(f"Ignored '{printable_name(name)}': {what}.")
     for name, why in report.not_opened:
         lines.append(f"NOT OPENED '{printable_name(name)}': {why}.")
-    if report.quarantined:
-        lines.append(f"Quarantined files are in {out / QUARANTINE_DIR}; see the reasons above.")
+    if report.refused:
+        lines.append(
+            "Files that could not be opened were left in the spool as they were; see the "
+            "reasons above. One not sealed to this key opens with another reviewer's key."
+        )
     return "\n".join(lines)
 
 
@@ -111,8 +114,8 @@ def _rows(report: Report) -> list[tuple[str, str]]:
         rows.append(("ignored, file manager litter", str(len(report.litter))))
     if report.not_opened:
         rows.append(("NOT OPENED, see below", str(len(report.not_opened))))
-    rows.append(("quarantined", str(len(report.quarantined))))
-    for cause, count in sorted(Counter(c for _, c in report.quarantined).items()):
+    rows.append(("not opened, left as is", str(len(report.refused))))
+    for cause, count in sorted(Counter(c for _, c in report.refused).items()):
         rows.append((f"  {cause}", str(count)))
     if report.unreadable:
         rows.append(("could not read", str(len(report.unreadable))))

@@ -1,4 +1,4 @@
-"""The output folder of `sealdrop open`: locked for one run, its record, its quarantine.
+"""The output folder of `sealdrop open`: locked for one run, and its record.
 
 Each submission is written into a hidden ``.incoming-*`` folder and renamed into
 view only once its whole payload is verified, so a folder in view is always
@@ -9,7 +9,6 @@ is marked: ``<day>_<short id>_PARTIAL``, its cut file ending in ``.partial``.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
@@ -19,11 +18,9 @@ import tempfile
 from pathlib import Path
 
 from .. import durable
-from ..spool_names import SEALED_SUFFIX
 from .ledger import Ledger
 from .unpack import DIR_MODE, FILE_MODE
 
-QUARANTINE_DIR = "quarantine"
 LOCK_FILE = ".lock"
 INCOMING_PREFIX = ".incoming-"
 # The spool writer draws 128-bit hex names; copy tools add to them, rarely remove.
@@ -55,11 +52,10 @@ class OutputUnusable(Exception):
 
 
 class Workspace:
-    """The output folder: locked for one run, its record of opened files, its quarantine."""
+    """The output folder: locked for one run, and its record of opened files."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.quarantine = out / QUARANTINE_DIR
         self.ledger = Ledger(out)
         self.removed_stale = 0
         self._lock_fd: int | None = None
@@ -129,27 +125,6 @@ class Workspace:
         durable.fsync_directory(where)
         return final
 
-    def move_to_quarantine(self, path: Path) -> Path:
-        """Move a refused spool file into quarantine, never replacing a file there."""
-        self.quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
-        if _same_directory(path.parent, self.quarantine):
-            return path
-        has_suffix = path.name.lower().endswith(SEALED_SUFFIX)
-        stem = path.name[: -len(SEALED_SUFFIX)] if has_suffix else path.name
-        counter = 1
-        while True:
-            suffix = "" if counter == 1 else f"-{counter}"
-            target = self.quarantine / f"{stem}{suffix}{SEALED_SUFFIX}"
-            try:
-                _move_without_replacing(path, target)
-            except FileExistsError:
-                counter += 1
-                continue
-            # A hard link keeps the mode the file had in the spool copy; keep it private.
-            os.chmod(target, FILE_MODE)
-            durable.fsync_directory(self.quarantine)
-            return target
-
     def _remove_stale_incoming(self) -> int:
         removed = 0
         with os.scandir(self.out) as scan:
@@ -167,39 +142,3 @@ class Workspace:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-
-def _same_directory(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _move_without_replacing(source: Path, target: Path) -> None:
-    """Move `source` to `target`; FileExistsError if `target` exists. Never overwrites.
-
-    A hard link fails on an existing name, unlike rename; across file systems
-    (a USB stick) the bytes are copied into a file created with O_EXCL.
-    """
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError as err:
-        if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        _copy_exclusive(source, target)
-    os.unlink(source)
-
-
-def _copy_exclusive(source: Path, target: Path) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=False) as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
-            dst.flush()
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(target)
-        raise
-    os.close(fd)

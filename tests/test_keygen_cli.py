@@ -51,6 +51,39 @@ def test_keygen_writes_a_usable_pair_and_says_what_to_do(
     assert stat.S_IMODE((out / "reviewer.key").stat().st_mode) == 0o600
 
 
+def test_a_named_key_pair_is_labelled_by_its_file_names(
+    tmp_path: Path, env_passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A team's keys side by side: the name is the label the server shows."""
+    for name in ("alice", "backup-2027"):
+        assert main(["keygen", "--out", str(tmp_path), "--name", name, "--kdf-cost", "min"]) == 0
+    stdout = capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "alice.key",
+        "alice.pub",
+        "backup-2027.key",
+        "backup-2027.pub",
+    ]
+    assert "Wrote the reviewer key pair 'alice'" in stdout
+    assert "Carry only alice.pub to the operator" in stdout
+    secret = keys.load_secret_key(tmp_path / "alice.key", "correct horse")
+    assert secret.public_key == keys.load_public_key(tmp_path / "alice.pub")
+    from sealdrop.recipients import load_recipients
+
+    (tmp_path / "alice.key").unlink()
+    (tmp_path / "backup-2027.key").unlink()
+    assert [r.label for r in load_recipients(tmp_path)] == ["alice", "backup-2027"]
+
+
+@pytest.mark.parametrize("name", ["", "Alice", "../x", ".hidden", "a b", "x" * 41])
+def test_an_unusable_key_name_is_refused_before_the_passphrase(
+    tmp_path: Path, no_env_passphrase: None, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    assert main(["keygen", "--out", str(tmp_path), "--name", name, "--kdf-cost", "min"]) == 1
+    assert "is not usable" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_keygen_into_an_existing_folder_leaves_its_mode(
     tmp_path: Path, env_passphrase: None
 ) -> None:

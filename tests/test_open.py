@@ -282,7 +282,7 @@ CHUNK_END = crypto.HEADER_BYTES + crypto.ENCRYPTED_CHUNK_BYTES
 BAD_FILES = [
     ("not a sealdrop file", _not_ours, "not a spool file"),
     ("unsupported version", _corrupt(lambda d: d[:8] + b"\x09" + d[9:]), "upgrade sealdrop"),
-    ("wrong key", _other_key, "another reviewer key"),
+    ("wrong key", _other_key, "not sealed to this key"),
     ("truncated", _corrupt(lambda d: d[:CHUNK_END]), "copy it again from the server"),
     ("tampered", _corrupt(lambda d: _header_byte_changed(d, CHUNK_END - 5)), "damaged or altered"),
     ("trailing data", _appended, "appended"),
@@ -292,7 +292,7 @@ BAD_FILES = [
 
 
 @pytest.mark.parametrize(("cause", "make", "advice"), BAD_FILES, ids=[c for c, _, _ in BAD_FILES])
-def test_a_bad_file_is_quarantined_and_the_run_goes_on(
+def test_a_bad_file_is_named_left_in_the_spool_and_the_run_goes_on(
     run: Callable[..., int],
     spool: Path,
     out: Path,
@@ -308,32 +308,59 @@ def test_a_bad_file_is_quarantined_and_the_run_goes_on(
 
     assert run() == 1
 
-    assert (out / "quarantine" / FIRST).read_bytes() == bad_bytes
-    assert stat.S_IMODE((out / "quarantine" / FIRST).stat().st_mode) == 0o600
-    assert not (spool / FIRST).exists()
-    assert visible(out) == [f"{DAY}_3fa2c1d0", "quarantine"]
+    assert (spool / FIRST).read_bytes() == bad_bytes
+    assert visible(out) == [f"{DAY}_3fa2c1d0"]
     assert (out / f"{DAY}_3fa2c1d0" / "files" / "ok.txt").read_bytes() == b"fine"
     sealed = (spool / GOOD).read_bytes()
     file_id = hashlib.sha256(sealed[: crypto.HEADER_BYTES] + len(sealed).to_bytes(8, "big"))
     assert (out / ".opened").read_text() == f"{GOOD}\t{file_id.hexdigest()}\n"
     captured = capsys.readouterr()
-    assert f"quarantined 1/2: {FIRST} — {cause}: " in captured.err
-    assert advice in captured.err
+    assert f"not opened 1/2: {FIRST} — {cause}: " in captured.err
+    assert advice in captured.err and "(left in the spool)" in captured.err
     assert f"    {cause}" in captured.out
     assert not [p for p in out.iterdir() if p.name.startswith(".incoming-")]
 
 
-def test_quarantine_never_replaces_a_file(
-    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every entry's bytes, mode and modification time, and the folder's own."""
+    entries = {
+        p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns) for p in folder.iterdir()
+    }
+    entries["."] = (b"", folder.stat().st_mode, folder.stat().st_mtime_ns)
+    return entries
+
+
+def test_a_wrong_key_leaves_the_spool_as_it_was_and_the_right_key_then_opens_it_all(
+    run: Callable[..., int],
+    spool: Path,
+    tmp_path: Path,
+    key_pair: tuple[Path, PrivateKey],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (out / "quarantine").mkdir(parents=True)
-    (out / "quarantine" / FIRST).write_bytes(b"earlier")
-    _not_ours(spool / FIRST, public)
+    """One spool, opened by a reviewer whose key it is not for, then by the one it is for."""
+    seal(spool / FIRST, key_pair[1].public_key, "first", [("a.txt", "text/plain", b"a")])
+    seal(spool / GOOD, key_pair[1].public_key, "second")
+    seal(spool / LAST, key_pair[1].public_key, "third", [("c.bin", "x", bytes(70_000))])
+    before = snapshot(spool)
+    other_dir = tmp_path / "other-keys"
+    other_dir.mkdir()
+    _, other_key = keys.write_key_pair(other_dir, PASSPHRASE, keys.KdfCost.MIN)
+    other_out = tmp_path / "other-out"
 
-    assert run() == 1
+    status = cli.main(["open", str(spool), "--key", str(other_key), "--out", str(other_out)])
 
-    assert (out / "quarantine" / FIRST).read_bytes() == b"earlier"
-    assert (out / "quarantine" / ("0" * 32 + "-2.sealed")).read_bytes().startswith(b"%PDF")
+    assert status == 1
+    assert snapshot(spool) == before
+    assert visible(other_out) == []
+    captured = capsys.readouterr()
+    assert captured.err.count("wrong key: it is not sealed to this key") == 3
+    assert "not opened, left as is       3" in captured.out
+    assert "    wrong key                  3" in captured.out
+
+    assert run() == 0
+
+    assert len(visible(tmp_path / "out")) == 3
+    assert snapshot(spool) == before
 
 
 def test_a_second_run_skips_what_was_opened(
@@ -378,9 +405,9 @@ def test_remove_deletes_only_recorded_spool_files(
 
     assert run("--remove") == 1
 
-    assert sorted(p.name for p in spool.iterdir()) == [LAST + ".part"]
+    assert sorted(p.name for p in spool.iterdir()) == [FIRST, LAST + ".part"]
     assert (out / f"{DAY}_3fa2c1d0" / "message.txt").read_text() == "one"
-    assert (out / "quarantine" / FIRST).exists()
+    assert not (out / "quarantine").exists()
 
 
 def test_remove_on_a_later_run_deletes_files_opened_earlier(
@@ -595,8 +622,12 @@ def test_a_renamed_copy_of_an_opened_file_is_not_unpacked_twice(
     assert list(spool.iterdir()) == []
 
 
-def test_a_damaged_copy_of_an_opened_file_is_still_quarantined(
-    run: Callable[..., int], spool: Path, out: Path, public: PublicKey
+def test_a_damaged_copy_of_an_opened_file_is_still_refused(
+    run: Callable[..., int],
+    spool: Path,
+    out: Path,
+    public: PublicKey,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     seal(spool / GOOD, public, "once", [("a.bin", "x", bytes(70_000))])
     assert run() == 0
@@ -606,12 +637,16 @@ def test_a_damaged_copy_of_an_opened_file_is_still_quarantined(
     (spool / "Copy of it.sealed").write_bytes(bytes(damaged))
     (spool / "cut.sealed").write_bytes(data[:-1])
 
+    capsys.readouterr()
+
     assert run() == 1
 
-    assert sorted(p.name for p in (out / "quarantine").iterdir()) == [
-        "Copy of it.sealed",
-        "cut.sealed",
-    ]
+    err = capsys.readouterr().err
+    assert "not opened 1/2: Copy of it.sealed — tampered" in err
+    assert "not opened 2/2: cut.sealed — " in err
+    assert sorted(p.name for p in spool.iterdir()) == sorted(
+        [GOOD, "Copy of it.sealed", "cut.sealed"]
+    )
 
 
 def test_what_is_not_opened_is_named_and_fails_the_run(

@@ -48,12 +48,12 @@ def test_lists_submissions_parts_and_foreign_files(
     size = crypto.sealed_size(16 * 1024, version=crypto.RECIPIENTS_VERSION)
     for name in finished:
         row = row_for(out, name)
-        assert row.split()[1:] == ["submission", f"{size / 1024:.1f}", "KiB", today]
+        assert row.split()[1:] == ["submission", "1", f"{size / 1024:.1f}", "KiB", today]
     assert "in progress or crashed" in out
     assert "not a sealdrop file" in row_for(out, "holiday.jpg")
     assert "newer sealdrop version" in row_for(out, "future.sealed")
     assert "\x1b" not in out and "evil\\x1b[2Jname" in out
-    assert "finished submissions: 2" in out
+    assert "finished submissions: 2 (sealed to 1 key: 2)" in out
     assert ".part files (upload in progress, or left by a crash): 1" in out
     assert "other files (not finished submissions; look at them): 3" in out
 
@@ -108,3 +108,25 @@ def test_a_file_instead_of_a_folder_is_a_clear_error(
 
     assert main(["spool", str(a_file)]) == 1
     assert "not a spool folder" in capsys.readouterr().err
+
+
+def test_shows_how_many_keys_each_file_is_sealed_to_without_any_key(
+    spool_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """During a key rotation: files of the old configuration stand out by their count."""
+    team = [PrivateKey.generate().public_key for _ in range(3)]
+    for recipients in (team[:2], team, team):
+        with Spool(spool_dir, recipients).begin() as submission:
+            submission.add_message("hello")
+            submission.commit()
+    damaged = spool_dir / ("d" * 32 + ".sealed")
+    damaged.write_bytes(crypto.MAGIC + bytes([crypto.RECIPIENTS_VERSION, 0]) + bytes(300))
+
+    assert main(["spool", str(spool_dir)]) == 0
+
+    out = capsys.readouterr().out
+    written = [p.name for p in spool_dir.glob("*.sealed") if p != damaged]
+    counts = sorted(row_for(out, name).split()[2] for name in written)
+    assert counts == ["2", "3", "3"]
+    assert row_for(out, damaged.name).split()[1:3] == ["damaged", "header"]
+    assert "finished submissions: 3 (sealed to 2 keys: 1; to 3 keys: 2)" in out

@@ -14,9 +14,7 @@ Pure apart from `load_installation_salt`, which owns the salt file's policy.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import stat
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -29,7 +27,7 @@ from nacl.pwhash import argon2id
 
 from . import durable
 from .keys import KdfCost
-from .private_folder import file_problem, folder_problem
+from .private_folder import PrivateFileRefused, folder_problem, read_private_file
 from .records.source import mailbox_id_for
 
 WORDS = 7
@@ -204,23 +202,17 @@ def load_installation_salt(state_dir: Path) -> bytes:
 
 def _read_salt(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        data = read_private_file(path, "codename salt", SALT_BYTES)
     except OSError as err:
         raise SaltUnusable(
             f"cannot read the codename salt {path} ({err.strerror}); restore it from the "
             "server's backup: without it no codename given out so far works"
         ) from None
-    try:
-        info = os.fstat(fd)
-        data = os.read(fd, SALT_BYTES + 1)
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(info.st_mode) or len(data) != SALT_BYTES:
+    except PrivateFileRefused as err:
+        raise SaltUnusable(str(err)) from None
+    if len(data) != SALT_BYTES:
         raise SaltUnusable(
             f"the codename salt {path} is not a {SALT_BYTES}-byte file; restore it from the "
             "server's backup (a new one would make every codename given out so far useless)"
         )
-    exposed = file_problem(path, info, "codename salt")
-    if exposed is not None:
-        raise SaltUnusable(str(exposed))
     return data

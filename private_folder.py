@@ -8,7 +8,8 @@ else (0600 or stricter). ``serve`` refuses to start and ``check`` reports a PROB
 exactly the same conditions, because both ask this module.
 
 Nothing here repairs anything: a problem comes back as a `PrivacyProblem`, for the
-caller to raise as its own error type or to print as a finding.
+caller to raise as its own error type or to print as a finding; `read_private_file`
+reads a private file by the same rule.
 """
 
 from __future__ import annotations
@@ -123,6 +124,45 @@ def file_problem(path: Path, info: os.stat_result, label: str) -> PrivacyProblem
             f"run `chmod 600 {path}`",
         )
     return None
+
+
+class PrivateFileRefused(Exception):
+    """A private file is not a regular file, or is open to other users.
+
+    Raised by `read_private_file`; `problem` says which, with the fix, for the caller to
+    pass on in its own error type.
+    """
+
+    def __init__(self, problem: PrivacyProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def read_private_file(path: Path, label: str, max_bytes: int) -> bytes:
+    """At most `max_bytes` + 1 bytes of a small private file (a key, the codename salt),
+    so the caller can tell a file that is too long.
+
+    Never through a symbolic link (one planted at the name could point anywhere):
+    OSError when the file cannot be opened (FileNotFoundError when it is missing, ELOOP
+    for a link) or read; `PrivateFileRefused` when it is not a regular file or is open
+    to other users.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PrivateFileRefused(
+                PrivacyProblem(
+                    f"the {label} {path} is not a regular file",
+                    f"move it out of {path.parent}",
+                )
+            )
+        problem = file_problem(path, info, label)
+        if problem is not None:
+            raise PrivateFileRefused(problem)
+        return os.read(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
 
 
 def user_name(uid: int) -> str:

@@ -49,13 +49,7 @@ def check_tor_program(tor_cmd: str) -> list[Finding]:
     """``tor --version``; and ``--list-modules``, since proof-of-work is an optional
     module (a tor built without ``--enable-gpl`` lacks it whatever its version)."""
     try:
-        result = subprocess.run(
-            [tor_cmd, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=TOR_VERSION_TIMEOUT,
-            check=False,
-        )
+        result = _run_tor(tor_cmd, "--version")
     except FileNotFoundError:
         return [
             problem(
@@ -89,13 +83,7 @@ def check_tor_program(tor_cmd: str) -> list[Finding]:
 def _pow_module(tor_cmd: str) -> bool | None:
     """True/False from ``tor --list-modules``; None when tor cannot say."""
     try:
-        result = subprocess.run(
-            [tor_cmd, "--list-modules"],
-            capture_output=True,
-            text=True,
-            timeout=TOR_VERSION_TIMEOUT,
-            check=False,
-        )
+        result = _run_tor(tor_cmd, "--list-modules")
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_pow_module(result.stdout)
@@ -126,3 +114,10 @@ def check_tor_control(control: str, password: str | None = None) -> list[Finding
     if version is None:
         return [reached, problem(f"tor at {control} reports no version", "upgrade tor")]
     return [reached, version_finding(version, f"at {control}")]
+
+
+def _run_tor(tor_cmd: str, option: str) -> subprocess.CompletedProcess[str]:
+    """``tor OPTION``'s output; tor answers these without starting."""
+    return subprocess.run(
+        [tor_cmd, option], capture_output=True, text=True, timeout=TOR_VERSION_TIMEOUT, check=False
+    )

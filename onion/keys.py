@@ -19,7 +19,6 @@ import hashlib
 import os
 import re
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from nacl import bindings
 from nacl.public import PrivateKey
 
 from .. import durable
-from ..private_folder import file_problem, folder_problem, user_name
+from ..private_folder import PrivateFileRefused, folder_problem, read_private_file, user_name
 from .errors import OnionStateError
 
 KEY_FILE = "hs_ed25519_secret_key"
@@ -35,6 +34,7 @@ CLIENTS_DIR = "authorized_clients"
 # tor's file header: 29 characters padded with NULs to 32 bytes.
 _KEY_HEADER = b"== ed25519v1-secret: type0 ==\x00\x00\x00"
 _EXPANDED_KEY_BYTES = 64
+_SERVICE_KEY_FILE_BYTES = len(_KEY_HEADER) + _EXPANDED_KEY_BYTES
 _ONION_VERSION = b"\x03"
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 # One "descriptor:x25519:" line and its 52-character key, with room for white space.
@@ -115,21 +115,21 @@ def _write_new_file(path: Path, data: bytes) -> None:
     durable.create_new_file(path, data, 0o600)
 
 
-def _read_private_file(path: Path) -> bytes:
-    problem = file_problem(path, path.stat(), "onion key file")
-    if problem is not None:
-        raise OnionStateError(str(problem))
-    return path.read_bytes()
-
-
 def load_service_key(state_dir: Path) -> ServiceKey | None:
     """The stored service key, or None when this state folder has none yet."""
     path = ensure_private_dir(state_dir) / KEY_FILE
     try:
-        data = _read_private_file(path)
+        data = read_private_file(path, "onion service key", _SERVICE_KEY_FILE_BYTES)
     except FileNotFoundError:
         return None
-    if len(data) != len(_KEY_HEADER) + _EXPANDED_KEY_BYTES or not data.startswith(_KEY_HEADER):
+    except OSError as err:
+        raise OnionStateError(
+            f"cannot read the onion service key {path} ({err.strerror}); restore it from a "
+            "backup, or give it to the user sealdrop runs as (mode 600)"
+        ) from None
+    except PrivateFileRefused as err:
+        raise OnionStateError(str(err)) from None
+    if len(data) != _SERVICE_KEY_FILE_BYTES or not data.startswith(_KEY_HEADER):
         raise OnionStateError(
             f"{path} is not a v3 onion service key. Restore it from a backup, or move it "
             "away to start over with a new onion address."
@@ -222,24 +222,11 @@ def load_client_public_keys(state_dir: Path) -> list[str]:
 
 def _read_client_key(path: Path) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        data = read_private_file(path, "client authorization file", _MAX_CLIENT_FILE)
     except OSError as err:
         raise _unusable(path, err) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ClientAuthUnusable(
-                f"{path} is not a regular file. Move it out of {path.parent}, then add the "
-                "client again with sealdrop onion add-client."
-            )
-        problem = file_problem(path, info, "client authorization file")
-        if problem is not None:
-            raise ClientAuthUnusable(str(problem))
-        data = os.read(fd, _MAX_CLIENT_FILE + 1)
-    except OSError as err:
-        raise _unusable(path, err) from None
-    finally:
-        os.close(fd)
+    except PrivateFileRefused as err:
+        raise ClientAuthUnusable(f"{err}, then add the client again if it was one") from None
     text = data.decode("ascii", "replace").strip()
     auth_type, _, key = text.partition("descriptor:x25519:")
     if len(data) > _MAX_CLIENT_FILE or auth_type or not re.fullmatch(r"[A-Z2-7]{52}", key):

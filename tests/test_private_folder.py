@@ -1,5 +1,6 @@
 """One private-folder rule: `serve` refuses to start exactly when `check` reports a problem,
-with the same words, for the spool, state and replies folders alike."""
+with the same words, for the spool, state and replies folders alike; and one rule for
+reading a private file (keys, the codename salt)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import pytest
 
 from sealdrop.app import StartupRefused, create_app
 from sealdrop.checks.folders import check_private_dir
-from sealdrop.private_folder import folder_problem, folder_problems
+from sealdrop.codename import SALT_FILE, SaltUnusable, load_installation_salt
+from sealdrop.onion.errors import OnionStateError
+from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key, load_service_key
+from sealdrop.private_folder import (
+    PrivateFileRefused,
+    folder_problem,
+    folder_problems,
+    read_private_file,
+)
 from sealdrop.settings import Settings
 
 IS_ROOT = os.geteuid() == 0
@@ -120,3 +129,35 @@ def test_create_makes_a_missing_folder_private(tmp_path: Path) -> None:
     folder = tmp_path / "a" / "state"
     assert folder_problem(folder, "state folder", create=True) is None
     assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_private_file_is_read_only_if_regular_unlinked_and_closed_to_others(
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "key"
+    good.write_bytes(b"12345")
+    good.chmod(0o600)
+    assert read_private_file(good, "key", 4) == b"12345"  # one byte more than asked
+    link = tmp_path / "link"
+    link.symlink_to(good)
+    with pytest.raises(OSError):
+        read_private_file(link, "key", 4)
+    with pytest.raises(PrivateFileRefused, match="is not a regular file"):
+        read_private_file(private(tmp_path / "folder"), "key", 4)
+    good.chmod(0o640)
+    with pytest.raises(PrivateFileRefused, match=r"open to other users \(mode 0640\)"):
+        read_private_file(good, "key", 4)
+
+
+def test_every_private_file_follows_the_rule(tmp_path: Path) -> None:
+    # The onion service key was read through a link, unlike the salt and client keys.
+    state = private(tmp_path / "state")
+    load_or_create_service_key(state)
+    (state / KEY_FILE).rename(tmp_path / "elsewhere")
+    (state / KEY_FILE).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OnionStateError, match="cannot read the onion service key"):
+        load_service_key(state)
+    (tmp_path / "salt-elsewhere").write_bytes(os.urandom(16))
+    (state / SALT_FILE).symlink_to(tmp_path / "salt-elsewhere")
+    with pytest.raises(SaltUnusable):
+        load_installation_salt(state)

@@ -156,6 +156,13 @@ def test_a_single_spool_file_can_be_given(
 
     assert visible(out) == [f"{DAY}_3fa2c1d0"]
 
+    # Named on the command line, a file is opened whatever it is called: the reviewer chose it.
+    backup = spool / (LAST + "~")
+    (spool / LAST).rename(backup)
+    argv = ["open", str(backup), "--key", str(key_pair[0]), "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert visible(out) == [f"{DAY}_3fa2c1d0", f"{DAY}_ffffffff"]
+
 
 def test_output_is_private_to_the_reviewer(
     run: Callable[..., int], spool: Path, out: Path, public: PublicKey

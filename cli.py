@@ -116,9 +116,7 @@ def _onion(commands: Commands) -> None:
         "add-client", help="authorise one more source (v3 client authorization)"
     )
     add_client.add_argument("name", metavar="NAME", help="a label for the operator, e.g. alice")
-    add_client.add_argument(
-        "--state", type=Path, required=True, metavar="DIR", help="onion state folder"
-    )
+    add_flags(add_client, only=("state_dir",))
     add_client.set_defaults(run=_later(".onion.cli", "run_add_client"))
 
 

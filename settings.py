@@ -20,7 +20,7 @@ import dataclasses
 import ipaddress
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "declared",
     "from_command_line",
     "load_settings",
+    "one_from_command_line",
     "settings_table",
 ]
 
@@ -398,6 +399,50 @@ def load_settings(
 ) -> Settings:
     """Fold the config file (if any), the ``SEALDROP_*`` variables in `env` and the
     command line's `flags` (setting name -> text given, None when not given) into Settings."""
+    values = _given(env, config_file, flags)
+    for entry in _BY_NAME.values():
+        if entry.required and entry.name not in values:
+            raise SettingsError(
+                f"setting {entry.name} is missing; {entry.spec.fix} ({entry.how_to_give()})"
+            )
+    return Settings(**values)
+
+
+def add_flags(parser: argparse.ArgumentParser, only: Collection[str] | None = None) -> None:
+    """``--config`` and every setting's flag (or those of the settings named in `only`),
+    for a command that reads the settings."""
+    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
+    for entry in _BY_NAME.values():
+        if entry.spec.flag is not None and (only is None or entry.name in only):
+            first_sentence = entry.spec.meaning.split(". ")[0].rstrip(".")
+            parser.add_argument(
+                entry.spec.flag,
+                dest=entry.name,
+                metavar=entry.spec.metavar,
+                help=f"{first_sentence} (setting {entry.name}, {entry.env_var})",
+            )
+
+
+def from_command_line(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """The settings for a command whose parser got `add_flags`: flags, then `env`, then
+    the ``--config`` file."""
+    return load_settings(env, getattr(args, "config", None), _flags(args))
+
+
+def one_from_command_line(name: str, args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    """One setting, read as `from_command_line` reads it (None when not given), for a
+    command that needs only that one (``onion add-client`` and the state folder)."""
+    return _given(env, getattr(args, "config", None), _flags(args)).get(name)
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name, e in _BY_NAME.items() if e.spec.flag}
+
+
+def _given(
+    env: Mapping[str, str], config_file: Path | None, flags: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Every setting given anywhere, parsed; the flag wins over the variable over the file."""
     values: dict[str, Any] = {}
     if config_file is not None:
         for name, raw in _read_toml(config_file).items():
@@ -415,33 +460,7 @@ def load_settings(
         entry = _BY_NAME[name]
         if raw is not None:
             values[name] = _parse_one(entry, raw, str(entry.spec.flag))
-    for entry in _BY_NAME.values():
-        if entry.required and entry.name not in values:
-            raise SettingsError(
-                f"setting {entry.name} is missing; {entry.spec.fix} ({entry.how_to_give()})"
-            )
-    return Settings(**values)
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """``--config`` and every setting's flag, for a command that reads the settings."""
-    parser.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
-    for entry in _BY_NAME.values():
-        if entry.spec.flag is not None:
-            first_sentence = entry.spec.meaning.split(". ")[0].rstrip(".")
-            parser.add_argument(
-                entry.spec.flag,
-                dest=entry.name,
-                metavar=entry.spec.metavar,
-                help=f"{first_sentence} (setting {entry.name}, {entry.env_var})",
-            )
-
-
-def from_command_line(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
-    """The settings for a command whose parser got `add_flags`: flags, then `env`, then
-    the ``--config`` file."""
-    flags = {name: getattr(args, name, None) for name, e in _BY_NAME.items() if e.spec.flag}
-    return load_settings(env, getattr(args, "config", None), flags)
+    return values
 
 
 def _parse_one(entry: _Entry, raw: Any, where: str) -> Any:

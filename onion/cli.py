@@ -1,4 +1,6 @@
-"""``sealdrop onion add-client NAME --state DIR``: works without tor running.
+"""``sealdrop onion add-client NAME [--state DIR | --config FILE]``: works without tor running.
+
+The state folder is the service's `state_dir` setting, read as ``serve`` reads it.
 
 The service reads the client keys as its own user, the owner of the state folder.
 Run as another user (``sudo sealdrop onion add-client``), the new folder and key
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..private_folder import user_name
+from ..settings import SettingsError, one_from_command_line
 from .errors import OnionError, OnionStateError
 from .keys import CLIENTS_DIR, add_client
 
@@ -27,8 +30,20 @@ _COMMAND = "sealdrop onion add-client"
 
 def run_add_client(args: argparse.Namespace) -> int:
     try:
-        with acting_as_state_owner(Path(args.state)):
-            credentials = add_client(args.state, args.name)
+        state_dir: Path | None = one_from_command_line("state_dir", args, os.environ)
+    except SettingsError as err:
+        print(f"{_COMMAND}: {err}", file=sys.stderr)
+        return 2
+    if state_dir is None:
+        print(
+            f"{_COMMAND}: no state folder; name it with --state DIR, or give the service's "
+            "settings (--config FILE, or SEALDROP_STATE_DIR)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with acting_as_state_owner(state_dir):
+            credentials = add_client(state_dir, args.name)
     except OnionError as err:
         print(f"{_COMMAND}: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -556,3 +558,15 @@ def test_a_real_control_port_with_cookie_and_with_a_password(tmp_path: Path) -> 
     finally:
         locked.stop()
     assert not refused.ok and "refused authentication" in refused.text
+
+
+def test_check_reads_the_settings_without_the_server() -> None:
+    # check once imported serve.py (Flask, gunicorn) only to reach its settings code.
+    script = (
+        "import sys, sealdrop.checks, sealdrop.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'gunicorn')"
+        " or m.startswith('sealdrop.server')))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

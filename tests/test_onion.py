@@ -373,6 +373,24 @@ def test_add_client_command_prints_what_the_source_enters(
     assert "already exists" in capsys.readouterr().err
 
 
+def test_add_client_finds_the_state_folder_where_serve_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SEALDROP_"):
+            monkeypatch.delenv(name)
+    assert main(["onion", "add-client", "alice"]) == 2
+    assert "--state DIR" in capsys.readouterr().err
+    state = tmp_path / "state"
+    config = tmp_path / "sealdrop.toml"
+    config.write_text(f'spool_dir = "/unused"\nstate_dir = "{state}"\n')
+    assert main(["onion", "add-client", "alice", "--config", str(config)]) == 0
+    assert (state / CLIENTS_DIR / "alice.auth").is_file()
+    monkeypatch.setenv("SEALDROP_STATE_DIR", str(state))
+    assert main(["onion", "add-client", "bob"]) == 0
+    assert (state / CLIENTS_DIR / "bob.auth").is_file()
+
+
 def serve_command(spool_dir: Path, public_key_file: Path, *extra: str) -> list[str]:
     argv = ["--spool", str(spool_dir), "--public-key", str(public_key_file)]
     return sealdrop_command("serve", *argv, "--listen", "127.0.0.1:0", *extra)

@@ -54,9 +54,8 @@ def gunicorn_options(
         "threads": threads,
         # Connections a worker holds at once (kept-alive ones included): its threads and
         # a few idle kept-alive ones, no more. A worker whose threads are all held then
-        # stops accepting, and a new visitor goes to a worker with a thread free. With
-        # twice the threads, the workers took 200 trickling connections unevenly (129
-        # and 73), and whoever landed on the full one waited with threads free next door.
+        # stops accepting, and a new visitor goes to a worker with a thread free rather
+        # than wait on a full one (measured: docs/PERFORMANCE.md).
         "worker_connections": threads + KEEPALIVE_SLOTS,
         "timeout": HEARTBEAT_TIMEOUT,
         "graceful_timeout": 30,

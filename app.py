@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import Flask
 from nacl.public import PublicKey
+from nacl.signing import VerifyKey
 
 from .codename import CodenameError
 from .keys import KeyFileError
 from .recipients import load_recipients
 from .settings import Settings
+from .signing import load_signing_public_keys
 from .storage.replies import RepliesFolderUnusable, ReplyBox
 from .storage.spool import Spool, StorageError
 from .web.body import READ_SIZE
@@ -72,11 +75,30 @@ def _codenames(settings: Settings) -> Codenames | None:
         return None
     try:
         ReplyBox(settings.replies_dir).check()
-        return Codenames.from_settings(settings)
+        codenames = Codenames.from_settings(settings)
     except RepliesFolderUnusable as err:
         raise StartupRefused(f"{err} (setting replies_dir / SEALDROP_REPLIES_DIR)") from None
     except CodenameError as err:
         raise StartupRefused(f"{err} (setting state_dir / SEALDROP_STATE_DIR)") from None
+    codenames.reply_signers = _reply_signers(settings)
+    return codenames
+
+
+def _reply_signers(settings: Settings) -> tuple[VerifyKey, ...]:
+    """The reviewer's reply-signing public keys; none configured means no reply is shown."""
+    if settings.reply_signing_key_file is None:
+        logging.getLogger("sealdrop").warning(
+            "replies are on but reply_signing_key_file is not set: no reply will be shown "
+            "to sources until it names the reviewer's reply-signing.pub (docs/OPERATOR.md, "
+            "'Signed replies')"
+        )
+        return ()
+    try:
+        return load_signing_public_keys(settings.reply_signing_key_file)
+    except KeyFileError as err:
+        raise StartupRefused(
+            f"{err} (setting reply_signing_key_file / SEALDROP_REPLY_SIGNING_KEY_FILE)"
+        ) from None
 
 
 def _load_keys(settings: Settings) -> list[PublicKey]:

@@ -42,6 +42,11 @@ def _keygen(commands: Commands) -> None:
         metavar="NAME",
         help="the key's label: writes NAME.pub and NAME.key (default: reviewer)",
     )
+    keygen.add_argument(
+        "--reply-signing-only",
+        action="store_true",
+        help="make only the reply-signing key pair (for a reviewer key made before it existed)",
+    )
     # Tests only: a cheap key derivation. Hidden so no reviewer weakens a real key.
     keygen.add_argument(
         "--kdf-cost",
@@ -74,6 +79,13 @@ def _reply(commands: Commands) -> None:
     )
     reply.add_argument("source", type=Path, metavar="SOURCE_DIR", help="a source_... folder")
     reply.add_argument("--out", type=Path, required=True, metavar="DIR")
+    reply.add_argument(
+        "--signing-key",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="reply-signing.key (made by sealdrop keygen): the server shows only signed replies",
+    )
     reply.add_argument(
         "--message-file",
         type=Path,

@@ -35,6 +35,9 @@ from . import durable
 
 PUBLIC_KEY_PREFIX = "sealdrop-pub1"
 SECRET_KEY_HEADER = "sealdrop secret key v1"
+# The reply-signing key file (signing.py): the same layout under its own header, which
+# holds the secret-key marker so that the server's checks refuse it like reviewer.key.
+SIGNING_KEY_HEADER = "sealdrop secret key for reply signing v1"
 PUBLIC_KEY_LABEL = "public key: "
 DEFAULT_KEY_NAME = "reviewer"
 PUBLIC_KEY_FILENAME = DEFAULT_KEY_NAME + ".pub"
@@ -282,20 +285,26 @@ def _derive_box(passphrase: str, salt: bytes, cost: KdfCost, source: str) -> Sec
     return SecretBox(key)
 
 
-def encode_secret_key(key: PrivateKey, passphrase: str, cost: KdfCost) -> str:
-    """The text of a secret key file: header line, public key line, sealed key line."""
+def seal_secret(secret: bytes, passphrase: str, cost: KdfCost) -> str:
+    """The key line of a secret key file: base64 of salt, costs, nonce and the
+    passphrase-sealed 32-byte `secret` (docs/FORMAT.md, "Secret key file")."""
     if not passphrase:
         raise ValueError("the passphrase must not be empty")
     salt = nacl.utils.random(_SALT_BYTES)
     nonce = nacl.utils.random(_NONCE_BYTES)
     box = _derive_box(passphrase, salt, cost, "the new secret key")
-    sealed = box.encrypt(bytes(key), nonce).ciphertext
+    sealed = box.encrypt(secret, nonce).ciphertext
     blob = salt + _PARAMS.pack(cost.opslimit, cost.memlimit) + nonce + sealed
     assert len(blob) == _BLOB_BYTES
+    return base64.b64encode(blob).decode("ascii")
+
+
+def encode_secret_key(key: PrivateKey, passphrase: str, cost: KdfCost) -> str:
+    """The text of a secret key file: header line, public key line, sealed key line."""
     return (
         f"{SECRET_KEY_HEADER}\n"
         f"{PUBLIC_KEY_LABEL}{encode_public_key(key.public_key)}\n"
-        f"{base64.b64encode(blob).decode('ascii')}\n"
+        f"{seal_secret(bytes(key), passphrase, cost)}\n"
     )
 
 
@@ -317,8 +326,19 @@ def decode_secret_key(text: str, passphrase: str, source: str) -> PrivateKey:
             f"{source} is damaged: its {PUBLIC_KEY_LABEL!r} line is not a valid public "
             f"key; restore it from your backup"
         ) from None
+    secret = PrivateKey(open_secret(lines[2], passphrase, source))
+    if secret.public_key != public_key:
+        raise KeyPairMismatch(
+            f"{source} names a public key that does not belong to its secret key: the "
+            f"file was edited; restore it from your backup"
+        )
+    return secret
+
+
+def open_secret(line: str, passphrase: str, source: str) -> bytes:
+    """The 32-byte secret sealed in a secret key file's key line (see `seal_secret`)."""
     try:
-        blob = base64.b64decode(lines[2], validate=True)
+        blob = base64.b64decode(line, validate=True)
     except binascii.Error:
         blob = b""
     if len(blob) != _BLOB_BYTES:
@@ -334,23 +354,22 @@ def decode_secret_key(text: str, passphrase: str, source: str) -> PrivateKey:
     _check_stored_cost(cost, source)
     box = _derive_box(passphrase, salt, cost, source)
     try:
-        secret = PrivateKey(box.decrypt(sealed, nonce))
+        return box.decrypt(sealed, nonce)
     except nacl.exceptions.CryptoError:
         raise WrongPassphrase(
             f"the passphrase does not open {source}: check it and try again (or the "
             f"file was altered: restore it from your backup)"
         ) from None
-    if secret.public_key != public_key:
-        raise KeyPairMismatch(
-            f"{source} names a public key that does not belong to its secret key: the "
-            f"file was edited; restore it from your backup"
-        )
-    return secret
 
 
 def _check_header(header: str, source: str) -> None:
     if header == SECRET_KEY_HEADER:
         return
+    if header == SIGNING_KEY_HEADER:
+        raise MalformedKey(
+            f"{source} is the reply-signing key; opening needs the reviewer secret key "
+            f"file ({SECRET_KEY_FILENAME})"
+        )
     if header.startswith(PUBLIC_KEY_PREFIX):
         raise IsPublicKey(
             f"{source} is the public key; opening needs the secret key file "

@@ -314,6 +314,15 @@ class Settings:
         meaning="Folder where the operator puts the reviewer's reply files. With "
         "`state_dir`, turns codename follow-ups and replies on.",
     )
+    reply_signing_key_file: Path | None = setting(
+        None,
+        parse=_path,
+        fix="give the reviewer's reply-signing public key (reply-signing.pub, made by "
+        "`sealdrop keygen`), or a folder holding only such .pub files",
+        meaning="The reviewer's reply-signing public key, `reply-signing.pub` (made "
+        "offline by `sealdrop keygen`), or a folder of them, one per reviewer who "
+        "answers. Only replies signed by one of these keys are shown; without it, none is.",
+    )
     # libsodium's bounds for Argon2id; only tests should go near the low end.
     codename_kdf_memory: int = setting(
         64 * MiB,

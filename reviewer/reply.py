@@ -1,9 +1,11 @@
 """`sealdrop reply SOURCE_DIR --out DIR`: write a reply file for one source, offline.
 
 The reply is sealed to the reply public key in SOURCE_DIR/source.json (written by
-`sealdrop open`), so only whoever holds the source's codename can read it; this
-machine needs no secret key for it. The message comes from ``--message-file``,
-from standard input when it is not a terminal, or else from $EDITOR. The file
+`sealdrop open`), so only whoever holds the source's codename can read it, and
+signed with the reviewer's reply-signing key (``--signing-key``, opened with the
+passphrase), so that the server shows it as the reviewer's. The message comes
+from ``--message-file``, from standard input when it is not a terminal, or else
+from $EDITOR. The file
 is named ``<mailbox id>-<random>.reply``; the operator copies it into the
 server's replies folder.
 
@@ -21,10 +23,14 @@ import tempfile
 from pathlib import Path
 
 from nacl.public import PublicKey
+from nacl.signing import SigningKey
 
 from .. import durable
-from ..replies import MAX_REPLY_CHARS, new_reference, reply_file_name, seal_reply
+from ..keys import KeyFileError
+from ..replies import MAX_REPLY_CHARS, new_reference, reply_file_name, seal_reply, sign_reply
+from ..signing import load_signing_secret_key
 from ..storage.spool import utc_day
+from .passphrase import PassphraseError, read_passphrase
 from .sources import SourceFolderError, read_info
 from .unpack import FILE_MODE
 
@@ -43,8 +49,10 @@ def run_reply(args: argparse.Namespace) -> int:
     try:
         info = read_info(args.source)
         message = read_message(args.message_file)
-        path = write_reply(args.out, info.mailbox_id, PublicKey(info.reply_public_key), message)
-    except (SourceFolderError, ReplyRefused) as err:
+        signer = load_signing_secret_key(args.signing_key, read_passphrase(confirm=False))
+        key = PublicKey(info.reply_public_key)
+        path = write_reply(args.out, info.mailbox_id, key, message, signer)
+    except (SourceFolderError, ReplyRefused, KeyFileError, PassphraseError) as err:
         print(f"sealdrop reply: {err}\nNo reply was written.", file=sys.stderr)
         return 2
     print(
@@ -71,8 +79,10 @@ def read_message(message_file: Path | None) -> str:
     return text
 
 
-def write_reply(out: Path, mailbox_id: bytes, key: PublicKey, message: str) -> Path:
-    data = seal_reply(message, key, utc_day(), new_reference())
+def write_reply(
+    out: Path, mailbox_id: bytes, key: PublicKey, message: str, signer: SigningKey
+) -> Path:
+    data = sign_reply(seal_reply(message, key, utc_day(), new_reference()), mailbox_id, signer)
     path = out / reply_file_name(mailbox_id)
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)

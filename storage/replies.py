@@ -14,10 +14,18 @@ import stat
 from pathlib import Path
 
 from nacl.public import PrivateKey
+from nacl.signing import VerifyKey
 
 from ..crypto import SpoolFileError
 from ..private_folder import folder_problem
-from ..replies import MAX_REPLY_FILE_BYTES, Reply, open_reply, parse_reply_name
+from ..replies import (
+    MAX_REPLY_FILE_BYTES,
+    Reply,
+    ReplyNotSigned,
+    open_reply,
+    parse_reply_name,
+    verified_sealed_reply,
+)
 from .spool import midnight_utc, utc_day
 
 
@@ -34,8 +42,10 @@ class RepliesFolderUnusable(RepliesError):
 class ReplyBox:
     """The replies folder. Every file name it uses comes from `parse_reply_name`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, signers: tuple[VerifyKey, ...] = ()) -> None:
         self.directory = Path(directory)
+        # The reviewer's reply-signing public keys: with none, no reply is ever shown.
+        self.signers = signers
 
     def check(self) -> None:
         problem = folder_problem(self.directory, "replies folder")
@@ -57,9 +67,9 @@ class ReplyBox:
     def replies_for(self, mailbox: str, reply_key: PrivateKey) -> list[Reply]:
         """Every reply to `mailbox` that opens with `reply_key`, oldest day first.
 
-        A file that does not open (damaged, or planted by someone who knows the
-        mailbox id but not the key) is not shown: the source cannot do anything
-        about it, and the operator's copy is where to look.
+        A file not signed by one of `signers`, or that does not open (damaged, or planted
+        by someone who knows the mailbox id or even the reply key), is not shown: the
+        source cannot do anything about it, and the operator's copy is where to look.
         """
         shown = []
         for name in self.names_for(mailbox):
@@ -69,8 +79,9 @@ class ReplyBox:
             parsed = parse_reply_name(name)
             assert parsed is not None
             try:
-                shown.append(open_reply(data, reply_key, parsed[1]))
-            except SpoolFileError:
+                sealed = verified_sealed_reply(data, bytes.fromhex(mailbox), self.signers)
+                shown.append(open_reply(sealed, reply_key, parsed[1]))
+            except (ReplyNotSigned, SpoolFileError):
                 continue
         return sorted(shown, key=lambda reply: (reply.day, reply.reference, reply.reply_id))
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from nacl.public import PrivateKey
+from nacl.public import PrivateKey, PublicKey
+from nacl.signing import SigningKey
 
 from sealdrop.app import create_app
-from sealdrop.keys import encode_public_key
+from sealdrop.keys import KdfCost, encode_public_key
 from sealdrop.settings import Settings
 from sealdrop.tests.serving import Served, ServerFailed, serve_env
 
@@ -52,6 +53,54 @@ def message_and_files(message: str, *files: tuple[str, bytes]) -> Multipart:
     parts: list[Part] = [("message", None, message.encode("utf-8"), None)]
     parts += [("files", name, data, "application/octet-stream") for name, data in files]
     return build_multipart(parts)
+
+
+# --- reply signing (signing.py) ---------------------------------------------------------
+
+SIGNING_PASSPHRASE = "reply signing test passphrase"
+
+
+@pytest.fixture
+def reply_signer() -> SigningKey:
+    """The reviewer's reply-signing key: replies it signs are shown, others never."""
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def reply_signing_pub(tmp_path: Path, reply_signer: SigningKey) -> Path:
+    """reply-signing.pub for `reply_signer`, as the server's reply_signing_key_file."""
+    from sealdrop.signing import encode_signing_public_key
+
+    path = tmp_path / "reply-signing.pub"
+    path.write_text(encode_signing_public_key(reply_signer.verify_key) + "\n")
+    return path
+
+
+@pytest.fixture
+def reply_signing_key_file(tmp_path: Path, reply_signer: SigningKey) -> Path:
+    """reply-signing.key for `reply_signer` (SIGNING_PASSPHRASE, the cheapest cost)."""
+    from sealdrop.signing import encode_signing_secret_key
+
+    folder = tmp_path / "offline-signing"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / "reply-signing.key"
+    path.write_text(encode_signing_secret_key(reply_signer, SIGNING_PASSPHRASE, KdfCost.MIN))
+    return path
+
+
+def signed_reply(
+    message: str,
+    reply_public_key: PublicKey,
+    mailbox_id: bytes,
+    signer: SigningKey,
+    day: str = "2026-12-01",
+    reference: str = "0001-0002",
+) -> bytes:
+    """A reply file as `sealdrop reply` writes it: sealed to the source, then signed."""
+    from sealdrop import replies
+
+    sealed = replies.seal_reply(message, reply_public_key, day, reference)
+    return replies.sign_reply(sealed, mailbox_id, signer)
 
 
 @pytest.fixture

@@ -21,11 +21,13 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from nacl.signing import SigningKey
 
 from sealdrop import codename, keys, replies
+from sealdrop.signing import encode_signing_public_key
 from sealdrop.web.crosssite import sent_by_this_service
 
-from .conftest import build_multipart, message_and_files
+from .conftest import build_multipart, message_and_files, signed_reply
 from .raw_http import send_while_reading, whole_response
 
 TEST_KDF = {"codename_kdf_memory": 8 * 1024, "codename_kdf_passes": 1}
@@ -64,13 +66,23 @@ REFUSED = {
 }
 
 
+SIGNER = SigningKey.generate()
+
+
 @pytest.fixture
 def codename_app(make_app: Callable[..., Flask], tmp_path: Path) -> Flask:
     folders = {}
     for name in ("state", "replies"):
         folders[name] = tmp_path / name
         folders[name].mkdir(mode=0o700)
-    return make_app(state_dir=folders["state"], replies_dir=folders["replies"], **TEST_KDF)
+    signing = tmp_path / "reply-signing.pub"
+    signing.write_text(encode_signing_public_key(SIGNER.verify_key) + "\n")
+    return make_app(
+        state_dir=folders["state"],
+        replies_dir=folders["replies"],
+        reply_signing_key_file=signing,
+        **TEST_KDF,
+    )
 
 
 @pytest.fixture
@@ -84,7 +96,7 @@ def a_codename_with_a_reply(state_dir: Path, replies_dir: Path) -> tuple[str, st
     salt = codename.load_installation_salt(state_dir)
     derived = codename.derive(words, salt, keys.KdfCost(1, 8 * 1024))
     name = replies.reply_file_name(derived.mailbox_id)
-    data = replies.seal_reply("meet at the gate", derived.reply_public_key, "2026-12-01", "1-2")
+    data = signed_reply("meet at the gate", derived.reply_public_key, derived.mailbox_id, SIGNER)
     (replies_dir / name).write_bytes(data)
     parsed = replies.parse_reply_name(name)
     assert parsed is not None

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
 
 from sealdrop import codename, keys, replies
 
+from .conftest import signed_reply
 from .test_browser import browser  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
@@ -80,6 +82,8 @@ def click_and_wait(driver: Any, selector: str) -> str:
 def test_a_hostile_page_cannot_post_to_the_service(
     browser: Any,  # noqa: F811 (the imported fixture)
     start_server: Callable[..., Any],
+    reply_signer: SigningKey,
+    reply_signing_pub: Path,
     hostile_site: Callable[[str], str],
     tmp_path: Path,
     spool_dir: Path,
@@ -91,6 +95,7 @@ def test_a_hostile_page_cannot_post_to_the_service(
         env={
             "SEALDROP_STATE_DIR": str(state),
             "SEALDROP_REPLIES_DIR": str(replies_dir),
+            "SEALDROP_REPLY_SIGNING_KEY_FILE": str(reply_signing_pub),
             "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
             "SEALDROP_CODENAME_KDF_PASSES": "1",
         }
@@ -99,7 +104,10 @@ def test_a_hostile_page_cannot_post_to_the_service(
     salt = codename.load_installation_salt(state)
     attacker = codename.new_codename()
     derived = codename.derive(attacker, salt, keys.KdfCost(1, 8 * 1024))
-    reply = replies.seal_reply("attacker's bait", derived.reply_public_key, "2026-12-01", "1-2")
+    # Even a reply the reviewer signed for the attacker's codename must not be reached.
+    reply = signed_reply(
+        "attacker's bait", derived.reply_public_key, derived.mailbox_id, reply_signer
+    )
     (replies_dir / replies.reply_file_name(derived.mailbox_id)).write_bytes(reply)
 
     swap = hostile_site(

@@ -22,10 +22,13 @@ from typing import Any
 
 import pytest
 from nacl.public import PrivateKey
+from nacl.signing import SigningKey
 
 from sealdrop import codename, crypto, keys, records, replies
+from sealdrop.signing import encode_signing_public_key
 from sealdrop.tests.serving import Served, serve_env
 
+from .conftest import signed_reply
 from .test_browser import (  # noqa: F401 (browser and shots are fixtures)
     browser,
     screenshot_both_widths,
@@ -39,6 +42,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TEST_COST = keys.KdfCost(1, 8 * 1024)
+SIGNER = SigningKey.generate()
 
 
 @dataclass
@@ -60,10 +64,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         folders[name] = folder
     public_key = tmp_path_factory.mktemp("key") / "reviewer.pub"
     public_key.write_text(keys.encode_public_key(key.public_key) + "\n", encoding="ascii")
+    signing_pub = public_key.parent / "reply-signing.pub"
+    signing_pub.write_text(encode_signing_public_key(SIGNER.verify_key) + "
+")
     env = serve_env(
         {
             "SEALDROP_STATE_DIR": str(folders["state"]),
             "SEALDROP_REPLIES_DIR": str(folders["replies"]),
+            "SEALDROP_REPLY_SIGNING_KEY_FILE": str(signing_pub),
             "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
             "SEALDROP_CODENAME_KDF_PASSES": "1",
         }
@@ -121,7 +129,7 @@ def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
     assert first.reply_public_key == bytes(derived.reply_public_key)
     # A long unbroken token (a link, a file hash) must wrap, not widen the page.
     reply_text = "Thank you.\nWhich sawmill?\nsha256:" + "9f86d081884c7d65" * 4
-    data = replies.seal_reply(reply_text, derived.reply_public_key, "2026-12-01", "0001-0001")
+    data = signed_reply(reply_text, derived.reply_public_key, derived.mailbox_id, SIGNER)
     (service.replies / replies.reply_file_name(derived.mailbox_id)).write_bytes(data)
 
     browser.get(service.url + "/come-back")

@@ -30,7 +30,7 @@ from sealdrop import cli, codename, keys
 from sealdrop.reviewer import sources
 
 from .canaries import find_canaries, found_in
-from .conftest import build_multipart
+from .conftest import SIGNING_PASSPHRASE, build_multipart
 from .raw_http import send_while_reading, whole_response
 
 PASSPHRASE = "follow-up round trip passphrase"
@@ -111,12 +111,15 @@ def test_the_codename_round_trip_on_the_real_server(
     spool_dir: Path,
     service_dirs: dict[str, Path],
     reviewer_key_file: Path,
+    reply_signing_pub: Path,
+    reply_signing_key_file: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     began = time.time() - 1
     state, replies_dir = service_dirs["state"], service_dirs["replies"]
     env = {"SEALDROP_STATE_DIR": str(state), "SEALDROP_REPLIES_DIR": str(replies_dir), **TEST_KDF}
+    env["SEALDROP_REPLY_SIGNING_KEY_FILE"] = str(reply_signing_pub)
     server = start_server(
         env=env, cwd=service_dirs["server-cwd"], tmpdir=service_dirs["server-tmp"]
     )
@@ -151,7 +154,10 @@ def test_the_codename_round_trip_on_the_real_server(
     draft = tmp_path / "draft.txt"
     draft.write_text(f"Thank you. Which port? {reply_marker}\n", encoding="utf-8")
     outbox = tmp_path / "outbox"
-    assert cli.main(["reply", str(folder), "--out", str(outbox), "--message-file", str(draft)]) == 0
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", SIGNING_PASSPHRASE)
+    reply_argv = ["reply", str(folder), "--out", str(outbox), "--message-file", str(draft)]
+    assert cli.main([*reply_argv, "--signing-key", str(reply_signing_key_file)]) == 0
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
     (reply_file,) = outbox.iterdir()
     shutil.copy(reply_file, replies_dir / reply_file.name)
 

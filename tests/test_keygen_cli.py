@@ -45,7 +45,7 @@ def test_keygen_writes_a_usable_pair_and_says_what_to_do(
     assert secret.public_key == public
     assert keys.encode_public_key(public) in stdout.splitlines()
     assert str(out / "reviewer.pub") in stdout and str(out / "reviewer.key") in stdout
-    assert "Keep reviewer.key on this offline machine" in stdout
+    assert "Keep reviewer.key and reply-signing.key on this offline machine" in stdout
     assert "Carry only reviewer.pub" in stdout
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "reviewer.key").stat().st_mode) == 0o600
@@ -90,7 +90,12 @@ def test_keygen_into_an_existing_folder_leaves_its_mode(
     tmp_path.chmod(0o750)
     assert _keygen(tmp_path) == 0
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o750
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["reviewer.key", "reviewer.pub"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "reply-signing.key",
+        "reply-signing.pub",
+        "reviewer.key",
+        "reviewer.pub",
+    ]
 
 
 def test_keygen_refuses_to_overwrite_and_changes_nothing(

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 from nacl.public import PrivateKey
+from nacl.signing import SigningKey
 
 from sealdrop import cli, codename, crypto, keys, records, replies
 from sealdrop.reviewer import sources
 from sealdrop.storage.replies import RepliesFolderUnusable, ReplyBox
 from sealdrop.storage.spool import Spool
+
+from .conftest import SIGNING_PASSPHRASE, signed_reply
 
 PASSPHRASE = "reply tests passphrase"
 SALT = bytes(16)
@@ -69,18 +72,21 @@ def test_a_reply_with_an_attachment_is_refused() -> None:
         replies.open_reply(bytes(out), key.reply_key, "ab" * 16)
 
 
+SIGNER = SigningKey.generate()
+
+
 @pytest.fixture
 def box(tmp_path: Path) -> ReplyBox:
     folder = tmp_path / "replies"
     folder.mkdir(mode=0o700)
-    box = ReplyBox(folder)
+    box = ReplyBox(folder, (SIGNER.verify_key,))
     box.check()
     return box
 
 
 def put(box: ReplyBox, key: codename.SourceKeys, text: str, day: str = "2026-12-01") -> str:
     name = replies.reply_file_name(key.mailbox_id)
-    data = replies.seal_reply(text, key.reply_public_key, day, replies.new_reference())
+    data = signed_reply(text, key.reply_public_key, key.mailbox_id, SIGNER, day)
     (box.directory / name).write_bytes(data)
     return name
 
@@ -102,7 +108,7 @@ def test_the_box_shows_a_source_only_its_own_replies(box: ReplyBox) -> None:
 def test_a_reply_planted_under_a_known_mailbox_id_is_not_shown(box: ReplyBox) -> None:
     mine = source_keys()
     put(box, mine, "real")
-    forged = replies.seal_reply("forged", source_keys().reply_public_key, "2026-12-01", "1-1")
+    forged = signed_reply("forged", source_keys().reply_public_key, mine.mailbox_id, SIGNER)
     (box.directory / replies.reply_file_name(mine.mailbox_id)).write_bytes(forged)
     (box.directory / replies.reply_file_name(mine.mailbox_id)).write_bytes(b"garbage")
     link = box.directory / replies.reply_file_name(mine.mailbox_id)
@@ -146,7 +152,11 @@ def submit(spool: Spool, text: str, source: records.SourceIdentity | None) -> No
 
 
 def test_open_files_a_sources_submissions_together_and_reply_reaches_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    reply_signer: SigningKey,
+    reply_signing_key_file: Path,
 ) -> None:
     key_dir = tmp_path / "keys"
     key_dir.mkdir()
@@ -190,9 +200,13 @@ def test_open_files_a_sources_submissions_together_and_reply_reaches_them(
 
     message = tmp_path / "reply.txt"
     message.write_text("Thank you. Which port?\n", encoding="utf-8")
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", SIGNING_PASSPHRASE)
     outbox = tmp_path / "outbox"
     assert (
-        cli.main(["reply", str(alice_folder), "--out", str(outbox), "--message-file", str(message)])
+        cli.main(
+            ["reply", str(alice_folder), "--out", str(outbox), "--message-file", str(message)]
+            + ["--signing-key", str(reply_signing_key_file)]
+        )
         == 0
     )
     (written,) = outbox.iterdir()
@@ -200,14 +214,21 @@ def test_open_files_a_sources_submissions_together_and_reply_reaches_them(
     box_dir = tmp_path / "replies"
     box_dir.mkdir(mode=0o700)
     (box_dir / written.name).write_bytes(written.read_bytes())
-    shown = ReplyBox(box_dir).replies_for(alice.mailbox, alice.reply_key)
+    signers = (reply_signer.verify_key,)
+    shown = ReplyBox(box_dir, signers).replies_for(alice.mailbox, alice.reply_key)
     assert [r.message for r in shown] == ["Thank you. Which port?\n"]
-    assert ReplyBox(box_dir).replies_for(bob.mailbox, bob.reply_key) == []
+    assert ReplyBox(box_dir, signers).replies_for(bob.mailbox, bob.reply_key) == []
+    # Only the reviewer's signing key makes it shown.
+    assert ReplyBox(box_dir).replies_for(alice.mailbox, alice.reply_key) == []
 
 
 def test_reply_refuses_an_empty_message_and_a_changed_source_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    reply_signing_key_file: Path,
 ) -> None:
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", SIGNING_PASSPHRASE)
     alice = source_keys()
     ident = records.SourceIdentity.for_key(records.FIRST_CONTACT, bytes(alice.reply_public_key))
     folder = sources.folder_for(tmp_path, ident)
@@ -215,6 +236,7 @@ def test_reply_refuses_an_empty_message_and_a_changed_source_file(
     empty.write_text("  \n")
     outbox = tmp_path / "outbox"
     argv = ["reply", str(folder), "--out", str(outbox), "--message-file", str(empty)]
+    argv += ["--signing-key", str(reply_signing_key_file)]
     assert cli.main(argv) == 2
     assert "empty" in capsys.readouterr().err
     data = json.loads((folder / sources.SOURCE_FILE).read_text())

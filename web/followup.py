@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from flask import Flask, Response, render_template, request
+from nacl.signing import VerifyKey
 
 from ..codename import (
     BadCodename,
@@ -63,6 +64,8 @@ class Codenames:
     salt: bytes
     cost: KdfCost
     slots: threading.BoundedSemaphore
+    # The reviewer's reply-signing public keys: only replies one of them signed are shown.
+    reply_signers: tuple[VerifyKey, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Codenames:
@@ -107,7 +110,8 @@ def register_followup_routes(
         # rest would make the browser show a reset connection instead of this page.
         return refusal_page(TOO_MANY_REQUESTS)
 
-    _register_replies_pages(app, codenames, ReplyBox(settings.replies_dir), page_limits)
+    box = ReplyBox(settings.replies_dir, codenames.reply_signers)
+    _register_replies_pages(app, codenames, box, page_limits)
     _register_follow_up(app, settings, spool, codenames, limits)
 
 

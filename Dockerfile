@@ -1,10 +1,11 @@
-# sealdrop server image. It never holds the reviewer's secret key: mount only
-# reviewer.pub. Run with a read-only root file system and three volumes (the
-# replies volume is where the operator puts the reviewer's reply files):
+# sealdrop server image. It never holds the reviewer's secret keys: mount only
+# reviewer.pub and reply-signing.pub. Run with a read-only root file system and three
+# volumes (the replies volume is where the operator puts the reviewer's reply files):
 #   docker run --read-only --tmpfs /tmp:size=16m,mode=1777 \
 #     -v sealdrop-spool:/var/lib/sealdrop/spool -v sealdrop-state:/var/lib/sealdrop/state \
 #     -v sealdrop-replies:/var/lib/sealdrop/replies \
-#     -v "$PWD/reviewer.pub:/etc/sealdrop/reviewer.pub:ro" sealdrop
+#     -v "$PWD/reviewer.pub:/etc/sealdrop/reviewer.pub:ro" \
+#     -v "$PWD/reply-signing.pub:/etc/sealdrop/reply-signing.pub:ro" sealdrop
 #
 # Build it with scripts/build-image (exactly what git tracks at HEAD) or `docker build .`
 # (the checkout filtered by .dockerignore, which lets in only the package's files).
@@ -44,7 +45,8 @@ ENV PATH=/opt/sealdrop/bin:$PATH \
     SEALDROP_SPOOL_DIR=/var/lib/sealdrop/spool \
     SEALDROP_STATE_DIR=/var/lib/sealdrop/state \
     SEALDROP_REPLIES_DIR=/var/lib/sealdrop/replies \
-    SEALDROP_PUBLIC_KEY_FILE=/etc/sealdrop/reviewer.pub
+    SEALDROP_PUBLIC_KEY_FILE=/etc/sealdrop/reviewer.pub \
+    SEALDROP_REPLY_SIGNING_KEY_FILE=/etc/sealdrop/reply-signing.pub
 
 VOLUME ["/var/lib/sealdrop/spool", "/var/lib/sealdrop/state", "/var/lib/sealdrop/replies"]
 USER 10001:10001

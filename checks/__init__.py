@@ -30,7 +30,12 @@ from .folders import (
     check_onion_key,
     check_private_dir,
 )
-from .secret_keys import check_public_keys, scan_for_secret_keys, secret_key_places
+from .secret_keys import (
+    check_public_keys,
+    check_reply_signing,
+    scan_for_secret_keys,
+    secret_key_places,
+)
 from .targets import Targets
 from .tor import check_tor_control, check_tor_program
 
@@ -64,6 +69,7 @@ def check_all(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Find
             public_key_file=settings.public_key_file,
             state_dir=settings.state_dir,
             replies_dir=settings.replies_dir,
+            reply_signing_key_file=settings.reply_signing_key_file,
             reserve_bytes=settings.reserve_bytes,
             tor_control=settings.tor_control,
             tor_control_password=settings.tor_control_password,
@@ -102,6 +108,8 @@ def check_targets(targets: Targets) -> Iterator[Finding]:
             yield check_client_authorization(targets.state_dir)
     if targets.replies_dir is not None:
         yield from check_private_dir(targets.replies_dir, "replies folder")
+        if targets.state_dir is not None:
+            yield check_reply_signing(targets.reply_signing_key_file)
     if targets.tor_control is None:
         yield from check_tor_program(targets.tor_cmd)
     else:

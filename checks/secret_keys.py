@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..keys import KeyFileError, KeyFileInaccessible, looks_like_secret_key
 from ..recipients import load_recipients
+from ..signing import load_signing_public_keys
 from .findings import Finding, ok, problem, problem_from_message
 from .targets import Targets
 
@@ -39,6 +40,23 @@ def check_public_keys(path: Path) -> Iterator[Finding]:
     yield ok(f"{count} in {path}; each submission is sealed to every one")
     for reviewer in reviewers:
         yield ok(f"reviewer key {reviewer.label!r}: {reviewer.fingerprint}")
+
+
+def check_reply_signing(path: Path | None) -> Finding:
+    """Replies are on: the keys that sign them, exactly as ``serve`` loads them."""
+    if path is None:
+        return problem(
+            "replies are on but reply_signing_key_file is not set: no reply is shown to sources",
+            "copy the reviewer's reply-signing.pub (made by sealdrop keygen) to the server "
+            "and name it in reply_signing_key_file",
+        )
+    try:
+        signers = load_signing_public_keys(path)
+    except KeyFileError as err:
+        return problem_from_message(
+            f"reply-signing key: {err}", "give the reviewer's reply-signing.pub"
+        )
+    return ok(f"reply-signing keys: {len(signers)} in {path}; only replies they sign are shown")
 
 
 def secret_key_places(targets: Targets) -> list[tuple[Path, bool]]:

@@ -15,6 +15,7 @@ class Targets:
     public_key_file: Path | None = None
     state_dir: Path | None = None
     replies_dir: Path | None = None
+    reply_signing_key_file: Path | None = None
     reserve_bytes: int = 0
     tor_control: str | None = None
     tor_control_password: str | None = None

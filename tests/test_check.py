@@ -142,6 +142,7 @@ def test_the_state_and_replies_folders_named_in_the_settings_are_checked(
     server: Targets,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    reply_signing_pub: Path,
 ) -> None:
     replies = private_dir(tmp_path / "replies")
     os.chmod(replies, 0o755)
@@ -149,6 +150,7 @@ def test_the_state_and_replies_folders_named_in_the_settings_are_checked(
     monkeypatch.setenv("SEALDROP_PUBLIC_KEY_FILE", str(server.public_key_file))
     monkeypatch.setenv("SEALDROP_STATE_DIR", str(server.state_dir))
     monkeypatch.setenv("SEALDROP_REPLIES_DIR", str(replies))
+    monkeypatch.setenv("SEALDROP_REPLY_SIGNING_KEY_FILE", str(reply_signing_pub))
     status, lines = run(capsys, "--quiet")
     assert status == 1
     assert [line for line in lines if "tor is not installed" not in line] == [
@@ -159,6 +161,11 @@ def test_the_state_and_replies_folders_named_in_the_settings_are_checked(
     _, lines = run(capsys)
     assert any(line.startswith(f"OK the replies folder {replies}: mode 0700") for line in lines)
     assert any(line.startswith(f"OK the state folder {server.state_dir}") for line in lines)
+    assert any(line.startswith("OK reply-signing keys: 1 in") for line in lines)
+    monkeypatch.delenv("SEALDROP_REPLY_SIGNING_KEY_FILE")
+    status, lines = run(capsys, "--quiet")
+    assert status == 1
+    assert "PROBLEM replies are on but reply_signing_key_file is not set" in "\n".join(lines)
 
 
 def test_a_bad_config_file_is_a_problem_and_the_rest_is_still_checked(

@@ -327,7 +327,10 @@ def test_the_entrypoint_and_healthcheck_are_real_subcommands() -> None:
 
 
 def test_the_healthcheck_passes_with_the_images_variables(
-    tmp_path: Path, public_key_file: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    public_key_file: Path,
+    reply_signing_pub: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`sealdrop check --quiet` with the image's SEALDROP_* variables, pointed at tmp
     folders laid out as in the image, prints nothing and exits 0."""
@@ -341,6 +344,7 @@ def test_the_healthcheck_passes_with_the_images_variables(
     key = Path(moved["SEALDROP_PUBLIC_KEY_FILE"])
     key.parent.mkdir(parents=True)
     shutil.copy(public_key_file, key)
+    shutil.copy(reply_signing_pub, moved["SEALDROP_REPLY_SIGNING_KEY_FILE"])
     saved = {name: os.environ.get(name) for name in moved}
     os.environ.update(moved)
     try:

@@ -65,8 +65,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     public_key = tmp_path_factory.mktemp("key") / "reviewer.pub"
     public_key.write_text(keys.encode_public_key(key.public_key) + "\n", encoding="ascii")
     signing_pub = public_key.parent / "reply-signing.pub"
-    signing_pub.write_text(encode_signing_public_key(SIGNER.verify_key) + "
-")
+    signing_pub.write_text(encode_signing_public_key(SIGNER.verify_key) + "\n")
     env = serve_env(
         {
             "SEALDROP_STATE_DIR": str(folders["state"]),

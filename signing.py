@@ -28,6 +28,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from . import durable
 from .keys import (
+    DEFAULT_KEY_NAME,
     PUBLIC_KEY_LABEL,
     SIGNING_KEY_HEADER,
     KdfCost,
@@ -120,14 +121,26 @@ def _checksum(raw: bytes) -> bytes:
 # --- files ------------------------------------------------------------------------------
 
 
+def signing_file_paths(directory: Path, name: str = DEFAULT_KEY_NAME) -> tuple[Path, Path]:
+    """The reply-signing pair that goes with the reviewer key pair `name` (keys.py):
+    reply-signing.pub/.key for the default name, NAME-reply-signing.pub/.key otherwise,
+    so that a team's keys can be made side by side."""
+    prefix = "" if name == DEFAULT_KEY_NAME else f"{name}-"
+    return directory / (prefix + SIGNING_PUBLIC_FILENAME), directory / (
+        prefix + SIGNING_SECRET_FILENAME
+    )
+
+
 def write_signing_key_pair(
-    directory: Path, passphrase: str, cost: KdfCost = KdfCost.SENSITIVE
+    directory: Path,
+    passphrase: str,
+    cost: KdfCost = KdfCost.SENSITIVE,
+    name: str = DEFAULT_KEY_NAME,
 ) -> tuple[Path, Path]:
     """A new reply-signing pair in `directory`: (public path, secret path). Never
     overwrites; the secret file is 0600 from its creation."""
-    public_path = directory / SIGNING_PUBLIC_FILENAME
-    secret_path = directory / SIGNING_SECRET_FILENAME
-    refuse_existing_signing_files(directory)
+    public_path, secret_path = signing_file_paths(directory, name)
+    refuse_existing_signing_files(directory, name)
     key = SigningKey.generate()
     _create(secret_path, encode_signing_secret_key(key, passphrase, cost), 0o600)
     try:
@@ -138,12 +151,12 @@ def write_signing_key_pair(
     return public_path, secret_path
 
 
-def refuse_existing_signing_files(directory: Path) -> None:
-    for name in (SIGNING_PUBLIC_FILENAME, SIGNING_SECRET_FILENAME):
-        if os.path.lexists(directory / name):
+def refuse_existing_signing_files(directory: Path, name: str = DEFAULT_KEY_NAME) -> None:
+    for path in signing_file_paths(directory, name):
+        if os.path.lexists(path):
             raise KeyFileExists(
-                f"{directory / name} already exists and is never overwritten; choose another "
-                "--out folder, or move the existing key files away"
+                f"{path} already exists and is never overwritten; choose another --out "
+                "folder, or move the existing key files away"
             )
 
 

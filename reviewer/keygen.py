@@ -4,7 +4,8 @@ Two pairs under one passphrase. The reviewer key pair, NAME.pub and NAME.key
 (``reviewer`` by default), which submissions are sealed to; the name is the key's
 label: a team's keys are told apart by it in `sealdrop check` on the server, where
 the public keys sit side by side in one folder (recipients.py). And the
-reply-signing pair, reply-signing.pub and reply-signing.key (signing.py), which
+reply-signing pair, reply-signing.pub and reply-signing.key (NAME-reply-signing.*
+for another name; signing.py), which
 signs every reply so that the server shows only the reviewer's. With
 `--reply-signing-only` just the second is made, for a reviewer whose key pair
 predates signed replies.
@@ -28,8 +29,6 @@ from ..keys import (
     write_key_pair,
 )
 from ..signing import (
-    SIGNING_PUBLIC_FILENAME,
-    SIGNING_SECRET_FILENAME,
     encode_signing_public_key,
     load_signing_public_keys,
     refuse_existing_signing_files,
@@ -57,7 +56,7 @@ def run_keygen(args: argparse.Namespace) -> int:
         if not signing_only:
             public_path, secret_path = write_key_pair(out, passphrase, cost, name)
             public_line = encode_public_key(load_public_key(public_path))
-        signing_public, signing_secret = write_signing_key_pair(out, passphrase, cost)
+        signing_public, signing_secret = write_signing_key_pair(out, passphrase, cost, name)
         signing_line = encode_signing_public_key(load_signing_public_keys(signing_public)[0])
     except (OutputFolderError, PassphraseError, KeyFileError) as error:
         print(f"sealdrop keygen: {error}", file=sys.stderr)
@@ -86,9 +85,9 @@ def run_keygen(args: argparse.Namespace) -> int:
         f"Reply-signing public key:\n"
         f"{signing_line}\n"
         f"\n"
-        f"Keep {SIGNING_SECRET_FILENAME} on this offline machine too: `sealdrop reply` signs\n"
+        f"Keep {signing_secret.name} on this offline machine too: `sealdrop reply` signs\n"
         f"with it, and the server shows only signed replies. Carry only\n"
-        f"{SIGNING_PUBLIC_FILENAME} to the operator (setting reply_signing_key_file)."
+        f"{signing_public.name} to the operator (setting reply_signing_key_file)."
     )
     return 0
 
@@ -102,7 +101,7 @@ def _check_output_folder(out: Path, name: str, signing_only: bool) -> None:
         raise OutputFolderError(f"{out} exists and is not a folder; give --out a folder path")
     if not signing_only:
         refuse_existing_key_files(out, name)
-    refuse_existing_signing_files(out)
+    refuse_existing_signing_files(out, name)
 
 
 def _make_private_folder(out: Path) -> None:

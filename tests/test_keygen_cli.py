@@ -45,7 +45,8 @@ def test_keygen_writes_a_usable_pair_and_says_what_to_do(
     assert secret.public_key == public
     assert keys.encode_public_key(public) in stdout.splitlines()
     assert str(out / "reviewer.pub") in stdout and str(out / "reviewer.key") in stdout
-    assert "Keep reviewer.key and reply-signing.key on this offline machine" in stdout
+    assert "Keep reviewer.key on this offline machine" in stdout
+    assert "Keep reply-signing.key on this offline machine too" in stdout
     assert "Carry only reviewer.pub" in stdout
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert stat.S_IMODE((out / "reviewer.key").stat().st_mode) == 0o600
@@ -59,8 +60,12 @@ def test_a_named_key_pair_is_labelled_by_its_file_names(
         assert main(["keygen", "--out", str(tmp_path), "--name", name, "--kdf-cost", "min"]) == 0
     stdout = capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "alice-reply-signing.key",
+        "alice-reply-signing.pub",
         "alice.key",
         "alice.pub",
+        "backup-2027-reply-signing.key",
+        "backup-2027-reply-signing.pub",
         "backup-2027.key",
         "backup-2027.pub",
     ]
@@ -70,8 +75,9 @@ def test_a_named_key_pair_is_labelled_by_its_file_names(
     assert secret.public_key == keys.load_public_key(tmp_path / "alice.pub")
     from sealdrop.recipients import load_recipients
 
-    (tmp_path / "alice.key").unlink()
-    (tmp_path / "backup-2027.key").unlink()
+    for made in tmp_path.iterdir():
+        if made.suffix == ".key" or "reply-signing" in made.name:
+            made.unlink()
     assert [r.label for r in load_recipients(tmp_path)] == ["alice", "backup-2027"]
 
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,3 +127,54 @@ def test_every_result_obeys_the_rules(original: str, index: int) -> None:
     assert not name.endswith((".", " "))
     assert name.split(".")[0].rstrip(" ").upper() not in RESERVED
     assert safe_name(name, index) == name
+
+
+# --- Windows paths: the server now stores the name the browser sent, backslashes and all ---
+
+
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        ("C:\\Users\\x\\report.txt", "report.txt"),
+        ("\\\\server\\share\\a.pdf", "a.pdf"),
+        ("C:..\\evil.sh", "evil.sh"),
+        ("a\\.bashrc", "bashrc"),
+        ("C:\\Users\\x\\CON", "_CON"),
+        ("C:\\", "attachment-3"),
+        ("back\\", "attachment-3"),
+        ("D:\\..\\..", "attachment-3"),
+    ],
+)
+def test_a_windows_path_comes_out_as_its_last_safe_component(original: str, expected: str) -> None:
+    assert safe_name(original, 2) == expected
+
+
+def test_a_windows_path_sent_through_the_server_is_opened_safely(
+    tmp_path: Path,
+    spool_dir: Path,
+    make_app: Callable[..., Flask],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sealdrop import cli, keys
+
+    from .conftest import message_and_files
+
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    public_path, secret_path = keys.write_key_pair(key_dir, "pass phrase", keys.KdfCost.MIN)
+    client = make_app(public_key_file=public_path).test_client()
+    sent = "C:\\Users\\x\\report.txt"
+    body = message_and_files("see the file", (sent, b"evidence"))
+    assert client.post("/submit", data=body.body, content_type=body.content_type).status_code == 200
+
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", "pass phrase")
+    out = tmp_path / "out"
+    assert cli.main(["open", str(spool_dir), "--key", str(secret_path), "--out", str(out)]) == 0
+
+    [folder] = [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert [p.name for p in (folder / "files").iterdir()] == ["report.txt"]
+    assert (folder / "files" / "report.txt").read_bytes() == b"evidence"
+    manifest = json.loads((folder / "manifest.json").read_text("ascii"))
+    [attachment] = manifest["attachments"]
+    assert attachment["original_name"] == sent
+    assert attachment["saved_as"] == "files/report.txt"

@@ -1,8 +1,10 @@
-"""The spool reader's fuzz target: replay every kept crash input, and fuzz for 20 s.
+"""The fuzz targets: replay every kept crash input, and fuzz each for 20 s.
 
-The replay needs nothing but the package. The timed run needs atheris (in the test
-extra: `pip install -e '.[test]'`); a crash it finds is written to fuzz/crashes/ and
-fails the test, so the input is there to commit and replay from then on.
+Two targets: fuzz/spool_reader.py (the reviewer's reader of spool files) and
+fuzz/upload_body.py (the server's upload path, whole and in small reads). The replay
+needs nothing but the package. The timed runs need atheris (in the test extra:
+`pip install -e '.[test]'`); a crash one finds is written to the target's crash
+folder and fails the test, so the input is there to commit and replay from then on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -19,33 +22,64 @@ import pytest
 from sealdrop.tests.reliability import Result
 
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
-CRASHES = FUZZ / "crashes"
-TARGET = FUZZ / "spool_reader.py"
 FUZZ_SECONDS = 20
 
 
-def load_target() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("spool_reader_fuzz", TARGET)
+@dataclass(frozen=True)
+class Target:
+    name: str
+    crashes: Path
+    faults: str
+
+    @property
+    def script(self) -> Path:
+        return FUZZ / f"{self.name}.py"
+
+
+SPOOL_READER = Target(
+    "spool_reader", FUZZ / "crashes", "raw, fuzzed-payload and damaged spool files"
+)
+UPLOAD_BODY = Target(
+    "upload_body", FUZZ / "upload_crashes", "multipart bodies, whole and in 1-64 byte reads"
+)
+TARGETS = [SPOOL_READER, UPLOAD_BODY]
+# The spool reader's names, kept for the tests below.
+CRASHES = SPOOL_READER.crashes
+TARGET = SPOOL_READER.script
+
+
+def load_target(target: Target = SPOOL_READER) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{target.name}_fuzz", target.script)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def kept_inputs() -> list[Path]:
-    return sorted(p for p in CRASHES.iterdir() if p.is_file() and p.suffix != ".md")
+def kept_inputs(target: Target = SPOOL_READER) -> list[Path]:
+    return sorted(p for p in target.crashes.iterdir() if p.is_file() and p.suffix != ".md")
 
 
-def replay_inputs() -> list[tuple[str, bytes]]:
-    """Every kept crash input, and the seeds: the replay always runs the target, even
-    before any crash was kept."""
-    inputs = [(p.name, p.read_bytes()) for p in kept_inputs()]
-    return inputs + [(f"seed-{i}", seed) for i, seed in enumerate(load_target().seeds())]
+def replay_inputs() -> list[tuple[Target, str, bytes]]:
+    """Every kept crash input, and the seeds, of each target: the replay always runs
+    the targets, even before any crash was kept."""
+    inputs = []
+    for target in TARGETS:
+        inputs += [(target, p.name, p.read_bytes()) for p in kept_inputs(target)]
+        seeds = load_target(target).seeds()
+        inputs += [(target, f"seed-{i}", seed) for i, seed in enumerate(seeds)]
+    return inputs
 
 
-@pytest.mark.parametrize(("name", "data"), replay_inputs(), ids=[n for n, _ in replay_inputs()])
-def test_kept_crash_inputs_and_seeds_are_refused_or_read_cleanly(name: str, data: bytes) -> None:
-    load_target().one_input(data)
+@pytest.mark.parametrize(
+    ("target", "name", "data"),
+    replay_inputs(),
+    ids=[f"{target.name}/{name}" for target, name, _ in replay_inputs()],
+)
+def test_kept_crash_inputs_and_seeds_are_refused_or_read_cleanly(
+    target: Target, name: str, data: bytes
+) -> None:
+    load_target(target).one_input(data)
 
 
 def test_seed_inputs_reach_the_end_of_a_valid_payload() -> None:
@@ -66,29 +100,56 @@ def test_the_target_refuses_damage_with_spool_file_errors_only() -> None:
             target.read_spool(spool[:cut], target.TEST_KEY)
 
 
+def test_the_upload_seeds_are_stored_whole_and_split() -> None:
+    # The seeds are what make fuzzing reach the builder: they must be accepted forms.
+    target = load_target(UPLOAD_BODY)
+    for seed in target.seeds():
+        boundary, body = target.BOUNDARIES[seed[0] >> 7], seed[1:]
+        kind, calls = target.outcome(target.io.BytesIO(body), body, boundary)
+        assert kind == "stored" and ("end",) in calls
+
+
+def test_the_upload_target_fails_when_a_split_changes_the_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = load_target(UPLOAD_BODY)
+    seed = next(target.seeds())
+    real = target.outcome
+    calls = iter(range(2))
+
+    def outcome_that_drifts(*args: object) -> object:
+        result = real(*args)
+        return result if next(calls) == 0 else ("stored", [])
+
+    monkeypatch.setattr(target, "outcome", outcome_that_drifts)
+    with pytest.raises(AssertionError, match="split reads changed the outcome"):
+        target.one_input(seed)
+
+
 @pytest.mark.slow
-def test_fuzzing_the_spool_reader_finds_no_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
+def test_fuzzing_finds_no_crash(tmp_path: Path, target: Target) -> None:
     if importlib.util.find_spec("atheris") is None:
         pytest.skip("atheris is not installed: pip install -e '.[test]' (fuzz run not done)")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for index, seed in enumerate(load_target().seeds()):
+    for index, seed in enumerate(load_target(target).seeds()):
         (corpus / f"seed-{index}").write_bytes(seed)
-    before = set(kept_inputs())
+    before = set(kept_inputs(target))
     result = Result(
-        "fuzz_spool_reader",
+        f"fuzz_{target.name}",
         load=f"atheris, {FUZZ_SECONDS} s",
-        faults="raw, fuzzed-payload and damaged spool files",
+        faults=target.faults,
     )
     run = subprocess.run(
         [
             sys.executable,
-            str(TARGET),
+            str(target.script),
             f"-max_total_time={FUZZ_SECONDS}",
             "-rss_limit_mb=1024",
             "-timeout=10",
             "-max_len=8192",
-            f"-artifact_prefix={CRASHES}/",
+            f"-artifact_prefix={target.crashes}/",
             "-print_final_stats=1",
             str(corpus),
         ],
@@ -100,10 +161,11 @@ def test_fuzzing_the_spool_reader_finds_no_crash(tmp_path: Path) -> None:
     stats = [line for line in run.stderr.splitlines() if line.startswith("stat::")]
     runs = next((line.split()[-1] for line in stats if "number_of_executed_units" in line), "?")
     result.bad_inputs = int(runs) if runs.isdigit() else 0
-    result.notes = [f"{len(kept_inputs())} kept crash inputs replayed by the regression test"]
+    kept = len(kept_inputs(target))
+    result.notes = [f"{kept} kept crash inputs replayed by the regression test"]
     result.write()
-    new = sorted(set(kept_inputs()) - before)
+    new = sorted(set(kept_inputs(target)) - before)
     assert run.returncode == 0 and not new, (
-        f"the fuzzer found a crash; kept as {[p.name for p in new]} in {CRASHES}: "
+        f"the fuzzer found a crash; kept as {[p.name for p in new]} in {target.crashes}: "
         f"commit it with the fix\n{run.stderr[-3000:]}"
     )

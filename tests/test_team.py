@@ -7,29 +7,29 @@ import os
 from pathlib import Path
 
 import pytest
+from nacl.signing import VerifyKey
 
-from sealdrop import cli, codename, keys, records
+from sealdrop import cli, codename, keys, records, signing
 from sealdrop.reviewer import sources
 from sealdrop.storage.replies import ReplyBox
 from sealdrop.storage.spool import Spool
 
 PASSPHRASE = "a team passphrase"
 SALT = bytes(range(16))
+TEAM = ("alice", "bob", "backup")
 
 
 def test_every_reviewer_opens_the_same_submission_and_can_reply_to_its_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SEALDROP_PASSPHRASE", PASSPHRASE)
-    key_dir = tmp_path / "keys"
-    key_dir.mkdir()
-    team = ("alice", "bob", "backup")
-    pairs = {
-        name: keys.write_key_pair(key_dir, PASSPHRASE, keys.KdfCost.MIN, name) for name in team
-    }
+    offline = tmp_path / "offline"
+    for name in TEAM:
+        argv = ["keygen", "--out", str(offline), "--name", name, "--kdf-cost", "min"]
+        assert cli.main(argv) == 0
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir(mode=0o700)
-    spool = Spool(spool_dir, [keys.load_public_key(pairs[name][0]) for name in team])
+    spool = Spool(spool_dir, [keys.load_public_key(offline / f"{name}.pub") for name in TEAM])
     source = codename.derive(codename.new_codename(), SALT, codename.TEST_COST)
     identity = records.SourceIdentity.for_key(records.FIRST_CONTACT, bytes(source.reply_public_key))
     with spool.begin(identity) as submission:
@@ -39,9 +39,10 @@ def test_every_reviewer_opens_the_same_submission_and_can_reply_to_its_source(
 
     box = tmp_path / "replies"
     box.mkdir(mode=0o700)
+    signers: list[VerifyKey] = []
     for name in ("alice", "bob"):
         out = tmp_path / f"opened-by-{name}"
-        argv = ["open", str(spool_dir), "--key", str(pairs[name][1]), "--out", str(out)]
+        argv = ["open", str(spool_dir), "--key", str(offline / f"{name}.key"), "--out", str(out)]
         assert cli.main(argv) == 0
         assert {p.name: p.read_bytes() for p in spool_dir.iterdir()} == spool_before
         [folder] = [p for p in out.iterdir() if p.name.startswith(sources.SOURCE_PREFIX)]
@@ -52,12 +53,14 @@ def test_every_reviewer_opens_the_same_submission_and_can_reply_to_its_source(
         draft = tmp_path / f"{name}.txt"
         draft.write_text(f"Thank you, from {name}.\n", encoding="utf-8")
         outbox = tmp_path / f"outbox-{name}"
+        signing_pub, signing_key = signing.signing_file_paths(offline, name)
         reply = ["reply", str(folder), "--out", str(outbox), "--message-file", str(draft)]
-        assert cli.main(reply) == 0
+        assert cli.main([*reply, "--signing-key", str(signing_key)]) == 0
         for written in outbox.iterdir():
             os.link(written, box / written.name)
+        signers += signing.load_signing_public_keys(signing_pub)
 
-    shown = ReplyBox(box).replies_for(source.mailbox, source.reply_key)
+    shown = ReplyBox(box, tuple(signers)).replies_for(source.mailbox, source.reply_key)
     assert sorted(r.message for r in shown) == [
         "Thank you, from alice.\n",
         "Thank you, from bob.\n",

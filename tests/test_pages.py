@@ -240,6 +240,20 @@ def test_the_landing_page_covers_safety_next_steps_and_limits(app: Flask) -> Non
         assert phrase in text, phrase
 
 
+def test_the_upload_forms_say_what_a_broken_connection_keeps(app: Flask) -> None:
+    pages = (
+        render(app, "index.html", limits=LIMITS),
+        render(app, "replies.html", limits=LIMITS, codename="a b c d e f g h", replies=[]),
+    )
+    for html in pages:
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+        # What the server does with a cut upload (web.upload): it keeps what arrived.
+        assert "If the connection breaks" in text
+        assert "what had already arrived is kept" in text
+        assert "Sending everything again is safest" in text
+        assert "one file per submission" in text
+
+
 # --- received page ----------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -160,6 +161,8 @@ class OpenedSubmission:
     receipt: str
     message: str
     files: list[tuple[str, str, bytes]]  # (name, media type, content)
+    # A CUT record's content (records.UploadCut): the upload was cut off.
+    cut: Any = None
 
 
 def open_submission(path: Path, key: PrivateKey) -> OpenedSubmission:
@@ -183,6 +186,8 @@ def open_submission(path: Path, key: PrivateKey) -> OpenedSubmission:
             elif isinstance(event, records.AttachmentDone):
                 name, media, _ = opened.files[-1]
                 opened.files[-1] = (name, media, bytes(content))
+            elif isinstance(event, records.PayloadEnd):
+                opened.cut = event.cut
     return opened
 
 

@@ -18,11 +18,14 @@ from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response as BaseResponse
 
+from sealdrop import crypto, records
 from sealdrop.app import StartupRefused, create_app
 from sealdrop.keys import KdfCost, encode_secret_key
 from sealdrop.settings import Settings
 from sealdrop.web.discard import EARLY_DISCARD_BYTES, discard_body
 from sealdrop.web.headers import CONTENT_SECURITY_POLICY
+
+from .conftest import build_multipart
 
 MARKER = "zq7Mk3rXy"
 RECEIPT_PATTERN = r"\d{4}-\d{4}-\d{4}-\d{4}"
@@ -63,6 +66,12 @@ def post_stream(
         environ["CONTENT_LENGTH"] = str(content_length)
     # A Request, not a dict: from a dict the test client would re-read the stream.
     return client.open(Request(environ))
+
+
+def read_spool_file(path: Path, key: PrivateKey) -> list[records.Event]:
+    with path.open("rb") as handle:
+        payload = crypto.open_payload(handle, key)
+        return list(records.read_payload(payload, payload.version))
 
 
 def spool_names(spool_dir: Path) -> list[str]:
@@ -375,10 +384,14 @@ def test_malformed_bodies_are_400_and_store_nothing(
     assert spool_names(spool_dir) == []
 
 
-def test_client_that_disconnects_mid_body_leaves_nothing(
-    client: FlaskClient, submission_body: Callable[..., Any], spool_dir: Path
+def test_client_that_disconnects_mid_body_keeps_what_arrived_marked_cut(
+    client: FlaskClient,
+    submission_body: Callable[..., Any],
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
 ) -> None:
-    body = submission_body("m", ("a.bin", os.urandom(3 * 1024 * 1024))).body
+    data = os.urandom(3 * 1024 * 1024)
+    body = submission_body("m", ("a.bin", data)).body
     half = len(body) // 2
 
     class Disconnecting(io.RawIOBase):
@@ -401,16 +414,70 @@ def test_client_that_disconnects_mid_body_leaves_nothing(
         client, Disconnecting(), "multipart/form-data; boundary=" + boundary, len(body)
     )
     assert response.status_code == 400
-    assert spool_names(spool_dir) == []
+    arrived = half - body.index(data[:64])
+    assert_kept_cut(spool_dir, reviewer_key, "m", "a.bin", data, at_least=arrived - 100)
 
 
-def test_body_shorter_than_its_declared_length_leaves_nothing(
-    client: FlaskClient, submission_body: Callable[..., Any], spool_dir: Path
+def assert_kept_cut(
+    spool_dir: Path, key: PrivateKey, message: str, name: str, data: bytes, at_least: int
 ) -> None:
-    body = submission_body("m", ("a.bin", os.urandom(2 * 1024 * 1024)))
+    """The spool holds one file: `message`, then a prefix of `data` cut off."""
+    (path,) = spool_dir.iterdir()
+    events = read_spool_file(path, key)
+    assert "".join(e.text for e in events if isinstance(e, records.MessageText)) == message
+    kept = b"".join(e.data for e in events if isinstance(e, records.AttachmentBytes))
+    end = events[-1]
+    assert isinstance(end, records.PayloadEnd)
+    assert end.cut == records.UploadCut(records.CUT_IN_ATTACHMENT, 0, len(kept))
+    assert [e.name for e in events if isinstance(e, records.AttachmentStart)] == [name]
+    assert at_least <= len(kept) and kept == data[: len(kept)]
+
+
+def test_body_shorter_than_its_declared_length_keeps_what_arrived_marked_cut(
+    client: FlaskClient,
+    submission_body: Callable[..., Any],
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+) -> None:
+    data = os.urandom(2 * 1024 * 1024)
+    body = submission_body("m", ("a.bin", data))
     cut = body.body[: len(body.body) // 2]
     response = post_stream(client, io.BytesIO(cut), body.content_type, len(body.body))
     assert response.status_code == 400
+    arrived = len(cut) - body.body.index(data[:64])
+    assert_kept_cut(spool_dir, reviewer_key, "m", "a.bin", data, at_least=arrived - 100)
+
+
+@pytest.mark.parametrize(
+    "cut_at",
+    ["inside the first headers", "right after the first headers", "nothing but blanks"],
+)
+def test_a_cut_before_any_content_keeps_nothing(
+    client: FlaskClient, spool_dir: Path, cut_at: str
+) -> None:
+    body = build_multipart(
+        [("message", None, b"   " if "blanks" in cut_at else b"text", None)], boundary="cut"
+    ).body
+    ends = {
+        "inside the first headers": body.index(b"\r\n\r\n"),
+        "right after the first headers": body.index(b"\r\n\r\n") + 4,
+        "nothing but blanks": len(body) - 3,
+    }
+    stream = io.BytesIO(body[: ends[cut_at]])
+    response = post_stream(client, stream, "multipart/form-data; boundary=cut", len(body))
+    assert response.status_code == 400
+    assert spool_names(spool_dir) == []
+
+
+def test_a_refusal_stays_a_refusal_even_if_the_client_then_goes(
+    make_app: Callable[..., Flask], spool_dir: Path
+) -> None:
+    # The message is over its limit before the body is cut: nothing is kept.
+    client = make_app(max_message_chars=10).test_client()
+    body = build_multipart([("message", None, b"x" * 200, None)], boundary="cut").body
+    stream = io.BytesIO(body[: len(body) - 10])
+    response = post_stream(client, stream, "multipart/form-data; boundary=cut", len(body))
+    assert response.status_code == 413
     assert spool_names(spool_dir) == []
 
 

@@ -200,8 +200,11 @@ def test_refused_upload_is_read_to_its_end_so_a_browser_sees_the_page(
     assert spool_names(spool_dir) == []
 
 
-def test_upload_cut_off_halfway_leaves_nothing(
-    server: Any, submission_body: Callable[..., Any], spool_dir: Path
+def test_upload_cut_off_halfway_keeps_only_what_arrived(
+    server: Any,
+    submission_body: Callable[..., Any],
+    spool_dir: Path,
+    open_spool: Callable[[], list[Any]],
 ) -> None:
     upload = submission_body("m", ("a.bin", random.Random(2).randbytes(6 * MiB)))
     body = upload.body
@@ -213,11 +216,18 @@ def test_upload_cut_off_halfway_leaves_nothing(
         sock.sendall(head + body[: len(body) // 2])
         # The upload is under way: its sealed .part file exists.
         assert wait_until(lambda: any(n.endswith(".part") for n in spool_names(spool_dir)))
-    assert wait_until(lambda: spool_names(spool_dir) == [])
+    # What arrived is kept, sealed and marked cut (tests/test_cut_uploads.py has the rest).
+    assert wait_until(lambda: [n[-7:] for n in spool_names(spool_dir)] == [".sealed"])
+    [opened] = open_spool()
+    assert opened.cut is not None
+    assert 0 < len(opened.files[0][2]) < 3 * MiB
 
 
 def test_an_upload_that_stops_sending_is_dropped_after_the_idle_bound(
-    start_server: Callable[..., Any], submission_body: Callable[..., Any], spool_dir: Path
+    start_server: Callable[..., Any],
+    submission_body: Callable[..., Any],
+    spool_dir: Path,
+    open_spool: Callable[[], list[Any]],
 ) -> None:
     server = start_server(env={**SMALL_LIMITS, "SEALDROP_BODY_IDLE_SECONDS": "2"})
     upload = submission_body("m", ("a.bin", random.Random(3).randbytes(2 * MiB)))
@@ -230,9 +240,13 @@ def test_an_upload_that_stops_sending_is_dropped_after_the_idle_bound(
         assert wait_until(lambda: any(n.endswith(".part") for n in spool_names(spool_dir)))
         started = time.monotonic()
         # The client keeps the connection open but sends nothing more: the server
-        # gives up on it after the bound and keeps nothing of the upload.
-        assert wait_until(lambda: spool_names(spool_dir) == [], timeout=15)
+        # gives up on it after the bound and keeps what arrived, marked cut.
+        assert wait_until(
+            lambda: [n[-7:] for n in spool_names(spool_dir)] == [".sealed"], timeout=15
+        )
         assert 1.5 <= time.monotonic() - started < 10
+        [opened] = open_spool()
+        assert opened.cut is not None and 0 < len(opened.files[0][2]) < MiB
     status, _, _ = request(server, "GET", "/")
     assert status == 200
 

@@ -71,6 +71,18 @@ class SubmissionBuilder:
         if not self._message_added and self._files == 0:
             raise EmptySubmission("nothing was sent")
 
+    def cut(self) -> bool:
+        """The client went away: keep what arrived, if anything (Submission.commit_partial).
+
+        Bytes the framing still held back (they could have begun a delimiter) are not
+        known to be part data, and are dropped; so is a character the cut split in two.
+        The content limits still apply. Returns whether anything was kept.
+        """
+        in_message = self._part == MESSAGE_FIELD
+        self._message = bytearray(_whole_characters(self._message))
+        self._flush_message()
+        return self._submission.commit_partial(in_message=in_message and self._message_added)
+
     def _start_field(self, name: str) -> None:
         if name != MESSAGE_FIELD:
             self._part = "ignored"
@@ -115,3 +127,13 @@ class SubmissionBuilder:
         if text.strip():
             self._submission.add_message(text)
             self._message_added = True
+
+
+def _whole_characters(data: bytearray) -> bytes:
+    """`data` less a UTF-8 character cut short at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the last character's first byte
+            length = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return bytes(data) if back >= length else bytes(data[:-back])
+    return bytes(data)

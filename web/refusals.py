@@ -53,7 +53,11 @@ class ClientGone(UploadRejected):
     """The body ended early because the client went away: it closed the connection (a
     closed tab, a lost circuit) or the connection failed, including the idle bound
     (web.idle) firing. Raised only by `web.body.BodyReader.read`, the one place that
-    decides it; every other early ending is a MalformedUpload."""
+    decides it; every other early ending is a MalformedUpload.
+
+    The one refusal that keeps anything: web.upload seals what arrived, marked cut
+    (records CUT), before it goes on. A drop of a client sending too slowly must be
+    one of these (a subclass), never another refusal."""
 
     status = 400
 

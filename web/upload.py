@@ -9,13 +9,15 @@ memory stays bounded by one read plus one part header; no byte of plaintext is e
 written anywhere, and the buffer is zeroed when the body is done.
 
 Every limit is checked as the bytes arrive. Whatever goes wrong, the caller's
-``with spool.begin()`` block aborts the submission, so nothing is left behind. The
+``with spool.begin()`` block aborts the submission, so nothing is left behind; only
+a client that went away (ClientGone) leaves what had arrived, sealed, marked cut. The
 reasons for a refusal are in web.refusals; reading the rest of a refused body, so
 that the browser shows the answer, is web.discard.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import IO
 
 from ..storage.spool import Submission
@@ -23,7 +25,7 @@ from .body import BodyReader
 from .builder import SubmissionBuilder
 from .multipart import MultipartFraming, PartSink
 from .part_headers import PartHeaders
-from .refusals import BodyTooLarge, MalformedUpload, UploadLimits
+from .refusals import BodyTooLarge, ClientGone, MalformedUpload, UploadLimits
 
 _MAX_BOUNDARY = 70  # RFC 2046
 
@@ -80,12 +82,23 @@ class UploadBody:
         """Read the (rest of the) body into `submission`; UploadRejected on any fault.
 
         The caller commits afterwards; on an exception it must abort (leaving its
-        ``with spool.begin()`` block does).
+        ``with spool.begin()`` block does). On ClientGone the submission was already
+        committed with what arrived, marked cut (or aborted if nothing had arrived).
         """
         builder = SubmissionBuilder(submission, self._limits)
-        while not self._framing.closed:
-            self._frame(builder)
-        self._body.read_to_end()  # the epilogue, counted against the limit and dropped
+        try:
+            while not self._framing.closed:
+                self._frame(builder)
+        except ClientGone:
+            # The one early end that keeps anything: what arrived is sealed and marked
+            # cut before the refusal goes on. Every other fault is a refusal, aborted by
+            # the caller's ``with`` block.
+            builder.cut()
+            raise
+        # The epilogue, counted against the limit and dropped. The closing delimiter
+        # came: the form is whole even if the client goes before the epilogue's end.
+        with contextlib.suppress(ClientGone):
+            self._body.read_to_end()
         builder.finish()
 
     def _frame(self, sink: PartSink, *, one_part: bool = False) -> None:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from nacl.public import PrivateKey
 
@@ -492,12 +493,15 @@ class Opened:
     receipt: str
     message: str
     files: list[tuple[str, bytes]]
+    # The upload was cut off (records.UploadCut): the file holds what arrived.
+    cut: Any = None
 
 
 def open_sealed(path: Path, key: PrivateKey) -> Opened:
     """Decrypt and check one spool file completely (raises SpoolFileError if bad)."""
     opened = open_submission(path, key)
-    return Opened(opened.receipt, opened.message, [(name, data) for name, _, data in opened.files])
+    files = [(name, data) for name, _, data in opened.files]
+    return Opened(opened.receipt, opened.message, files, opened.cut)
 
 
 def multipart(

@@ -292,22 +292,35 @@ def drain_spool(server: RealServer) -> None:
         path.unlink()
 
 
+def assert_kept_as_cut(server: RealServer, result: Result) -> None:
+    """A body that ends before its declared length is a client gone away, whatever it
+    held: what arrived is kept, marked cut (tests/test_cut_uploads.py), and nothing else."""
+    result.bad_inputs += 1
+    [stored] = server.service.sealed()
+    opened = open_sealed(stored, server.service.key)
+    assert opened.cut is not None
+    assert opened.message == "hello" and opened.files == [("a.txt", b"x" * 3000)]
+    stored.unlink()
+
+
 @pytest.mark.parametrize("short_by", [1, 100, 2999])
-def test_body_shorter_than_its_content_length_then_closed_is_refused(
+def test_body_shorter_than_its_content_length_then_closed_keeps_it_as_cut(
     server: RealServer, result: Result, short_by: int
 ) -> None:
     body, ctype = real_body()
     response = exchange(
         server.port, request_head(ctype, len(body) + short_by) + body, shutdown_write=True
     )
-    assert_refused_cleanly(server, response, result)
+    assert 400 <= response.status_code < 500, response.status_code
+    assert not revealing(response)
+    assert_kept_as_cut(server, result)
 
 
-def test_body_shorter_than_its_content_length_left_open_leaves_nothing(
+def test_body_shorter_than_its_content_length_left_open_is_kept_as_cut_when_it_goes(
     server: RealServer, result: Result
 ) -> None:
     """The server waits for the missing bytes (a Tor circuit may stall); when the client
-    goes away, the part file goes too, and other visitors were served meanwhile."""
+    goes away, what arrived is kept, and other visitors were served meanwhile."""
     body, ctype = real_body()
     with connect(server.port, timeout=5) as sock:
         sock.sendall(request_head(ctype, len(body) + 500) + body)
@@ -315,11 +328,11 @@ def test_body_shorter_than_its_content_length_left_open_leaves_nothing(
         assert get(server.port, timeout=5).status_code == 200
         with pytest.raises(NoResponse):
             read_response(sock, time.monotonic() + 1.0)
-    result.bad_inputs += 1
     deadline = time.monotonic() + 10
-    while server.service.spool_names() and time.monotonic() < deadline:
+    while server.service.parts() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not server.service.spool_names()
+    assert not server.service.parts()
+    assert_kept_as_cut(server, result)
 
 
 @CASES

@@ -275,9 +275,9 @@ class Settings:
         300,
         parse=_Count(1, 86_400),
         fix="give the seconds an upload may send nothing before it is dropped (1 to 86400)",
-        meaning="An upload that sends nothing for this long is dropped, and nothing of it "
-        "kept: a stalled client must not hold a worker thread for ever. Tor circuits can "
-        "stall for a minute, so keep it generous.",
+        meaning="An upload that sends nothing for this long is dropped (what had arrived "
+        "is kept, marked cut, like any upload cut off): a stalled client must not hold a "
+        "worker thread for ever. Tor circuits can stall for a minute, so keep it generous.",
     )
     listen: Listen = setting(
         Listen("127.0.0.1", DEFAULT_PORT),

@@ -22,7 +22,13 @@ import pytest
 from sealdrop.onion import OnionConfig, OnionService, add_client, load_or_create_service_key
 from sealdrop.tests.serving import Served
 from sealdrop.tests.tor_local import tor_binary
-from sealdrop.tests.tor_network import SocksError, TorNetwork, http_request
+from sealdrop.tests.tor_network import (
+    RETRYABLE,
+    SocksError,
+    TorNetwork,
+    http_request,
+    socks_connect,
+)
 
 pytestmark = [
     pytest.mark.tor,
@@ -176,3 +182,67 @@ def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
         key = load_or_create_service_key(tmp_path / "state")
         reply = controller.msg(f"ADD_ONION {key.control_blob} Flags=DiscardPK Port=80,9")
         assert reply.content()[-1][0] == "250", str(reply)
+
+
+def connect_when_reachable(network: TorNetwork, address: str) -> Any:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return socks_connect(network.socks_port, address, 80)
+        except SocksError as exc:
+            if exc.code not in RETRYABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_an_upload_cut_by_the_tor_client_closing_mid_file_is_kept_as_partial(
+    tor_network: TorNetwork,
+    tmp_path: Path,
+    spool_dir: Path,
+    public_key_file: Path,
+    submission_body: Callable[..., Any],
+    open_spool: Callable[[], list[Any]],
+) -> None:
+    process, output = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
+    try:
+        url = wait_for_output(process, output, rb"^http://[a-z2-7]{56}\.onion/$").decode()
+        wait_for_output(process, output, rb"^sealdrop serve: onion service published: ")
+        address = url.removeprefix("http://").removesuffix("/")
+        data = os.urandom(3 * 1024 * 1024)
+        body = submission_body("the truck left at dawn", ("video.mp4", data))
+        head = (
+            f"POST /submit HTTP/1.0\r\nHost: {address}\r\n"
+            f"Content-Type: {body.content_type}\r\nContent-Length: {len(body.body)}\r\n\r\n"
+        )
+        sock = connect_when_reachable(tor_network, address)
+        with sock:
+            sock.sendall(head.encode() + body.body[: len(body.body) // 2])
+
+            def sealed_so_far() -> int:
+                return sum(p.stat().st_size for p in spool_dir.glob("*.part"))
+
+            deadline = time.monotonic() + 60
+            while sealed_so_far() < 256 * 1024 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sealed_so_far() >= 256 * 1024, "the upload did not get under way"
+            # The Tor client goes away mid-file: its circuits break, the onion service's
+            # tor closes the stream to the server, as when a source's connection drops.
+            tor_network.client.stop()
+        deadline = time.monotonic() + 60
+        while not list(spool_dir.glob("*.sealed")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [opened] = open_spool()
+        assert opened.cut is not None
+        assert opened.message == "the truck left at dawn"
+        [(name, _, kept)] = opened.files
+        assert name == "video.mp4"
+        assert 256 * 1024 - 64 * 1024 <= len(kept) < len(data) and kept == data[: len(kept)]
+        print(f"cut through Tor: {len(kept)} of {len(data)} bytes of the file kept")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        tor_network.restart_client()

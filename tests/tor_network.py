@@ -246,6 +246,16 @@ class TorNetwork:
             raise
         self.startup_seconds = time.monotonic() - started
 
+    def restart_client(self, timeout: float = 60.0) -> None:
+        """Start the client tor again after a test stopped it (its circuits broke)."""
+        self.client.stop()
+        self.client.start(self.binary, self.dir_authority_lines)
+        self._wait(
+            functools.partial(_bootstrapped, self.client),
+            time.monotonic() + timeout,
+            "client bootstrap after a restart",
+        )
+
     def _wait(self, done: Callable[[], bool], deadline: float, what: str) -> None:
         while time.monotonic() < deadline:
             for node in self.nodes:

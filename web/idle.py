@@ -5,8 +5,8 @@ and then sends nothing keeps that thread, and the submission's `.part` file, unt
 it goes away. Enough such clients, cheap to make, would starve real sources. While
 a request is handled, the connection's socket gets a timeout: a read that waits
 longer than `body_idle_seconds` fails, the upload path treats that as a client
-that disconnected (the submission is aborted, nothing stays), and the thread is
-free again. Tor circuits can stall for tens of seconds, so the default is generous.
+that disconnected (what arrived is kept, marked cut; web.upload), and the thread
+is free again. Tor circuits can stall for tens of seconds, so the default is generous.
 """
 
 from __future__ import annotations

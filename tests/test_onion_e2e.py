@@ -203,10 +203,10 @@ def test_an_upload_cut_by_the_tor_client_closing_mid_file_is_kept_as_partial(
     submission_body: Callable[..., Any],
     open_spool: Callable[[], list[Any]],
 ) -> None:
-    process, output = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
+    server = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
     try:
-        url = wait_for_output(process, output, rb"^http://[a-z2-7]{56}\.onion/$").decode()
-        wait_for_output(process, output, rb"^sealdrop serve: onion service published: ")
+        url = server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 60).group(0).decode()
+        server.wait_for(rb"^sealdrop serve: onion service published: ", 60)
         address = url.removeprefix("http://").removesuffix("/")
         data = os.urandom(3 * 1024 * 1024)
         body = submission_body("the truck left at dawn", ("video.mp4", data))
@@ -239,10 +239,5 @@ def test_an_upload_cut_by_the_tor_client_closing_mid_file_is_kept_as_partial(
         assert 256 * 1024 - 64 * 1024 <= len(kept) < len(data) and kept == data[: len(kept)]
         print(f"cut through Tor: {len(kept)} of {len(data)} bytes of the file kept")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop(timeout=30)
         tor_network.restart_client()

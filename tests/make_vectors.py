@@ -8,6 +8,7 @@ Run from the repository root::
     .venv/bin/python tests/make_vectors.py --only cut   # cut uploads (CUT record) only
     .venv/bin/python tests/make_vectors.py --only v3    # version 3 (several keys) only
     .venv/bin/python tests/make_vectors.py --only keys  # key files (tests/vectors/keys/)
+    .venv/bin/python tests/make_vectors.py --only signed  # signed replies (tests/vectors/signed/)
 
 The version 1 set (`good_*`, `fail_*`) is quoted byte for byte by docs/FORMAT.md's
 worked example: `--only v2` writes the version 2 set (`*_v2_*.sealed`: submissions
@@ -1230,6 +1231,65 @@ def make_v2(public: PublicKey) -> None:
         write_fail(name, ".reply", error, why, data)
 
 
+# --- signed reply files (--only signed) -------------------------------------------------
+SIGNED_VECTORS = VECTORS / "signed"
+SIGNED_MESSAGE = "Signed by the reviewer. Meet nobody you do not know.\n"
+
+
+def make_signed() -> None:
+    """tests/vectors/signed/: the reviewer's test signing key, and reply files for the
+    source of source_codename.json: one good, and each way a signature can fail."""
+    from nacl.signing import SigningKey
+
+    from sealdrop import signing
+
+    SIGNED_VECTORS.mkdir(exist_ok=True)
+    for stale in SIGNED_VECTORS.iterdir():
+        stale.unlink()
+    signer = SigningKey.generate()
+    (SIGNED_VECTORS / "reply-signing.key").write_text(
+        signing.encode_signing_secret_key(signer, PASSPHRASE, keys.KdfCost.MIN)
+    )
+    (SIGNED_VECTORS / "reply-signing.pub").write_text(
+        signing.encode_signing_public_key(signer.verify_key) + "\n"
+    )
+    (SIGNED_VECTORS / "reply_signing_seed.hex").write_text(bytes(signer).hex() + "\n")
+    keys_ = source_keys()
+    mailbox = keys_.mailbox_id
+    sealed = replies.seal_reply(SIGNED_MESSAGE, keys_.reply_public_key, DAY, REFERENCE)
+    good = replies.sign_reply(sealed, mailbox, signer)
+    prefix = replies.SIGNED_PREFIX_BYTES
+    bad_signature = bytearray(good)
+    bad_signature[prefix - 1] ^= 0x01
+    altered = bytearray(good)
+    altered[-1] ^= 0x01
+    other_mailbox = replies.sign_reply(sealed, bytes(reversed(mailbox)), signer)
+    files = {
+        "good_signed_reply": (good, ""),
+        "fail_signed_unsigned": (sealed, "an unsigned reply (as written before signatures)"),
+        "fail_signed_bad_signature": (bytes(bad_signature), "the signature's last bit flipped"),
+        "fail_signed_by_another_key": (
+            replies.sign_reply(sealed, mailbox, SigningKey.generate()),
+            "the same sealed reply, re-signed by a key that is not the reviewer's",
+        ),
+        "fail_signed_for_another_mailbox": (
+            other_mailbox,
+            "signed by the reviewer for another mailbox id, filed under this one",
+        ),
+        "fail_signed_altered_after_signing": (bytes(altered), "the sealed part's last bit flipped"),
+        "fail_signed_bad_version": (good[:8] + b"\x02" + good[9:], "version byte 02"),
+    }
+    for name, (data, why) in files.items():
+        (SIGNED_VECTORS / f"{name}.reply").write_bytes(data)
+        if name.startswith("good_"):
+            write_json(
+                SIGNED_VECTORS / f"{name}.expected.json",
+                {"message": SIGNED_MESSAGE, "day": DAY, "reference": REFERENCE},
+            )
+        else:
+            (SIGNED_VECTORS / f"{name}.expected").write_text(f"ReplyNotSigned\n{why}\n")
+
+
 # --- key files (--only keys) -------------------------------------------------------
 KEY_VECTORS = VECTORS / "keys"
 # docs/FORMAT.md's fixed public key (the bytes 00..1f): valid, and not the vectors' key.
@@ -1396,9 +1456,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=("v1", "v2", "cut", "v3", "keys"),
+        choices=("v1", "v2", "cut", "v3", "keys", "signed"),
         help="v1: the version 1 vectors; v2: version 2 and reply files; cut: cut uploads; "
-        "v3: version 3 (several reviewer keys); keys: key-file text rules (tests/vectors/keys) "
+        "v3: version 3 (several reviewer keys); keys: key-file text rules (tests/vectors/keys); "
+        "signed: signed reply files (tests/vectors/signed) "
         "(each leaves the other sets untouched)",
     )
     args = parser.parse_args(argv)
@@ -1421,6 +1482,8 @@ def main(argv: list[str] | None = None) -> int:
         make_v3(public)
     if args.only in (None, "keys"):
         make_keys()
+    if args.only in (None, "signed"):
+        make_signed()
 
     for path in sorted([*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]):
         assert path.stat().st_size < 300_000, path

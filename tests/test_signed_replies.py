@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
+import nacl.exceptions
 import pytest
 from flask import Flask
 from nacl.public import PrivateKey
@@ -226,3 +227,75 @@ def test_keygen_makes_a_signing_key_that_reply_uses_and_the_server_accepts(
     assert (
         cli.main(["keygen", "--out", str(older), "--reply-signing-only", "--kdf-cost", "min"]) == 1
     )
+
+
+# --- the vectors (tests/make_vectors.py --only signed) ------------------------------------
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+SIGNED = VECTORS / "signed"
+SIGNED_FAILS = sorted(p.stem for p in SIGNED.glob("fail_*.reply"))
+
+
+def vector_source() -> tuple[PrivateKey, bytes]:
+    import json
+
+    source = json.loads((VECTORS / "source_codename.json").read_text())
+    return PrivateKey(bytes.fromhex(source["reply_secret_key"])), bytes.fromhex(
+        source["mailbox_id"]
+    )
+
+
+def spec_verify(data: bytes, mailbox_id: bytes, public_key: bytes) -> bytes:
+    """docs/FORMAT.md, "Signed reply files", read on its own: the sealed reply, or raise."""
+    import nacl.bindings
+
+    if data[:8] != b"sealrsig" or data[8] != 1:
+        raise ValueError("not a signed reply file of version 1")
+    signature, sealed = data[9:73], data[73:]
+    signed = b"sealdrop-reply-signature-v1\x00" + mailbox_id + sealed
+    nacl.bindings.crypto_sign_open(signature + signed, public_key)  # raises BadSignatureError
+    return sealed
+
+
+def test_the_signed_vectors_cover_every_way_a_signature_fails() -> None:
+    assert SIGNED_FAILS == [
+        "fail_signed_altered_after_signing",
+        "fail_signed_bad_signature",
+        "fail_signed_bad_version",
+        "fail_signed_by_another_key",
+        "fail_signed_for_another_mailbox",
+        "fail_signed_unsigned",
+    ]
+
+
+def test_the_good_signed_vector_verifies_and_opens_to_what_it_expects() -> None:
+    import json
+
+    reply_key, mailbox = vector_source()
+    signer = signing.load_signing_public_keys(SIGNED / "reply-signing.pub")
+    seed = bytes.fromhex((SIGNED / "reply_signing_seed.hex").read_text().strip())
+    assert SigningKey(seed).verify_key == signer[0]
+    passphrase = (VECTORS / "PASSPHRASE").read_text()
+    assert bytes(signing.load_signing_secret_key(SIGNED / "reply-signing.key", passphrase)) == seed
+    data = (SIGNED / "good_signed_reply.reply").read_bytes()
+    sealed = replies.verified_sealed_reply(data, mailbox, signer)
+    assert spec_verify(data, mailbox, bytes(signer[0])) == sealed
+    opened = replies.open_reply(sealed, reply_key, "x")
+    expected = json.loads((SIGNED / "good_signed_reply.expected.json").read_text())
+    assert (opened.message, opened.day, opened.reference) == (
+        expected["message"],
+        expected["day"],
+        expected["reference"],
+    )
+
+
+@pytest.mark.parametrize("name", SIGNED_FAILS)
+def test_every_failing_signed_vector_is_refused(name: str) -> None:
+    _, mailbox = vector_source()
+    signer = signing.load_signing_public_keys(SIGNED / "reply-signing.pub")
+    data = (SIGNED / f"{name}.reply").read_bytes()
+    assert (SIGNED / f"{name}.expected").read_text().startswith("ReplyNotSigned\n")
+    with pytest.raises(replies.ReplyNotSigned):
+        replies.verified_sealed_reply(data, mailbox, signer)
+    with pytest.raises((ValueError, nacl.exceptions.BadSignatureError)):
+        spec_verify(data, mailbox, bytes(signer[0]))

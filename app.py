@@ -11,6 +11,7 @@ from nacl.signing import VerifyKey
 
 from .codename import CodenameError
 from .keys import KeyFileError
+from .languages import Languages, UnknownLanguage
 from .recipients import load_recipients
 from .settings import Settings
 from .signing import load_signing_public_keys
@@ -22,6 +23,7 @@ from .web.errors import SealdropFlask, register_error_handlers
 from .web.followup import Codenames
 from .web.headers import add_security_headers
 from .web.idle import register_idle_timeout
+from .web.language import register_languages
 from .web.request import SealingRequest
 from .web.routes import register_routes
 from .web.static import register_static_files
@@ -62,6 +64,8 @@ def create_app(settings: Settings) -> Flask:
     # sets a cookie.
     register_static_files(app, Path(app.root_path) / "static")
     register_routes(app, settings, spool, _codenames(settings))
+    # After the routes: every one of them is served under each language's prefix too.
+    register_languages(app, _languages(settings))
     register_error_handlers(app)
     register_idle_timeout(app, settings.body_idle_seconds)
     register_cross_site_refusal(app)
@@ -107,4 +111,14 @@ def _load_keys(settings: Settings) -> list[PublicKey]:
     except KeyFileError as err:
         raise StartupRefused(
             f"{err} (setting public_key_file / SEALDROP_PUBLIC_KEY_FILE / --public-key)"
+        ) from None
+
+
+def _languages(settings: Settings) -> Languages:
+    try:
+        return Languages.from_tags(settings.languages, settings.page_default_language)
+    except UnknownLanguage as err:
+        raise StartupRefused(
+            f"{err} (settings languages / default_language, SEALDROP_LANGUAGES / "
+            "SEALDROP_DEFAULT_LANGUAGE)"
         ) from None

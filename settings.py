@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .languages import SHIPPED, UnknownLanguage, normalise_tag
 from .units import GiB, KiB, MiB, TiB, human_size
 
 ENV_PREFIX = "SEALDROP_"
@@ -187,6 +188,29 @@ def parse_listen(raw: Any) -> Listen:
     return Listen(host=str(address), port=port)
 
 
+def _language(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise _BadValue(f"is {raw!r}, not a language tag")
+    try:
+        return normalise_tag(raw)
+    except UnknownLanguage as err:
+        raise _BadValue(str(err)) from None
+
+
+def _languages(raw: Any) -> tuple[str, ...]:
+    # A TOML list, or (in a variable) tags separated by commas or spaces.
+    items = re.split(r"[\s,]+", raw.strip()) if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise _BadValue(f"is {raw!r}, not a list of language tags")
+    tags = tuple(dict.fromkeys(_language(item) for item in items if item))
+    if not tags:
+        raise _BadValue("names no language")
+    return tags
+
+
+_LANGUAGE_FIX = f"give language tags from {' '.join(SHIPPED)}"
+
+
 # --- declaring a setting -------------------------------------------------------------------
 
 _REQUIRED = dataclasses.MISSING
@@ -344,6 +368,21 @@ class Settings:
         meaning="Codename derivations at once in one worker process; more get a calm "
         '"try again" page (429).',
     )
+    languages: tuple[str, ...] = setting(
+        SHIPPED,
+        parse=_languages,
+        fix=_LANGUAGE_FIX + " (like [\"en\", \"sw\", \"fr\"], or \"en sw fr\" in the variable)",
+        meaning="The languages the source pages are offered in, in the order their list "
+        "shows them; the others answer 404. Offer only languages a native speaker has "
+        "reviewed (docs/TRANSLATIONS.md).",
+    )
+    default_language: str | None = setting(
+        None,
+        parse=_language,
+        fix=_LANGUAGE_FIX + ", one of those in `languages`",
+        meaning="The language of `/` (and of the un-prefixed paths). Unset: the first of "
+        "`languages`. The visitor's browser never chooses it: it may only order the list.",
+    )
     tor_control: str | None = setting(
         None,
         parse=_text,
@@ -366,6 +405,10 @@ class Settings:
     @property
     def replies_enabled(self) -> bool:
         return self.state_dir is not None and self.replies_dir is not None
+
+    @property
+    def page_default_language(self) -> str:
+        return self.default_language or self.languages[0]
 
 
 @dataclass(frozen=True)
@@ -414,7 +457,15 @@ def load_settings(
             raise SettingsError(
                 f"setting {entry.name} is missing; {entry.spec.fix} ({entry.how_to_give()})"
             )
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.page_default_language not in settings.languages:
+        entry = _BY_NAME["default_language"]
+        raise SettingsError(
+            f"setting default_language is {settings.default_language!r}, which `languages` "
+            f"({' '.join(settings.languages)}) does not offer; add it there or choose one of "
+            f"those ({entry.how_to_give()})"
+        )
+    return settings
 
 
 def add_flags(parser: argparse.ArgumentParser, only: Collection[str] | None = None) -> None:
@@ -522,4 +573,6 @@ def _shown(entry: _Entry) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(entry.spec.parse, _Size):
         return f"`{human_size(value)}`"
+    if isinstance(value, tuple):
+        return f"`{' '.join(value)}`"
     return f"`{value}`"

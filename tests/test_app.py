@@ -85,7 +85,7 @@ def test_index_shows_the_form_with_the_configured_limits(client: FlaskClient) ->
     response = client.get("/")
     assert response.status_code == 200
     page = " ".join(response.get_data(as_text=True).split())
-    assert 'action="/submit"' in page
+    assert 'action="/en/submit"' in page
     assert 'enctype="multipart/form-data"' in page
     assert "Up to 3 files, 4 MiB in total" in page
     assert 'maxlength="1000"' in page

@@ -223,7 +223,7 @@ def test_the_replies_page_shows_which_codename_it_uses(
         "/replies", data=urlencode({"codename": words}), content_type=FORM
     ).get_data(as_text=True)
     ending = " ".join(words.split()[-2:])
-    assert f'<strong class="codename-ending">{ending}</strong>' in page
+    assert f'<strong class="codename-ending" dir="ltr" lang="en">{ending}</strong>' in page
     assert "If your codename does not end" in page
 
 

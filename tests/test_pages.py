@@ -25,7 +25,7 @@ PAGE_BUDGET = 30 * 1024
 ERROR_STATUSES = (400, 403, 404, 405, 413, 429, 500, 503, 507)
 MARKER = "zq7MARKERx9"
 RECEIPT = "4821-7730-1159-6603"
-LIMITS = SimpleNamespace(max_files=20, max_message_chars=100_000, max_body_human="2 GiB")
+LIMITS = SimpleNamespace(max_files=20, max_message_chars=100_000, max_body_bytes=2 * 1024**3)
 
 
 @dataclass
@@ -197,7 +197,8 @@ def test_the_form_posts_multipart_message_and_several_files(app: Flask) -> None:
     page = parse(render(app, "index.html", limits=LIMITS))
     (form,) = page.find("form")
     assert form.attrs.get("method") == "post"
-    assert form.attrs.get("action") == "/submit"
+    # Rendered for `/`, the default language's page: its form posts under that prefix.
+    assert form.attrs.get("action") == "/en/submit"
     assert form.attrs.get("enctype") == "multipart/form-data"
     (message,) = page.find("textarea")
     assert message.attrs.get("name") == "message"
@@ -211,7 +212,7 @@ def test_the_form_posts_multipart_message_and_several_files(app: Flask) -> None:
 
 
 def test_the_landing_page_shows_the_limits(app: Flask) -> None:
-    limits = SimpleNamespace(max_files=7, max_message_chars=54_321, max_body_human="3 GiB")
+    limits = SimpleNamespace(max_files=7, max_message_chars=54_321, max_body_bytes=3 * 1024**3)
     html = render(app, "index.html", limits=limits)
     assert "Up to 7 files" in html
     assert "54,321 characters" in html
@@ -259,7 +260,7 @@ def test_the_upload_forms_say_what_a_broken_connection_keeps(app: Flask) -> None
 
 def test_the_received_page_shows_the_receipt_and_says_to_close_the_browser(app: Flask) -> None:
     html = render(app, "received.html", receipt=RECEIPT)
-    assert f'<p class="receipt-number">{RECEIPT}</p>' in html
+    assert f'<p class="receipt-number" dir="ltr">{RECEIPT}</p>' in html
     assert "arrived" in html and "Close Tor Browser" in html
 
 
@@ -279,8 +280,10 @@ def test_each_error_status_has_its_own_calm_page(app: Flask) -> None:
         heading = page.find("h1")[0].text.strip()
         assert heading and heading != fallback, status
         headings.add(heading)
-        links = [e.attrs.get("href") for e in page.find("a")]
-        assert "/" in links, f"{status}: no way back to the start"
+        back = [
+            e.attrs.get("href") for e in page.find("a") if "button" in (e.attrs.get("class") or "")
+        ]
+        assert back == ["/en/"], f"{status}: no way back to the start"
     assert len(headings) == len(ERROR_STATUSES)
 
 
@@ -370,7 +373,7 @@ def test_focus_rings_and_field_borders_are_visible() -> None:
     focus = [(s, d) for s, d in rules if ":focus" in s and "outline" in d]
     assert focus and any("textarea:focus" in s for s, _ in focus)
     for selector, declarations in rules:
-        for prop in ("outline", "border", "border-left"):
+        for prop in ("outline", "border", "border-inline-start"):
             if prop in declarations:
                 for colour in re.findall(r"#[0-9a-f]{6}", declarations[prop]):
                     if selector.startswith(("footer", ".receipt")):
@@ -413,7 +416,9 @@ def test_a_submission_through_the_form_fields_shows_the_receipt(
     page = parse(response.get_data(as_text=True))
     assert page.find("h1")[0].text == "Your information has arrived"
     (opened,) = open_spool()
-    assert f'<p class="receipt-number">{opened.receipt}</p>' in response.get_data(as_text=True)
+    assert f'<p class="receipt-number" dir="ltr">{opened.receipt}</p>' in response.get_data(
+        as_text=True
+    )
 
 
 def served_error(client: FlaskClient, status: int, submission_body: Any) -> str:

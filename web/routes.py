@@ -14,7 +14,6 @@ from flask import Flask, Response, render_template, request
 
 from ..settings import Settings
 from ..storage.spool import Spool
-from ..units import human_size
 from .errors import SERVICE_UNAVAILABLE, error_page
 from .followup import Codenames, register_followup_routes
 from .refusals import UploadLimits
@@ -31,7 +30,7 @@ class PageLimits:
 
     max_files: int
     max_message_chars: int
-    max_body_human: str
+    max_body_bytes: int  # shown in the page's language (web.language.size_text)
 
 
 def register_routes(
@@ -41,7 +40,7 @@ def register_routes(
     page_limits = PageLimits(
         max_files=settings.max_files,
         max_message_chars=settings.max_message_chars,
-        max_body_human=human_size(settings.max_body_bytes),
+        max_body_bytes=settings.max_body_bytes,
     )
     upload_limits = UploadLimits.from_settings(settings)
 

@@ -37,7 +37,7 @@ from sealdrop.tests.serving import sealdrop_command, serve_env
 
 RESULTS_ENV = "SEALDROP_RELIABILITY_OUT"
 HOST = "127.0.0.1"
-RECEIPT_RE = re.compile(rb'<p class="receipt-number">(\d{4}-\d{4}-\d{4}-\d{4})</p>')
+RECEIPT_RE = re.compile(rb'<p class="receipt-number"[^>]*>(\d{4}-\d{4}-\d{4}-\d{4})</p>')
 
 # --- results ---------------------------------------------------------------------------------
 

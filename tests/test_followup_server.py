@@ -63,13 +63,13 @@ def enter_codename(server: Any, text: str) -> Page:
 
 
 def shown_codename(page: Page) -> str:
-    match = re.search(r'<p class="codename">([^<]+)</p>', page.body)
+    match = re.search(r'<p class="codename"[^>]*>([^<]+)</p>', page.body)
     assert match, page.body
     return html.unescape(match.group(1))
 
 
 def shown_receipt(page: Page) -> str:
-    match = re.search(r'<p class="receipt-number">([^<]+)</p>', page.body)
+    match = re.search(r'<p class="receipt-number"[^>]*>([^<]+)</p>', page.body)
     assert match, page.body
     return match.group(1)
 

@@ -371,7 +371,7 @@ class Settings:
     languages: tuple[str, ...] = setting(
         SHIPPED,
         parse=_languages,
-        fix=_LANGUAGE_FIX + " (like [\"en\", \"sw\", \"fr\"], or \"en sw fr\" in the variable)",
+        fix=_LANGUAGE_FIX + ' (like ["en", "sw", "fr"], or "en sw fr" in the variable)',
         meaning="The languages the source pages are offered in, in the order their list "
         "shows them; the others answer 404. Offer only languages a native speaker has "
         "reviewed (docs/TRANSLATIONS.md).",

@@ -185,6 +185,7 @@ def test_other_methods_are_refused_the_same_way(codename_client: FlaskClient) ->
     headers = {"Sec-Fetch-Site": "cross-site", "Origin": "null"}
     for method in ("PUT", "DELETE", "PATCH"):
         assert codename_client.open("/submit", method=method, headers=headers).status_code == 403
+        assert codename_client.open("/sw/submit", method=method, headers=headers).status_code == 403
     assert codename_client.get("/", headers=headers).status_code == 200
 
 

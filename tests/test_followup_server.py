@@ -349,5 +349,5 @@ def test_state_given_as_a_flag_turns_follow_ups_on_like_the_variable(
     landing = request(server, "/")
     assert landing.status == 200
     assert "We cannot reply to you through this page yet" not in landing.body
-    assert 'href="/come-back"' in landing.body
+    assert 'href="/en/come-back"' in landing.body
     assert (state / codename.SALT_FILE).is_file()

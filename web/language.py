@@ -24,6 +24,7 @@ from flask import Flask, current_app, g, has_request_context, request, url_for
 from flask_babel import Babel, format_date, format_decimal, gettext
 
 from ..languages import SOURCE_LANGUAGE, Language, Languages
+from ..units import in_largest_unit
 
 TRANSLATIONS_FOLDER = "translations"
 _EXTENSION = "sealdrop.languages"
@@ -50,18 +51,18 @@ def current_language() -> Language:
 
 
 def size_text(size: int) -> str:
-    """Bytes as the largest binary unit that divides them, one decimal, in the page's
-    language: ``2 GiB``, ``1,5 Gio``."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= factor:
-            number = format_decimal(round(size / factor, 1), format="#,##0.#")
-            text = {
-                "GiB": gettext("%(number)s GiB", number=number),
-                "MiB": gettext("%(number)s MiB", number=number),
-                "KiB": gettext("%(number)s KiB", number=number),
-            }[unit]
-            return str(text)
-    return str(gettext("%(number)s bytes", number=format_decimal(size)))
+    """A size as `units.human_size` writes it, in the page's language: ``1,5 Gio``."""
+    number, unit = in_largest_unit(size)
+    shown = format_decimal(number, format="#,##0.#")
+    # One msgid per unit, so a translator can write the unit as the language does.
+    texts = {
+        "TiB": gettext("%(number)s TiB", number=shown),
+        "GiB": gettext("%(number)s GiB", number=shown),
+        "MiB": gettext("%(number)s MiB", number=shown),
+        "KiB": gettext("%(number)s KiB", number=shown),
+        "B": gettext("%(number)s bytes", number=shown),
+    }
+    return str(texts[unit])
 
 
 def day_text(iso_day: str) -> str:

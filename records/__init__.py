@@ -3,7 +3,8 @@
 Each record is ``type (u8) | length (u32, big-endian) | body``. The order is
 fixed: one SUBMISSION record (the day), one RECEIPT record (the number the
 source was shown), in format version 2 one SOURCE record (the source's reply
-key and mailbox id; in version 3 at most one), MESSAGE records (the text, in
+key and mailbox id; in version 3 at most one), an optional LANGUAGE record (the
+pages' language), MESSAGE records (the text, in
 pieces), then per attachment ATTACHMENT_BEGIN, ATTACHMENT_DATA*, ATTACHMENT_END;
 one MANIFEST closing record with each attachment's size and SHA-256; then PADDING
 records up to the Padmé length. An upload the client cut off ends with a CUT
@@ -33,6 +34,7 @@ from .events import (
     PayloadEnd,
     Receipt,
     SkippedRecord,
+    SourceLanguage,
 )
 from .layout import (
     ATTACHMENT_BEGIN,
@@ -43,6 +45,7 @@ from .layout import (
     CUT_IN_ATTACHMENT,
     CUT_IN_MESSAGE,
     FIRST_OPTIONAL_TYPE,
+    LANGUAGE,
     MANIFEST,
     MAX_MEDIA_TYPE_BYTES,
     MAX_NAME_BYTES,
@@ -82,6 +85,7 @@ __all__ = [
     "FIRST_CONTACT",
     "FIRST_OPTIONAL_TYPE",
     "FOLLOW_UP",
+    "LANGUAGE",
     "MAILBOX_ID_BYTES",
     "MANIFEST",
     "MAX_MEDIA_TYPE_BYTES",
@@ -108,6 +112,7 @@ __all__ = [
     "Receipt",
     "SkippedRecord",
     "SourceIdentity",
+    "SourceLanguage",
     "UploadCut",
     "mailbox_id_for",
     "padded_payload_length",

@@ -19,6 +19,13 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class SourceLanguage:
+    """The language of the pages the source used (a BCP 47 tag, like ``sw``)."""
+
+    tag: str
+
+
+@dataclass(frozen=True)
 class MessageText:
     text: str
 
@@ -59,6 +66,7 @@ Event = (
     Day
     | Receipt
     | SourceIdentity
+    | SourceLanguage
     | MessageText
     | AttachmentStart
     | AttachmentBytes

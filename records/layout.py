@@ -25,6 +25,9 @@ RECEIPT = 0x07
 SOURCE = 0x08
 CUT = 0x09
 FIRST_OPTIONAL_TYPE = 0x80
+# Optional: an older reader skips it. Not 0x80, which the first vectors use as the
+# example of a record no reader knows (docs/FORMAT.md).
+LANGUAGE = 0x81
 
 # Where a CUT record says the upload ended: inside the message, inside an attachment,
 # or after a part ended and before any content of the next arrived.
@@ -46,6 +49,10 @@ MAX_PADDING_BODY = 0xFFFFFFFF
 
 _DAY_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _RECEIPT_SHAPE = re.compile(rb"[0-9-]{1,64}")
+# A BCP 47 tag's syntax without its registry: subtags of 1-8 letters or digits, the
+# first letters only (`sw`, `zh-Hans`, `pt-MZ`); 35 bytes hold any tag a page uses.
+_LANGUAGE_SHAPE = re.compile(rb"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8}){0,4}")
+MAX_LANGUAGE_BYTES = 35
 
 
 class MalformedPayload(SpoolFileError):
@@ -107,3 +114,8 @@ def is_day(text: str) -> bool:
 def is_receipt(body: bytes) -> bool:
     """A RECEIPT record's body: 1 to 64 ASCII digits and hyphens."""
     return _RECEIPT_SHAPE.fullmatch(body) is not None
+
+
+def is_language_tag(body: bytes) -> bool:
+    """A LANGUAGE record's body: a BCP 47 tag in ASCII, 2 to 35 bytes."""
+    return 2 <= len(body) <= MAX_LANGUAGE_BYTES and _LANGUAGE_SHAPE.fullmatch(body) is not None

@@ -3,7 +3,8 @@
 Records are parsed as the chunks arrive, so an attachment of any size is never
 held whole. The last event, PayloadEnd, comes only once the manifest and the
 padding were checked: everything before it is unverified until then. Types
-0x80-0xFE are optional (skipped); any other unknown type is refused. A CUT
+0x80-0xFE are optional (skipped, but for LANGUAGE, which is checked and read); any
+other unknown type is refused. A CUT
 record (an upload cut off) is checked against its place and what precedes it.
 """
 
@@ -25,6 +26,7 @@ from .events import (
     PayloadEnd,
     Receipt,
     SkippedRecord,
+    SourceLanguage,
 )
 from .layout import (
     ATTACHMENT_BEGIN,
@@ -36,6 +38,7 @@ from .layout import (
     CUT_IN_ATTACHMENT,
     CUT_IN_MESSAGE,
     FIRST_OPTIONAL_TYPE,
+    LANGUAGE,
     MANIFEST,
     MANIFEST_ENTRY,
     MAX_RECORD_BODY,
@@ -51,6 +54,7 @@ from .layout import (
     MalformedPayload,
     UploadCut,
     is_day,
+    is_language_tag,
     is_receipt,
     padded_payload_length,
 )
@@ -91,12 +95,22 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
     seen_attachment = False
     message_bytes = 0
     cut: UploadCut | None = None
+    # LANGUAGE may stand once, before the message and any attachment (where the writer
+    # puts it); other optional records may come before it.
+    language_allowed = True
     while True:
         record_type, length = _next_header(queue)
         if cut is not None and record_type != MANIFEST:
             raise MalformedPayload(f"record type 0x{record_type:02x} after a CUT record")
+        if record_type in (MESSAGE, ATTACHMENT_BEGIN, CUT, MANIFEST):
+            language_allowed = False
         if record_type == SOURCE and source_allowed:
             yield _decode_source(_small_body(queue, length))
+        elif record_type == LANGUAGE:
+            if not language_allowed:
+                raise MalformedPayload("a LANGUAGE record after the content, or a second one")
+            language_allowed = False
+            yield _decode_language(_small_body(queue, length))
         elif record_type == MESSAGE:
             if seen_attachment:
                 raise MalformedPayload("a MESSAGE record follows an attachment")
@@ -190,6 +204,12 @@ def _decode_text(body: bytes, what: str) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedPayload(f"the {what} is not valid UTF-8") from None
+
+
+def _decode_language(body: bytes) -> SourceLanguage:
+    if not is_language_tag(body):
+        raise MalformedPayload("the LANGUAGE record does not hold a BCP 47 language tag")
+    return SourceLanguage(body.decode("ascii"))
 
 
 def _decode_source(body: bytes) -> SourceIdentity:

@@ -1,7 +1,7 @@
 """Encoding a submission as records, in one pass, as the upload arrives.
 
 The order is fixed: SUBMISSION (the day), RECEIPT, SOURCE (in format version 2
-always, in 3 if given), MESSAGE records, then per attachment ATTACHMENT_BEGIN,
+always, in 3 if given), LANGUAGE (if given), MESSAGE records, then per attachment ATTACHMENT_BEGIN,
 ATTACHMENT_DATA*, ATTACHMENT_END; one MANIFEST; PADDING up to the Padmé length.
 An upload the client cut off ends with a CUT record before MANIFEST (in an open
 attachment, in place of its ATTACHMENT_END). Pure: the bytes
@@ -22,6 +22,7 @@ from .layout import (
     CUT_BODY,
     CUT_IN_ATTACHMENT,
     CUT_IN_MESSAGE,
+    LANGUAGE,
     MANIFEST,
     MANIFEST_ENTRY,
     MAX_MEDIA_TYPE_BYTES,
@@ -39,6 +40,7 @@ from .layout import (
     AttachmentSummary,
     UploadCut,
     is_day,
+    is_language_tag,
     is_receipt,
     padded_payload_length,
 )
@@ -54,8 +56,10 @@ class PayloadWriter:
         day: str,
         receipt: str,
         source: SourceIdentity | None = None,
+        language: str | None = None,
     ) -> None:
         """`source` given adds a SOURCE record: seal it as version 2 or 3 (crypto.py).
+        `language` given (a BCP 47 tag) adds a LANGUAGE record after it.
 
         `sink` may be handed a view of the caller's buffer, valid only during the call.
         """
@@ -75,10 +79,14 @@ class PayloadWriter:
             raise ValueError("the receipt must be 1 to 64 ASCII digits and hyphens")
         if source is not None:
             source.check()
+        if language is not None and not is_language_tag(language.encode("ascii", "replace")):
+            raise ValueError("the language must be a BCP 47 tag like 'sw' or 'zh-Hans'")
         self._record(SUBMISSION, day.encode("ascii"))
         self._record(RECEIPT, receipt.encode("ascii"))
         if source is not None:
             self._record(SOURCE, source.encode())
+        if language is not None:
+            self._record(LANGUAGE, language.encode("ascii"))
 
     @property
     def attachments(self) -> list[AttachmentSummary]:

@@ -33,6 +33,7 @@ from ..crypto import (
     WrongKey,
     open_payload,
 )
+from ..languages import describe_tag
 from ..records.layout import MalformedPayload
 from ..records.reader import read_payload
 from ..records.source import SourceIdentity
@@ -40,7 +41,13 @@ from ..units import human_size
 from .prefetch import prefetched
 from .progress import Progress
 from .safe_names import printable_name
-from .sources import SourceFolderError, folder_for, kind_name, refresh_order
+from .sources import (
+    SourceFolderError,
+    folder_for,
+    kind_name,
+    language_to_answer_in,
+    refresh_order,
+)
 from .summary import Report, describe_cut
 from .unpack import Unpacked, unpack
 from .workspace import OutputUnusable, Workspace, short_id
@@ -220,14 +227,21 @@ class Opener:
         self._report.opened.append(shown)
         if opened.unpacked.cut is not None:
             self._report.partial.append(shown)
-        if opened.folder.parent != self._workspace.out:
-            self._report.sources[opened.folder.parent.name] = refresh_order(opened.folder.parent)
         unpacked = opened.unpacked
+        if unpacked.language is not None:
+            self._report.languages[unpacked.language] += 1
+        if opened.folder.parent != self._workspace.out:
+            source = opened.folder.parent
+            self._report.sources[source.name] = refresh_order(source)
+            language = language_to_answer_in(source)
+            if language is not None:
+                self._report.source_languages[source.name] = language
         count = len(unpacked.attachments)
         kind = "" if unpacked.source is None else f", {kind_name(unpacked.source.kind)}"
+        language = "" if unpacked.language is None else f", {describe_tag(unpacked.language)}"
         self._progress.finish_file(
             "opened",
-            f"{shown} ({count} file{'' if count == 1 else 's'}{kind}, "
+            f"{shown} ({count} file{'' if count == 1 else 's'}{kind}{language}, "
             f"{human_size(unpacked.total_bytes)}){describe_cut(unpacked)}{origin}",
         )
 

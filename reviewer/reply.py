@@ -27,11 +27,12 @@ from nacl.signing import SigningKey
 
 from .. import durable
 from ..keys import KeyFileError
+from ..languages import describe_tag
 from ..replies import MAX_REPLY_CHARS, new_reference, reply_file_name, seal_reply, sign_reply
 from ..signing import load_signing_secret_key
 from ..storage.spool import utc_day
 from .passphrase import PassphraseError, read_passphrase
-from .sources import SourceFolderError, read_info
+from .sources import SourceFolderError, language_to_answer_in, read_info
 from .unpack import FILE_MODE
 
 _EDITOR_TEMPLATE = (
@@ -48,7 +49,10 @@ class ReplyRefused(Exception):
 def run_reply(args: argparse.Namespace) -> int:
     try:
         info = read_info(args.source)
-        message = read_message(args.message_file)
+        # Said before the message is written, on stderr so a piped reply stays clean.
+        advice = _language_advice(language_to_answer_in(args.source))
+        print(advice, file=sys.stderr)
+        message = read_message(args.message_file, advice)
         signer = load_signing_secret_key(args.signing_key, read_passphrase(confirm=False))
         key = PublicKey(info.reply_public_key)
         path = write_reply(args.out, info.mailbox_id, key, message, signer)
@@ -62,13 +66,25 @@ def run_reply(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_message(message_file: Path | None) -> str:
+def _language_advice(language: str | None) -> str:
+    if language is None:
+        return (
+            "The source's language is not recorded (submissions from before sealdrop "
+            "recorded it): answer in the language of their message."
+        )
+    return (
+        f"Answer in {describe_tag(language)}: the source last wrote through the pages in "
+        "that language. Their codename is English words whatever the language."
+    )
+
+
+def read_message(message_file: Path | None, advice: str = "") -> str:
     if message_file is not None:
         text = _read_text(message_file)
     elif not sys.stdin.isatty():
         text = sys.stdin.read()
     else:
-        text = _from_editor()
+        text = _from_editor(advice)
     if not text.strip():
         raise ReplyRefused("the reply is empty; write a message and try again")
     if len(text) > MAX_REPLY_CHARS:
@@ -104,12 +120,12 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _from_editor() -> str:
+def _from_editor(advice: str) -> str:
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "nano"
     # The draft lives in a private folder on the reviewer's offline machine only.
     with tempfile.TemporaryDirectory(prefix="sealdrop-reply-") as folder:
         draft = Path(folder) / "reply.txt"
-        draft.write_text(_EDITOR_TEMPLATE, encoding="utf-8")
+        draft.write_text(_EDITOR_TEMPLATE + f"# {advice}\n", encoding="utf-8")
         try:
             subprocess.run([*shlex.split(editor), str(draft)], check=True)
         except (OSError, subprocess.CalledProcessError) as err:

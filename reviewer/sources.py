@@ -114,6 +114,22 @@ def refresh_order(folder: Path) -> tuple[str, ...]:
     return order
 
 
+def language_to_answer_in(folder: Path) -> str | None:
+    """The language of the pages the source used last (a tag), from the folder's
+    submissions in order; None when none of them recorded one."""
+    info = read_info(folder)
+    language = None
+    for name in info.submissions:
+        try:
+            data = json.loads((folder / name / MANIFEST_FILE).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue  # a submission removed by the reviewer: the others still tell
+        tag = (data.get("language") or {}).get("tag")
+        if isinstance(tag, str) and tag:
+            language = tag
+    return language
+
+
 def kind_name(kind: int) -> str:
     return "first contact" if kind == FIRST_CONTACT else "follow-up"
 

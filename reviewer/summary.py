@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..languages import describe_tag
 from ..units import human_size
 from .safe_names import printable_name
 from .unpack import CUT_WHERE, Unpacked
@@ -31,6 +32,10 @@ class Report:
     stale_incoming: int = 0
     # Source folder name -> its submissions in order, for the sources opened this run.
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Source folder name -> the language to answer in (its latest submission's pages).
+    source_languages: dict[str, str] = field(default_factory=dict)
+    # The pages' language of each submission opened this run (records.LANGUAGE).
+    languages: Counter[str] = field(default_factory=Counter)
 
     @property
     def status(self) -> int:
@@ -58,8 +63,15 @@ def format_summary(report: Report, out: Path) -> str:
     rows = _rows(report)
     width = max(len(label) for label, _ in rows)
     lines = [f"Summary ({out})"] + [f"  {label:<{width}}  {value:>5}" for label, value in rows]
+    if report.languages:
+        counts = ", ".join(f"{describe_tag(t)} {n}" for t, n in sorted(report.languages.items()))
+        lines.append(f"Languages of the pages the sources used: {counts}")
     for name, order in sorted(report.sources.items()):
-        lines.append(f"Source {name}: {len(order)} submission(s), in order: {', '.join(order)}")
+        language = report.source_languages.get(name)
+        answer = f"; answer in {describe_tag(language)}" if language else ""
+        lines.append(
+            f"Source {name}: {len(order)} submission(s), in order: {', '.join(order)}{answer}"
+        )
     if report.sources:
         lines.append(
             "Submissions sent with the same codename are in one source folder; answer one "

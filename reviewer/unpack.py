@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import durable
+from ..languages import describe_tag
 from ..records.events import (
     AttachmentBytes,
     AttachmentDone,
@@ -25,6 +26,7 @@ from ..records.events import (
     PayloadEnd,
     Receipt,
     SkippedRecord,
+    SourceLanguage,
 )
 from ..records.layout import (
     CUT_BETWEEN_PARTS,
@@ -79,6 +81,8 @@ class Unpacked:
     source: SourceIdentity | None = None
     # The upload was cut off: this is what arrived before the cut (records.UploadCut).
     cut: UploadCut | None = None
+    # The language of the pages the source wrote through (records.LANGUAGE), if recorded.
+    language: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -125,6 +129,7 @@ class _FolderWriter:
         current: AttachmentStart | None = None
         current_name = ""
         cut: UploadCut | None = None
+        language: str | None = None
         for event in events:
             if isinstance(event, AttachmentBytes):
                 assert self._attachment_fd is not None
@@ -133,6 +138,8 @@ class _FolderWriter:
                 day = event.day
             elif isinstance(event, SourceIdentity):
                 source = event
+            elif isinstance(event, SourceLanguage):
+                language = event.tag
             elif isinstance(event, Receipt):
                 receipt = event.receipt
             elif isinstance(event, MessageText):
@@ -166,7 +173,14 @@ class _FolderWriter:
                 skipped.append(event)
             elif isinstance(event, PayloadEnd):
                 return Unpacked(
-                    day, receipt, message_bytes, tuple(saved), tuple(skipped), source, event.cut
+                    day,
+                    receipt,
+                    message_bytes,
+                    tuple(saved),
+                    tuple(skipped),
+                    source,
+                    event.cut,
+                    language,
                 )
             after_event()
         # read_payload always ends with PayloadEnd or raises; never trust that blindly.
@@ -184,6 +198,7 @@ class _FolderWriter:
             "receipt": result.receipt,
             "day": result.day,
             "source": _describe_source(result.source),
+            "language": _describe_language(result.language),
             "partial": _describe_cut(result.cut),
             "message": MESSAGE_FILE,
             "message_bytes": result.message_bytes,
@@ -265,6 +280,16 @@ def _describe_cut(cut: UploadCut | None) -> dict[str, object] | None:
             if cut.where == CUT_IN_MESSAGE
             else {"attachments_complete": cut.index}
         ),
+    }
+
+
+def _describe_language(tag: str | None) -> dict[str, str] | None:
+    if tag is None:
+        return None  # sent before sealdrop recorded the pages' language
+    return {
+        "tag": tag,
+        "name": describe_tag(tag),
+        "note": "The language of the pages the source wrote through; answer in it.",
     }
 
 

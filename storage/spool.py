@@ -152,12 +152,15 @@ class Spool:
             _blur_directory_times(self.directory, utc_day())
         return removed
 
-    def begin(self, source: SourceIdentity | None = None) -> Submission:
+    def begin(
+        self, source: SourceIdentity | None = None, language: str | None = None
+    ) -> Submission:
         """Start a submission: create its ``.part`` file and write the sealed header.
 
         The file is format version 3, sealed to every configured reviewer key. With
         `source` (the reply key and mailbox id a codename stands for) it carries them
-        in a SOURCE record inside the sealed payload, nowhere else.
+        in a SOURCE record inside the sealed payload, nowhere else; with `language`
+        (the pages' BCP 47 tag) a LANGUAGE record, likewise sealed and nowhere else.
         """
         self.ensure_reserve()
         name = sealed_name(random_name())
@@ -196,7 +199,7 @@ class Spool:
             _close_quietly(fd)
             _unlink_quietly(part)
             raise _storage_error(err, "set the times of", self.directory) from None
-        return Submission(self, fd, part, final, random_receipt(), day, source)
+        return Submission(self, fd, part, final, random_receipt(), day, source, language)
 
     def _remove_if_stale(self, entry: os.DirEntry[str]) -> bool:
         path = Path(entry.path)
@@ -246,6 +249,7 @@ class Submission:
         receipt: str,
         day: str,
         source: SourceIdentity | None = None,
+        language: str | None = None,
     ) -> None:
         self.receipt = receipt
         self._spool = spool
@@ -258,7 +262,7 @@ class Submission:
         self._unchecked_bytes = 0
         self._sealer = PayloadSealer(spool._recipients, version=RECIPIENTS_VERSION)
         self._file_write(self._sealer.header)
-        self._payload = PayloadWriter(self._seal, day, receipt, source)
+        self._payload = PayloadWriter(self._seal, day, receipt, source, language)
 
     @property
     def bytes_written(self) -> int:

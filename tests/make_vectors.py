@@ -9,6 +9,7 @@ Run from the repository root::
     .venv/bin/python tests/make_vectors.py --only v3    # version 3 (several keys) only
     .venv/bin/python tests/make_vectors.py --only keys  # key files (tests/vectors/keys/)
     .venv/bin/python tests/make_vectors.py --only signed  # signed replies (tests/vectors/signed/)
+    .venv/bin/python tests/make_vectors.py --only lang  # the LANGUAGE record only
 
 The version 1 set (`good_*`, `fail_*`) is quoted byte for byte by docs/FORMAT.md's
 worked example: `--only v2` writes the version 2 set (`*_v2_*.sealed`: submissions
@@ -16,7 +17,8 @@ with a SOURCE record) and the reply files (`*_reply_*.reply`, magic `sealrply`)
 without touching a version 1 file; `--only cut` writes the cut uploads
 (`*_cut_*.sealed`: payloads closed by a CUT record) and touches nothing else;
 `--only v3` writes the version 3 set (`*_v3_*.sealed`: the file key sealed to
-several reviewer keys) and nothing else.
+several reviewer keys) and nothing else; `--only lang` writes the LANGUAGE record set
+(`*_lang_*.sealed`: the pages' language, record 0x81) and nothing else.
 
 Sealed boxes and file keys are random, so each run writes different `.sealed`
 bytes; everything a vector is checked against (`*.expected.json`, `*.expected`)
@@ -78,6 +80,8 @@ class Submission:
     # An upload cut off (records.CUT_IN_*): in the message, in the last attachment
     # (which then has no ATTACHMENT_END), or after the last part.
     cut: int | None = None
+    # The LANGUAGE record's tag (right after SOURCE, or RECEIPT without one).
+    language: str | None = None
 
 
 def filler(label: str, size: int) -> bytes:
@@ -131,10 +135,12 @@ def top_level_records(sub: Submission) -> list[bytes]:
     elif sub.cut == records.CUT_BETWEEN_PARTS:
         body.append(cut_record(records.CUT_BETWEEN_PARTS, 0))
     source = [] if sub.source is None else [record(records.SOURCE, source_body(*sub.source))]
+    language = [] if sub.language is None else [record(0x81, sub.language.encode("ascii"))]
     return [
         record(records.SUBMISSION, DAY.encode("ascii")),
         record(records.RECEIPT, sub.receipt.encode("ascii")),
         *source,
+        *language,
         *body,
         record(records.MANIFEST, manifest),
     ]
@@ -175,7 +181,7 @@ def write_payload(sub: Submission) -> bytes:
     source = None
     if sub.source is not None:
         source = records.SourceIdentity.for_key(*sub.source)
-    writer = records.PayloadWriter(out.extend, DAY, sub.receipt, source)
+    writer = records.PayloadWriter(out.extend, DAY, sub.receipt, source, sub.language)
     if sub.message:
         writer.message(sub.message)
     for number, attachment in enumerate(sub.attachments, 1):
@@ -497,10 +503,13 @@ SOURCE_FILE = "source_codename.json"
 
 CUT_MARKERS = ("good_cut_", "fail_cut_")
 V3_MARKERS = ("good_v3_", "fail_v3_")
+LANG_MARKERS = ("good_lang_", "fail_lang_")
 
 
 def vector_set(name: str) -> str:
-    """The set a vector file belongs to: "v1", "v2", "cut" or "v3"."""
+    """The set a vector file belongs to: "v1", "v2", "cut", "v3" or "lang"."""
+    if name.startswith(LANG_MARKERS):
+        return "lang"
     if name.startswith(CUT_MARKERS):
         return "cut"
     if name.startswith(V3_MARKERS):
@@ -1162,6 +1171,115 @@ def make_v3(public: PublicKey) -> None:
         write_fail(name, ".sealed", error, why, data)
 
 
+# --- the LANGUAGE record: the language of the pages the source used ----------------------
+
+LANGUAGE = 0x81
+
+
+def good_lang(reply_public_key: bytes) -> dict[str, tuple[int, Submission]]:
+    """name -> (format version, submission): what the spool writes (version 3), and the
+    record in a version 1 file, where it is as optional as anywhere."""
+    return {
+        "good_lang_v3_swahili_with_codename": (
+            V3,
+            Submission(
+                message="Pembe za ndovu zinavushwa usiku kupitia lango la kaskazini.",
+                attachments=(Attachment("picha.jpg", "image/jpeg", filler("lang photo", 1500)),),
+                source=(records.FIRST_CONTACT, reply_public_key),
+                language="sw",
+            ),
+        ),
+        "good_lang_v3_arabic_without_codename": (
+            V3,
+            Submission(message="شاحنات العاج تغادر ليلاً.", language="ar"),
+        ),
+        "good_lang_v3_chinese_with_script": (
+            V3,
+            Submission(
+                message="象牙在夜里运出。",
+                source=(records.FOLLOW_UP, reply_public_key),
+                language="zh-Hans",
+            ),
+        ),
+        "good_lang_v1_french": (
+            crypto.VERSION,
+            Submission(message="Les camions partent la nuit.", language="fr"),
+        ),
+    }
+
+
+def expected_lang_json(
+    version: int, sub: Submission, payload: bytes, sealed: bytes
+) -> dict[str, object]:
+    source = {} if sub.source is None else {"source": expected_source(sub.source)}
+    v3 = {"version": V3, "recipients": 1} if version == V3 else {}
+    return {**v3, **source, "language": sub.language, **expected_json(sub, payload, sealed)}
+
+
+def fail_lang_vectors(public: PublicKey) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (expected error class, why, file bytes): LANGUAGE records that break a rule."""
+    start = top_level_records(Submission())[:2]
+    message = record(records.MESSAGE, b"m")
+    empty_manifest = record(records.MANIFEST, bytes(4))
+    source = record(
+        records.SOURCE, source_body(records.FIRST_CONTACT, bytes(source_keys().reply_public_key))
+    )
+
+    def sealed(*parts: bytes, version: int = V3) -> bytes:
+        payload = pad(b"".join([*start, *parts]))
+        return seal_v3(payload, [public]) if version == V3 else seal(payload, public, version)
+
+    malformed = "MalformedPayload"
+    return {
+        "fail_lang_not_a_tag": (
+            malformed,
+            "a LANGUAGE record holding 'sw ke' (a space is not part of a BCP 47 tag)",
+            sealed(record(LANGUAGE, b"sw ke"), message, empty_manifest),
+        ),
+        "fail_lang_empty": (
+            malformed,
+            "an empty LANGUAGE record",
+            sealed(record(LANGUAGE, b""), message, empty_manifest),
+        ),
+        "fail_lang_too_long": (
+            malformed,
+            "a LANGUAGE record of 36 bytes, well-formed otherwise (the limit is 35)",
+            sealed(
+                record(LANGUAGE, b"sw-abcdefgh-abcdefgh-abcdefgh-abcdef"), message, empty_manifest
+            ),
+        ),
+        "fail_lang_after_message": (
+            malformed,
+            "a LANGUAGE record after the MESSAGE record (it must come before any content)",
+            sealed(message, record(LANGUAGE, b"sw"), empty_manifest),
+        ),
+        "fail_lang_twice": (
+            malformed,
+            "two LANGUAGE records",
+            sealed(record(LANGUAGE, b"sw"), record(LANGUAGE, b"fr"), message, empty_manifest),
+        ),
+        "fail_lang_before_source": (
+            malformed,
+            "a version 3 LANGUAGE record before the SOURCE record (SOURCE must be third)",
+            sealed(record(LANGUAGE, b"sw"), source, message, empty_manifest),
+        ),
+    }
+
+
+def make_lang(public: PublicKey) -> None:
+    remove_stale("lang")
+    reply_public_key = bytes(source_keys().reply_public_key)
+    for name, (version, sub) in good_lang(reply_public_key).items():
+        payload = write_payload(sub)
+        sealed = seal_v3(payload, [public]) if version == V3 else seal(payload, public, version)
+        (VECTORS / f"{name}.sealed").write_bytes(sealed)
+        write_json(
+            VECTORS / f"{name}.expected.json", expected_lang_json(version, sub, payload, sealed)
+        )
+    for name, (error, why, data) in fail_lang_vectors(public).items():
+        write_fail(name, ".sealed", error, why, data)
+
+
 # --- writing ------------------------------------------------------------------------------
 
 
@@ -1456,10 +1574,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        choices=("v1", "v2", "cut", "v3", "keys", "signed"),
+        choices=("v1", "v2", "cut", "v3", "keys", "signed", "lang"),
         help="v1: the version 1 vectors; v2: version 2 and reply files; cut: cut uploads; "
         "v3: version 3 (several reviewer keys); keys: key-file text rules (tests/vectors/keys); "
-        "signed: signed reply files (tests/vectors/signed) "
+        "signed: signed reply files (tests/vectors/signed); lang: the LANGUAGE record "
         "(each leaves the other sets untouched)",
     )
     args = parser.parse_args(argv)
@@ -1484,6 +1602,8 @@ def main(argv: list[str] | None = None) -> int:
         make_keys()
     if args.only in (None, "signed"):
         make_signed()
+    if args.only in (None, "lang"):
+        make_lang(public)
 
     for path in sorted([*VECTORS.glob("*.sealed"), *VECTORS.glob("*.reply")]):
         assert path.stat().st_size < 300_000, path

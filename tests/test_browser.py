@@ -27,6 +27,7 @@ from nacl.public import PrivateKey
 
 from sealdrop import cli, crypto, keys, records
 from sealdrop.keys import encode_public_key
+from sealdrop.languages import SHIPPED, Language
 from sealdrop.tests.serving import Served
 
 pytestmark = pytest.mark.browser
@@ -257,11 +258,13 @@ def test_the_form_is_reachable_with_the_keyboard_alone(browser: Any, service: Se
 
     browser.get(service.url + "/")
     order = []
-    for _ in range(4):
+    for _ in range(14):
         ActionChains(browser).send_keys(Keys.TAB).perform()
         active = browser.switch_to.active_element
         order.append(active.get_attribute("id") or active.get_attribute("class") or active.text)
-    assert order == ["skip", "message", "files", "Send securely"]
+    # The language list comes first, right after the skip link that jumps past it.
+    languages = [Language(tag).name for tag in SHIPPED]
+    assert order == ["skip", *languages, "message", "files", "Send securely"]
 
 
 def test_an_error_page_is_calm_and_repeats_nothing(

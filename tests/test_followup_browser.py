@@ -161,7 +161,7 @@ def test_a_source_comes_back_reads_a_reply_and_follows_up_without_javascript(
     document.write_bytes(b"%PDF-1.4 invoice " + os.urandom(2000))
     browser.find_element(By.ID, "message").send_keys("The Kilwa sawmill.")
     browser.find_element(By.ID, "files").send_keys(str(document))
-    browser.find_element(By.CSS_SELECTOR, "form[action='/follow-up'] button[type=submit]").click()
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/follow-up'] button[type=submit]").click()
     wait_for(browser, ".receipt-number")
     assert h1(browser) == "Your information has arrived"
     assert not browser.find_elements(By.CLASS_NAME, "codename")

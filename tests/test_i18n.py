@@ -11,6 +11,8 @@ a native speaker reviewed them.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import re
 import shutil
 import subprocess
@@ -26,10 +28,11 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from flask import Flask, Response
 from flask.testing import FlaskClient
+from nacl.public import PrivateKey
 from nacl.pwhash import argon2id
 from werkzeug.test import TestResponse
 
-from sealdrop import codename, replies
+from sealdrop import cli, codename, crypto, keys, records, replies
 from sealdrop.languages import SHIPPED, Language
 from sealdrop.settings import Settings
 from sealdrop.web.errors import error_page
@@ -469,3 +472,96 @@ def test_languages_need_no_session(site: Site) -> None:
     # Flask signs a session only with a secret key; there is none, so no page can set one.
     assert site.app.secret_key is None
     assert site.app.config["SECRET_KEY"] is None
+
+
+# --- the reviewer learns the language, sealed inside the submission -------------------------
+
+
+def sealed_languages(spool: Path, key: PrivateKey) -> dict[str, str | None]:
+    """receipt -> the LANGUAGE record's tag (None without one), for every spool file."""
+    found: dict[str, str | None] = {}
+    for path in spool.glob("*.sealed"):
+        with path.open("rb") as handle:
+            payload = crypto.open_payload(handle, key)
+            events = list(records.read_payload(payload, payload.version))
+        receipt = next(e.receipt for e in events if isinstance(e, records.Receipt))
+        tags = [e.tag for e in events if isinstance(e, records.SourceLanguage)]
+        assert len(tags) <= 1
+        found[receipt] = tags[0] if tags else None
+    return found
+
+
+def test_each_submission_seals_the_language_of_its_pages(
+    site: Site, reviewer_key: PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receipts = {}
+    for path, tag in (("/sw/submit", "sw"), ("/ar/submit", "ar"), ("/submit", "en")):
+        body = message_and_files("Ivory at the north gate.", ("a.txt", b"x"))
+        html = site.client.post(path, data=body.body, content_type=body.content_type).get_data(
+            as_text=True
+        )
+        receipts[shown(html, "receipt-number")] = tag
+    assert sealed_languages(site.settings.spool_dir, reviewer_key) == receipts
+    # Never outside the sealed payload: not in a spool file's name, not in a log line.
+    for entry in site.settings.spool_dir.iterdir():
+        assert not re.search(r"(?<![0-9a-f])(sw|ar|en)(?![0-9a-f])", entry.name)
+    for record_ in caplog.records:
+        assert "/sw" not in record_.getMessage() and "/ar" not in record_.getMessage()
+
+
+def test_the_writer_refuses_a_language_that_is_not_a_tag() -> None:
+    for bad in ("", "s", "sw ke", "sw_KE", "-sw", "sw-", "1sw", "sw-abcdefghi", "ñ"):
+        with pytest.raises(ValueError, match="BCP 47"):
+            records.PayloadWriter(lambda data: None, "2026-12-01", "1", language=bad)
+    out = bytearray()
+    writer = records.PayloadWriter(out.extend, "2026-12-01", "1", language="zh-Hans")
+    writer.message("象牙")
+    writer.close()
+    events = list(records.read_payload([bytes(out)], 1))
+    assert records.SourceLanguage("zh-Hans") in events
+    assert events.index(records.SourceLanguage("zh-Hans")) == 2  # before the message
+
+
+def test_open_shows_the_language_and_reply_says_to_answer_in_it(
+    site: Site,
+    reviewer_key: PrivateKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    body = message_and_files("Magogo yanapita mtoni alfajiri.")
+    html = site.client.post("/sw/submit", data=body.body, content_type=body.content_type)
+    typed = shown(html.get_data(as_text=True), "codename")
+    follow = build_multipart(
+        [("codename", None, typed.encode(), None), ("message", None, b"Zaidi.", None)]
+    )
+    site.client.post("/ar/follow-up", data=follow.body, content_type=follow.content_type)
+    key_file = tmp_path / "offline" / "reviewer.key"
+    key_file.parent.mkdir(mode=0o700)
+    key_file.write_text(keys.encode_secret_key(reviewer_key, "pw", keys.KdfCost.MIN))
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", "pw")
+    out = tmp_path / "opened"
+    spool = str(site.settings.spool_dir)
+    assert cli.main(["open", spool, "--key", str(key_file), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    # Each opened submission's line (on stderr, with the progress), then the summary.
+    assert "sw (Swahili, Kiswahili)" in printed.err and "ar (Arabic, العربية)" in printed.err
+    assert "Languages of the pages the sources used: ar (Arabic, العربية) 1, sw (Swahili, " in (
+        printed.out
+    )
+    assert "; answer in ar (Arabic, العربية)" in printed.out
+    (folder,) = [p for p in out.iterdir() if p.name.startswith("source_")]
+    manifests = [json.loads(m.read_text()) for m in folder.glob("*/manifest.json")]
+    assert sorted(m["language"]["tag"] for m in manifests) == ["ar", "sw"]
+    # No file or folder name says the language.
+    for path in out.rglob("*"):
+        assert "swahili" not in path.name.lower() and "arabic" not in path.name.lower()
+        assert not re.search(r"(^|[_.-])(sw|ar)([_.-]|$)", path.name)
+
+    message = tmp_path / "reply.txt"
+    message.write_text("Asante. Which river?\n", encoding="utf-8")
+    argv = ["reply", str(folder), "--out", str(tmp_path / "outbox"), "--message-file", str(message)]
+    assert cli.main(argv) == 0
+    # The latest submission came through the Arabic pages: answer in Arabic.
+    assert "Answer in ar (Arabic, العربية)" in capsys.readouterr().err

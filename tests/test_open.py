@@ -103,7 +103,7 @@ def test_opens_a_good_submission_exactly(
         public,
         message="Logging trucks at night, km 42.\nФото прилагаю.",
         attachments=[("photo.jpg", "image/jpeg", photo), ("empty.txt", "text/plain", b"")],
-        optional=[(0x81, b"future")],
+        optional=[(0x82, b"future")],  # a type no reader knows (0x81 is LANGUAGE)
     )
 
     assert run() == 0
@@ -138,7 +138,7 @@ def test_opens_a_good_submission_exactly(
             "sha256": hashlib.sha256(b"").hexdigest(),
         },
     ]
-    assert manifest["skipped_optional_records"] == [{"type": "0x81", "length": 6}]
+    assert manifest["skipped_optional_records"] == [{"type": "0x82", "length": 6}]
     sealed = (spool / GOOD).read_bytes()
     file_id = hashlib.sha256(sealed[: crypto.HEADER_BYTES] + len(sealed).to_bytes(8, "big"))
     assert (out / ".opened").read_text() == f"{GOOD}\t{file_id.hexdigest()}\n"

@@ -82,6 +82,9 @@ def outcome(events: list[records.Event]) -> dict[str, Any]:
                 "reply_public_key": event.reply_public_key.hex(),
                 "mailbox_id": event.mailbox_id.hex(),
             }
+        elif isinstance(event, records.SourceLanguage):
+            assert "language" not in result
+            result["language"] = event.tag
         elif isinstance(event, records.MessageText):
             result["message"] += event.text
         elif isinstance(event, records.AttachmentStart):
@@ -168,6 +171,13 @@ def test_the_vector_set_is_complete() -> None:
         "fail_v3_count_increased",
         "fail_v3_count_above_limit",
         "fail_v3_two_file_keys",
+        "good_lang_v3_swahili_with_codename",
+        "good_lang_v3_arabic_without_codename",
+        "good_lang_v1_french",
+        "fail_lang_not_a_tag",
+        "fail_lang_after_message",
+        "fail_lang_twice",
+        "fail_lang_before_source",
     }
     required_replies = {
         "good_reply_short",
@@ -215,6 +225,7 @@ def test_good_vector_opens_to_its_expected_content(name: str, secret_key: Privat
     for field in ("day", "receipt", "message", "attachments", "skipped_records"):
         assert got[field] == expected[field], field
     assert got.get("source") == expected.get("source")
+    assert got.get("language") == expected.get("language")
     assert got.get("cut") == expected.get("cut")
     assert events[-1].cut == (
         None
@@ -267,6 +278,8 @@ def test_the_format_document_suffices_to_read_good_vectors(
         )
     if "cut" in expected:
         documented["cut"] = (expected["cut"]["where"], expected["cut"]["received"])
+    if expected.get("language"):
+        documented["language"] = expected["language"]
     assert _parse_as_documented(payload, version=data[8]) == documented
 
 
@@ -440,6 +453,11 @@ def _parse_as_documented(payload: bytes, version: int = 1) -> dict[str, Any]:
                 == hashlib.blake2b(reply_pk, digest_size=16, person=b"sealdrop-mbox1").digest()
             )
             result["source"] = (kind, reply_pk.hex(), mailbox.hex())
+        elif record_type == 0x81:
+            # LANGUAGE: an ASCII BCP 47 tag, once, before the message and any attachment.
+            assert "language" not in result and not result["message"] and not names
+            assert 2 <= length <= 35 and all(c.isalnum() or c == "-" for c in body.decode())
+            result["language"] = body.decode("ascii")
         elif record_type == 0x02:
             result["message"] += body.decode("utf-8")
         elif record_type == 0x03:

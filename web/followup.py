@@ -41,6 +41,7 @@ from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
+from .language import current_language
 from .refusals import MalformedUpload, UploadLimits
 from .upload import UploadBody, boundary_from
 
@@ -171,7 +172,7 @@ def _register_follow_up(
             source = _follow_up_source(
                 codenames, body.first_field(CODENAME_FIELD, MAX_CODENAME_BYTES)
             )
-            with spool.begin(source) as submission:
+            with spool.begin(source, current_language().tag) as submission:
                 body.seal_into(submission)
                 receipt = submission.commit()
         return render_template("received.html", receipt=receipt, follow_up=True)

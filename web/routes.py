@@ -16,6 +16,7 @@ from ..settings import Settings
 from ..storage.spool import Spool
 from .errors import SERVICE_UNAVAILABLE, error_page
 from .followup import Codenames, register_followup_routes
+from .language import current_language
 from .refusals import UploadLimits
 from .upload import boundary_from, stream_upload
 
@@ -59,7 +60,7 @@ def register_routes(
         codename, source = None, None
         if codenames is not None:
             codename, source = codenames.new_source(FIRST_CODENAME_WAIT)
-        with spool.begin(source) as submission:
+        with spool.begin(source, current_language().tag) as submission:
             stream_upload(
                 request.stream, boundary, request.content_length, submission, upload_limits
             )

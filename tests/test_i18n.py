@@ -30,6 +30,7 @@ from flask import Flask, Response
 from flask.testing import FlaskClient
 from nacl.public import PrivateKey
 from nacl.pwhash import argon2id
+from nacl.signing import SigningKey
 from werkzeug.test import TestResponse
 
 from sealdrop import cli, codename, crypto, keys, records, replies
@@ -37,7 +38,7 @@ from sealdrop.languages import SHIPPED, Language
 from sealdrop.settings import Settings
 from sealdrop.web.errors import error_page
 
-from .conftest import build_multipart, message_and_files
+from .conftest import SIGNING_PASSPHRASE, build_multipart, message_and_files, signed_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "translations"
@@ -220,7 +221,7 @@ class Page(HTMLParser):
 
 
 @pytest.fixture
-def i18n_settings(tmp_path: Path, settings: Settings) -> Settings:
+def i18n_settings(tmp_path: Path, settings: Settings, reply_signing_pub: Path) -> Settings:
     state, box = tmp_path / "state", tmp_path / "replies"
     state.mkdir(mode=0o700)
     box.mkdir(mode=0o700)
@@ -228,6 +229,7 @@ def i18n_settings(tmp_path: Path, settings: Settings) -> Settings:
         settings,
         state_dir=state,
         replies_dir=box,
+        reply_signing_key_file=reply_signing_pub,
         codename_kdf_memory=argon2id.MEMLIMIT_MIN,
         codename_kdf_passes=argon2id.OPSLIMIT_MIN,
     )
@@ -239,23 +241,25 @@ class Site:
     client: FlaskClient
     plain: FlaskClient  # the same spool, codenames off: the receipt without one
     settings: Settings
+    signer: SigningKey
 
 
 @pytest.fixture
-def site(i18n_settings: Settings, make_app: Callable[..., Flask]) -> Site:
+def site(i18n_settings: Settings, make_app: Callable[..., Flask], reply_signer: SigningKey) -> Site:
     from sealdrop.app import create_app
 
     app = create_app(i18n_settings)
     plain = make_app()
-    return Site(app, app.test_client(), plain.test_client(), i18n_settings)
+    return Site(app, app.test_client(), plain.test_client(), i18n_settings, reply_signer)
 
 
-def put_reply(settings: Settings, typed: str, text: str) -> None:
+def put_reply(site: Site, typed: str, text: str) -> None:
+    settings = site.settings
     assert settings.state_dir is not None and settings.replies_dir is not None
     salt = codename.load_installation_salt(settings.state_dir)
     keys = codename.derive(typed, salt, codename.TEST_COST)
     name = replies.reply_file_name(keys.mailbox_id)
-    data = replies.seal_reply(text, keys.reply_public_key, "2026-11-30", replies.new_reference())
+    data = signed_reply(text, keys.reply_public_key, keys.mailbox_id, site.signer, "2026-11-30")
     (settings.replies_dir / name).write_bytes(data)
 
 
@@ -291,7 +295,7 @@ def every_page(site: Site, tag: str) -> dict[str, tuple[int, str]]:
     typed = shown(html, "codename")
     quoted = "codename=" + typed.replace(" ", "+")
     keep("replies none", site.client.post(f"{base}/replies", data=quoted, content_type=form))
-    put_reply(site.settings, typed, REVIEWERS_WORDS)
+    put_reply(site, typed, REVIEWERS_WORDS)
     keep("replies", site.client.post(f"{base}/replies", data=quoted, content_type=form))
     follow = build_multipart(
         [("codename", None, typed.encode(), None), ("message", None, b"More.", None)]
@@ -529,6 +533,7 @@ def test_open_shows_the_language_and_reply_says_to_answer_in_it(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    reply_signing_key_file: Path,
 ) -> None:
     body = message_and_files("Magogo yanapita mtoni alfajiri.")
     html = site.client.post("/sw/submit", data=body.body, content_type=body.content_type)
@@ -562,6 +567,7 @@ def test_open_shows_the_language_and_reply_says_to_answer_in_it(
     message = tmp_path / "reply.txt"
     message.write_text("Asante. Which river?\n", encoding="utf-8")
     argv = ["reply", str(folder), "--out", str(tmp_path / "outbox"), "--message-file", str(message)]
-    assert cli.main(argv) == 0
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", SIGNING_PASSPHRASE)
+    assert cli.main([*argv, "--signing-key", str(reply_signing_key_file)]) == 0
     # The latest submission came through the Arabic pages: answer in Arabic.
     assert "Answer in ar (Arabic, العربية)" in capsys.readouterr().err

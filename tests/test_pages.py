@@ -8,7 +8,7 @@ page must never repeat anything the visitor sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -241,10 +241,30 @@ def test_the_landing_page_covers_safety_next_steps_and_limits(app: Flask) -> Non
         assert phrase in text, phrase
 
 
-def test_the_upload_forms_say_what_a_broken_connection_keeps(app: Flask) -> None:
+def test_the_upload_forms_say_what_a_broken_connection_keeps(
+    app: Flask, make_app: Callable[..., Flask], tmp_path: Path, reply_signing_pub: Path
+) -> None:
+    folders = [tmp_path / "state", tmp_path / "replies"]
+    for folder in folders:
+        folder.mkdir(mode=0o700)
+    # The replies page's forms point at the codename routes: an app that has them.
+    codename_app = make_app(
+        state_dir=folders[0],
+        replies_dir=folders[1],
+        reply_signing_key_file=reply_signing_pub,
+        codename_kdf_memory=8 * 1024,
+        codename_kdf_passes=1,
+    )
     pages = (
         render(app, "index.html", limits=LIMITS),
-        render(app, "replies.html", limits=LIMITS, codename="a b c d e f g h", replies=[]),
+        render(
+            codename_app,
+            "replies.html",
+            limits=LIMITS,
+            codename="a b c d e f g h",
+            codename_ending="g h",
+            replies=[],
+        ),
     )
     for html in pages:
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))

@@ -75,6 +75,15 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
     it is unverified until then.
     """
     queue = ByteQueue(chunks)
+    yield from _read_opening(queue, version)
+    body = _Body(queue, source_allowed=version == RECIPIENTS_VERSION)
+    yield from body.read()
+    _check_padding(queue)
+    yield PayloadEnd(tuple(body.computed), body.cut)
+
+
+def _read_opening(queue: ByteQueue, version: int) -> Iterator[Event]:
+    """SUBMISSION, RECEIPT and, in version 2, SOURCE: always first, in this order."""
     record_type, body = _next_small_record(queue)
     if record_type != SUBMISSION:
         raise MalformedPayload("the payload does not start with a SUBMISSION record")
@@ -88,61 +97,77 @@ def read_payload(chunks: Iterable[bytes], version: int) -> Iterator[Event]:
         if record_type != SOURCE:
             raise MalformedPayload("a version 2 payload has no SOURCE record after RECEIPT")
         yield _decode_source(body)
-    # In version 3 the SOURCE record may be the third record, and nowhere else.
-    source_allowed = version == RECIPIENTS_VERSION
 
-    computed: list[AttachmentSummary] = []
-    seen_attachment = False
-    message_bytes = 0
-    cut: UploadCut | None = None
-    # LANGUAGE may stand once, before the message and any attachment (where the writer
-    # puts it); other optional records may come before it.
-    language_allowed = True
-    while True:
-        record_type, length = _next_header(queue)
-        if cut is not None and record_type != MANIFEST:
-            raise MalformedPayload(f"record type 0x{record_type:02x} after a CUT record")
-        if record_type in (MESSAGE, ATTACHMENT_BEGIN, CUT, MANIFEST):
-            language_allowed = False
-        if record_type == SOURCE and source_allowed:
-            yield _decode_source(_small_body(queue, length))
+
+class _Body:
+    """The records after the opening ones, up to MANIFEST: the content, and what the
+    order rules need to remember of the records already read."""
+
+    def __init__(self, queue: ByteQueue, *, source_allowed: bool) -> None:
+        self._queue = queue
+        self.computed: list[AttachmentSummary] = []
+        self.cut: UploadCut | None = None
+        self._seen_attachment = False
+        self._message_bytes = 0
+        # In version 3 the SOURCE record may be the third record, and nowhere else.
+        self._source_allowed = source_allowed
+        # LANGUAGE may stand once, before the message and any attachment (where the writer
+        # puts it); other optional records may come before it.
+        self._language_allowed = True
+
+    def read(self) -> Iterator[Event]:
+        """Every record up to MANIFEST, which is checked against the attachments read."""
+        while True:
+            record_type, length = _next_header(self._queue)
+            if self.cut is not None and record_type != MANIFEST:
+                raise MalformedPayload(f"record type 0x{record_type:02x} after a CUT record")
+            if record_type in (MESSAGE, ATTACHMENT_BEGIN, CUT, MANIFEST):
+                self._language_allowed = False
+            if record_type == MANIFEST:
+                _check_manifest(_small_body(self._queue, length), self.computed)
+                return
+            yield from self._record(record_type, length)
+            self._source_allowed = False
+
+    def _record(self, record_type: int, length: int) -> Iterator[Event]:
+        if record_type == SOURCE and self._source_allowed:
+            yield _decode_source(_small_body(self._queue, length))
         elif record_type == LANGUAGE:
-            if not language_allowed:
+            if not self._language_allowed:
                 raise MalformedPayload("a LANGUAGE record after the content, or a second one")
-            language_allowed = False
-            yield _decode_language(_small_body(queue, length))
+            self._language_allowed = False
+            yield _decode_language(_small_body(self._queue, length))
         elif record_type == MESSAGE:
-            if seen_attachment:
+            if self._seen_attachment:
                 raise MalformedPayload("a MESSAGE record follows an attachment")
-            body = _small_body(queue, length)
-            message_bytes += len(body)
+            body = _small_body(self._queue, length)
+            self._message_bytes += len(body)
             yield MessageText(_decode_text(body, "message"))
         elif record_type == ATTACHMENT_BEGIN:
-            seen_attachment = True
-            start = _decode_attachment_start(len(computed), _small_body(queue, length))
-            yield start
-            summary, cut_body = yield from _read_attachment_body(queue)
-            computed.append(summary)
-            if cut_body is not None:
-                cut = _check_cut(cut_body, start.index, summary.size, message_bytes, computed)
-                yield cut
-            yield AttachmentDone(start.index, summary.size, summary.sha256)
+            yield from self._attachment(length)
         elif record_type == CUT:
-            cut = _check_cut(_small_body(queue, length), None, 0, message_bytes, computed)
-            yield cut
-        elif record_type == MANIFEST:
-            _check_manifest(_small_body(queue, length), computed)
-            break
+            body = _small_body(self._queue, length)
+            self.cut = _check_cut(body, None, 0, self._message_bytes, self.computed)
+            yield self.cut
         elif record_type >= FIRST_OPTIONAL_TYPE and record_type != 0xFF:
-            for _ in queue.take_streamed(length):
+            for _ in self._queue.take_streamed(length):
                 pass
             yield SkippedRecord(record_type, length)
         else:
             raise MalformedPayload(f"unexpected record type 0x{record_type:02x}")
-        source_allowed = False
 
-    _check_padding(queue)
-    yield PayloadEnd(tuple(computed), cut)
+    def _attachment(self, length: int) -> Iterator[Event]:
+        self._seen_attachment = True
+        start = _decode_attachment_start(len(self.computed), _small_body(self._queue, length))
+        yield start
+        summary, cut_body = yield from _read_attachment_body(self._queue)
+        self.computed.append(summary)
+        if cut_body is not None:
+            self.cut = _check_cut(
+                cut_body, start.index, summary.size, self._message_bytes, self.computed
+            )
+            yield self.cut
+        yield AttachmentDone(start.index, summary.size, summary.sha256)
 
 
 def _read_attachment_body(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import durable
@@ -110,6 +110,50 @@ def unpack(
     return result
 
 
+@dataclass
+class _Collected:
+    """What the events of one submission said, gathered until PayloadEnd."""
+
+    day: str = ""
+    receipt: str = ""
+    source: SourceIdentity | None = None
+    language: str | None = None
+    message_bytes: int = 0
+    saved: list[SavedAttachment] = field(default_factory=list)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    current: AttachmentStart | None = None
+    current_name: str = ""
+    cut: UploadCut | None = None
+
+    def attachment_done(self, done: AttachmentDone) -> None:
+        current = self.current
+        assert current is not None and current.index == done.index
+        self.saved.append(
+            SavedAttachment(
+                index=done.index,
+                original_name=current.name,
+                saved_as=f"{FILES_DIR}/{self.current_name}",
+                media_type=current.media_type,
+                size=done.size,
+                sha256=done.sha256.hex(),
+                partial=self.cut is not None,
+            )
+        )
+        self.current = None
+
+    def result(self, cut: UploadCut | None) -> Unpacked:
+        return Unpacked(
+            self.day,
+            self.receipt,
+            self.message_bytes,
+            tuple(self.saved),
+            tuple(self.skipped),
+            self.source,
+            cut,
+            self.language,
+        )
+
+
 class _FolderWriter:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
@@ -121,70 +165,45 @@ class _FolderWriter:
         self._taken: set[str] = set()
 
     def consume(self, events: Iterable[Event], after_event: Callable[[], None]) -> Unpacked:
-        day = receipt = ""
-        source: SourceIdentity | None = None
-        message_bytes = 0
-        saved: list[SavedAttachment] = []
-        skipped: list[SkippedRecord] = []
-        current: AttachmentStart | None = None
-        current_name = ""
-        cut: UploadCut | None = None
-        language: str | None = None
+        got = _Collected()
         for event in events:
-            if isinstance(event, AttachmentBytes):
-                assert self._attachment_fd is not None
-                durable.write_all(self._attachment_fd, event.data)
-            elif isinstance(event, Day):
-                day = event.day
-            elif isinstance(event, SourceIdentity):
-                source = event
-            elif isinstance(event, SourceLanguage):
-                language = event.tag
-            elif isinstance(event, Receipt):
-                receipt = event.receipt
-            elif isinstance(event, MessageText):
-                assert self._message_fd is not None
-                encoded = event.text.encode("utf-8")
-                durable.write_all(self._message_fd, encoded)
-                message_bytes += len(encoded)
-            elif isinstance(event, AttachmentStart):
-                current = event
-                current_name = self._open_attachment(event)
-            elif isinstance(event, AttachmentDone):
-                assert current is not None and current.index == event.index
-                self._close_attachment()
-                saved.append(
-                    SavedAttachment(
-                        index=event.index,
-                        original_name=current.name,
-                        saved_as=f"{FILES_DIR}/{current_name}",
-                        media_type=current.media_type,
-                        size=event.size,
-                        sha256=event.sha256.hex(),
-                        partial=cut is not None,
-                    )
-                )
-                current = None
-            elif isinstance(event, UploadCut):
-                cut = event
-                if current is not None:
-                    current_name = self._mark_partial(current_name)
-            elif isinstance(event, SkippedRecord):
-                skipped.append(event)
-            elif isinstance(event, PayloadEnd):
-                return Unpacked(
-                    day,
-                    receipt,
-                    message_bytes,
-                    tuple(saved),
-                    tuple(skipped),
-                    source,
-                    event.cut,
-                    language,
-                )
+            if isinstance(event, PayloadEnd):
+                return got.result(event.cut)
+            self._take(event, got)
             after_event()
         # read_payload always ends with PayloadEnd or raises; never trust that blindly.
         raise MalformedPayload("the payload ended without its closing records")
+
+    def _take(self, event: Event, got: _Collected) -> None:
+        """Write out or note one event before PayloadEnd."""
+        if isinstance(event, AttachmentBytes):
+            assert self._attachment_fd is not None
+            durable.write_all(self._attachment_fd, event.data)
+        elif isinstance(event, MessageText):
+            assert self._message_fd is not None
+            encoded = event.text.encode("utf-8")
+            durable.write_all(self._message_fd, encoded)
+            got.message_bytes += len(encoded)
+        elif isinstance(event, AttachmentStart):
+            got.current = event
+            got.current_name = self._open_attachment(event)
+        elif isinstance(event, AttachmentDone):
+            self._close_attachment()
+            got.attachment_done(event)
+        elif isinstance(event, UploadCut):
+            got.cut = event
+            if got.current is not None:
+                got.current_name = self._mark_partial(got.current_name)
+        elif isinstance(event, Day):
+            got.day = event.day
+        elif isinstance(event, Receipt):
+            got.receipt = event.receipt
+        elif isinstance(event, SourceIdentity):
+            got.source = event
+        elif isinstance(event, SourceLanguage):
+            got.language = event.tag
+        elif isinstance(event, SkippedRecord):
+            got.skipped.append(event)
 
     def write_manifest(self, result: Unpacked, spool_name: str) -> None:
         manifest = {

@@ -15,8 +15,10 @@ from .languages import Languages, UnknownLanguage
 from .recipients import load_recipients
 from .settings import Settings
 from .signing import load_signing_public_keys
+from .storage.counters import FailureCounters
 from .storage.replies import RepliesFolderUnusable, ReplyBox
 from .storage.spool import Spool, StorageError
+from .storage.sweep import Sweeper
 from .web.body import READ_SIZE
 from .web.crosssite import register_cross_site_refusal
 from .web.errors import SealdropFlask, register_error_handlers
@@ -27,6 +29,9 @@ from .web.language import register_languages
 from .web.request import SealingRequest
 from .web.routes import register_routes
 from .web.static import register_static_files
+
+# Where `serve` finds the app's sweeper, to run it once, in the gunicorn master.
+SWEEPER = "sealdrop.sweeper"
 
 
 class StartupRefused(Exception):
@@ -63,10 +68,19 @@ def create_app(settings: Settings) -> Flask:
     # No SECRET_KEY, on purpose: without one Flask cannot write a session, so it never
     # sets a cookie.
     register_static_files(app, Path(app.root_path) / "static")
-    register_routes(app, settings, spool, _codenames(settings))
+    codenames = _codenames(settings)
+    counters = FailureCounters()
+    register_routes(app, settings, spool, codenames)
     # After the routes: every one of them is served under each language's prefix too.
     register_languages(app, _languages(settings))
-    register_error_handlers(app)
+    register_error_handlers(app, counters)
+    app.extensions[SWEEPER] = Sweeper(
+        spool,
+        settings.sweep_interval_seconds,
+        replies=ReplyBox(settings.replies_dir) if codenames and settings.replies_dir else None,
+        state_dir=settings.state_dir,
+        counters=counters,
+    )
     register_idle_timeout(app, settings.body_idle_seconds)
     register_cross_site_refusal(app)
     app.after_request(add_security_headers)

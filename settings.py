@@ -383,6 +383,14 @@ class Settings:
         meaning="The language of `/` (and of the un-prefixed paths). Unset: the first of "
         "`languages`. The visitor's browser never chooses it: it may only order the list.",
     )
+    sweep_interval_seconds: int = setting(
+        600,
+        parse=_Count(1, 3600),
+        fix="give the seconds between two sweeps of the file times (1 to 3600: at most an hour)",
+        meaning="How often the sweep resets the change time of every spool and reply file and "
+        "folder at once: a disk seized while the service runs still shows when uploads and "
+        "visits happened since the last sweep, and nothing older (docs/SEIZURE.md).",
+    )
     tor_control: str | None = setting(
         None,
         parse=_text,

@@ -6,6 +6,9 @@ so a name reveals nothing and guesses nothing. While it is written it carries
 The format gives a name no other meaning: a reader knows a spool file by its
 content (magic, version, authenticated header), so a copy a tool renamed
 (``... (1).sealed``) is still a spool file.
+
+The server also keeps ``.pool/`` in the spool: empty files made ahead of time, which
+submissions take and rename (storage/spool.py). It never holds a submission.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import secrets
 
 SEALED_SUFFIX = ".sealed"
 PART_SUFFIX = ".part"
+POOL_DIR = ".pool"
 # Exactly what `sealed_name` makes; nothing else in a spool folder was named by sealdrop.
 SERVER_NAME = re.compile(r"[0-9a-f]{32}" + re.escape(SEALED_SUFFIX))
 

@@ -12,7 +12,8 @@ SECRET key lies anywhere the server can read (next to the public key or the conf
 file, in the spool, state or replies folder), those folders' permissions, free space
 against the reserve, the tor program and whether its version takes the proof-of-work
 defence in ADD_ONION, and, with ``--tor-control``, that tor's control port answers and
-accepts our authentication.
+accepts our authentication. ``WARNING ...`` lines (checks/traces.py) name what a seized
+disk could still tell and the days uploads failed; they do not change the exit status.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .secret_keys import (
 )
 from .targets import Targets
 from .tor import check_tor_control, check_tor_program
+from .traces import check_failure_counts, check_noatime, check_reply_owners
 
 __all__ = ["Finding", "Targets", "check_all", "check_targets", "run_check"]
 
@@ -107,9 +109,16 @@ def check_targets(targets: Targets) -> Iterator[Finding]:
             yield check_onion_key(targets.state_dir)
             yield check_client_authorization(targets.state_dir)
     if targets.replies_dir is not None:
-        yield from check_private_dir(targets.replies_dir, "replies folder")
+        replies_findings = check_private_dir(targets.replies_dir, "replies folder")
+        yield from replies_findings
+        if all(finding.ok for finding in replies_findings):
+            yield check_reply_owners(targets.replies_dir)
         if targets.state_dir is not None:
             yield check_reply_signing(targets.reply_signing_key_file)
+    data_dirs = [d for d in (targets.spool_dir, targets.state_dir, targets.replies_dir) if d]
+    yield from check_noatime(data_dirs)
+    if targets.state_dir is not None and targets.state_dir.is_dir():
+        yield check_failure_counts(targets.state_dir)
     if targets.tor_control is None:
         yield from check_tor_program(targets.tor_cmd)
     else:

@@ -12,8 +12,11 @@ class Finding:
     ok: bool
     text: str
     fix: str = ""
+    warning: bool = False  # worth acting on, but the service is safe to run (`ok` stays)
 
     def line(self) -> str:
+        if self.warning:
+            return f"WARNING {self.text}: fix: {self.fix}"
         if self.ok:
             return f"OK {self.text}"
         return f"PROBLEM {self.text}: fix: {self.fix}"
@@ -25,6 +28,10 @@ def ok(text: str) -> Finding:
 
 def problem(text: str, fix: str) -> Finding:
     return Finding(False, text, fix)
+
+
+def warning(text: str, fix: str) -> Finding:
+    return Finding(True, text, fix, warning=True)
 
 
 def problem_from_message(message: str, default_fix: str) -> Finding:

@@ -4,12 +4,20 @@ Plain subprocess rather than stem.process: stem's launcher waits for bootstrap
 with SIGALRM (main thread only) and reads tor's stdout, which would block tor
 once the pipe fills. Here tor logs to a file in its own 0700 data folder and we
 wait only for its control socket.
+
+tor's log outlives the spool files an operator collects, so it keeps only what an
+operator needs: notices and warnings (bootstrap, publication, failures), with
+addresses scrubbed (SafeLogging), no heartbeat (it writes counts of onion-service
+introductions and bytes moved every few hours) and timestamps rounded down to the
+day. Only the lines tor writes before it has read this configuration carry its
+start time to the millisecond: the operator's action, not a source's.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -20,6 +28,7 @@ from .keys import ensure_private_dir
 
 # sun_path holds 108 bytes on Linux, including the final NUL.
 _MAX_SOCKET_PATH = 100
+DAY_MILLISECONDS = 86_400_000
 
 
 class TorProcess:
@@ -48,6 +57,8 @@ class TorProcess:
             ("SocksPort", "0"),
             ("ClientOnly", "1"),
             ("SafeLogging", "1"),
+            ("HeartbeatPeriod", "0"),
+            ("LogTimeGranularity", str(DAY_MILLISECONDS)),
             ("AvoidDiskWrites", "1"),
             ("Log", "notice stdout"),
             # tor exits by itself if this (the gunicorn master) process dies.
@@ -93,7 +104,7 @@ class TorProcess:
 
     def _wait_for_socket(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not self.control_socket.exists():
+        while not self._socket_accepts():
             if not self.running:
                 self.stop()
                 raise TorStartFailed("tor exited during start-up", self.log_tail())
@@ -101,6 +112,15 @@ class TorProcess:
                 self.stop()
                 raise TorStartFailed(f"no control socket after {timeout:.0f} s", self.log_tail())
             time.sleep(0.05)
+
+    def _socket_accepts(self) -> bool:
+        # tor binds the socket (the file appears) a moment before it listens on it.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.control_socket))
+            except OSError:
+                return False
+        return True
 
     @property
     def pid(self) -> int | None:

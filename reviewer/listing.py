@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..crypto import SpoolFileError, TamperedHeader, UnsupportedVersion, read_recipient_count
-from ..spool_names import is_part
+from ..spool_names import POOL_DIR, is_part
 from ..units import human_size
 
 SUBMISSION = "submission"
@@ -69,9 +69,15 @@ def run_spool(args: argparse.Namespace) -> int:
 
 
 def list_spool(directory: Path) -> list[Entry]:
-    """Classify every name in `directory`, sorted by name. Reads at most 10 bytes a file."""
+    """Classify every name in `directory`, sorted by name. Reads at most 10 bytes a file.
+
+    The server's pool of empty files (a folder, storage/spool.py) is not listed."""
     with os.scandir(directory) as scan:
-        names = sorted(entry.name for entry in scan)
+        names = sorted(
+            entry.name
+            for entry in scan
+            if not (entry.name == POOL_DIR and entry.is_dir(follow_symlinks=False))
+        )
     return [_classify(directory, name) for name in names]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import MAGIC
-from ..spool_names import PART_SUFFIX, SEALED_SUFFIX
+from ..spool_names import PART_SUFFIX, POOL_DIR, SEALED_SUFFIX
 
 # The first bytes of a macOS AppleDouble file (resource fork and extended attributes
 # that Finder writes as ._NAME next to every file copied to a FAT or exFAT stick).
@@ -82,6 +82,10 @@ def _sort_entry(entry: os.DirEntry[str], contents: SpoolContents) -> None:
     if stat.S_ISDIR(mode):
         if lower in _LITTER_FOLDERS:
             contents.litter.append((name, "a folder the operating system keeps"))
+        elif name == POOL_DIR and _only_empty_files(Path(entry.path)):
+            contents.litter.append(
+                (name, "the server's pool of empty files, made ahead of uploads")
+            )
         else:
             contents.not_opened.append(
                 (name, "it is a folder; sealdrop open does not look inside folders: open it too")
@@ -116,6 +120,18 @@ def _sort_entry(entry: os.DirEntry[str], contents: SpoolContents) -> None:
         contents.not_opened.append(
             (name, "it is not a spool file (no .sealed name, no sealdrop marker)")
         )
+
+
+def _only_empty_files(folder: Path) -> bool:
+    """True if `folder` holds nothing but empty regular files (the server's pool)."""
+    try:
+        with os.scandir(folder) as scan:
+            return all(
+                e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_size == 0
+                for e in scan
+            )
+    except OSError:
+        return False
 
 
 def _first_bytes(path: str) -> bytes:

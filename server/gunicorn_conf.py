@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
+from ..storage.counters import FailureCounters
 from ..units import MiB
-from .logs import RedactingLogger
+from .logs import RedactingLogger, counting_logger
 from .patches import hide_error_details
 
 WORKERS = 2
@@ -45,8 +46,10 @@ def gunicorn_options(
     worker_class: str = "gthread",
     when_ready: Callable[[Any], None] | None = None,
     on_exit: Callable[[Any], None] | None = None,
+    counters: FailureCounters | None = None,
 ) -> dict[str, Any]:
-    """The gunicorn settings for this service (names as in gunicorn's documentation)."""
+    """The gunicorn settings for this service (names as in gunicorn's documentation);
+    `counters` counts what the error log withholds (workers' deaths)."""
     options: dict[str, Any] = {
         "bind": [settings.listen.bind],
         "worker_class": worker_class,
@@ -69,7 +72,7 @@ def gunicorn_options(
         "disable_redirect_access_to_syslog": True,
         "errorlog": "-",
         "loglevel": "warning",
-        "logger_class": RedactingLogger,
+        "logger_class": counting_logger(counters) if counters else RedactingLogger,
         "capture_output": False,
         # Tor connects from loopback; no proxy may rewrite the client's address or scheme.
         "forwarded_allow_ips": "",

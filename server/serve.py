@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from ..app import StartupRefused, create_app
+from ..app import SWEEPER, StartupRefused, create_app
 from ..onion.errors import OnionError
 from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
@@ -98,19 +98,31 @@ def run_serve(args: argparse.Namespace) -> int:
 def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
     """Run gunicorn until it is told to stop (SIGTERM, SIGINT)."""
 
+    sweeper = app.extensions.get(SWEEPER)
+
     def when_ready(server: Any) -> None:
         print(listening_url(server), flush=True)
         if publisher is not None:
             # The onion URL on a line of its own; the publisher reports the rest.
             print(publisher.start(listening_target(server)), flush=True)
+        # Once per server, in the master, like the publisher; before any worker forks.
+        if sweeper is not None and (problem := sweeper.start()):
+            print(f"sealdrop serve: {problem}", file=sys.stderr, flush=True)
 
     def on_exit(server: Any) -> None:
         if publisher is not None:
             publisher.stop()
+        if sweeper is not None:
+            sweeper.stop()
 
     hide_server_header()
     honour_connection_close()
-    options = gunicorn_options(settings, when_ready=when_ready, on_exit=on_exit)
+    options = gunicorn_options(
+        settings,
+        when_ready=when_ready,
+        on_exit=on_exit,
+        counters=sweeper.counters if sweeper is not None else None,
+    )
     SealdropServer(app, options).run()
 
 

@@ -5,6 +5,12 @@ next visit without a restart. A reply is read whole into memory (it is small by
 construction), decrypted with the reply key derived from the codename the source
 just typed, and never written anywhere in plaintext. Deleting a reply unlinks its
 file. Nothing else in the code touches this folder.
+
+A visit must leave no time on the disk: the folder is listed and every file read
+with O_NOATIME, so no access time changes. O_NOATIME needs the file's owner, and
+an operator may copy replies in as root: such a file is not read at a visit (its
+access time would say when its source came back) until the sweep adopts it
+(`adopt_foreign`, storage/sweep.py) as a copy the service owns.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from nacl.public import PrivateKey
 from nacl.signing import VerifyKey
 
+from .. import durable
 from ..crypto import SpoolFileError
 from ..private_folder import folder_problem
 from ..replies import (
@@ -26,7 +33,8 @@ from ..replies import (
     parse_reply_name,
     verified_sealed_reply,
 )
-from .spool import midnight_utc, utc_day
+from ..spool_names import random_name
+from .spool import day_of, list_quietly, midnight_utc, utc_day
 
 
 class RepliesError(Exception):
@@ -55,8 +63,7 @@ class ReplyBox:
     def names_for(self, mailbox: str) -> list[str]:
         """The reply file names filed under `mailbox` (32 hex digits), sorted."""
         try:
-            with os.scandir(self.directory) as scan:
-                names = [entry.name for entry in scan]
+            names = list_quietly(self.directory)
         except OSError as err:
             raise RepliesError(
                 f"cannot list the replies folder {self.directory} ({err.strerror}); check "
@@ -108,17 +115,60 @@ class ReplyBox:
             pass  # a precaution only; the reply is gone either way
         return True
 
-    def _read(self, name: str) -> bytes | None:
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-        path = self.directory / name
-        try:
+    def adopt_foreign(self) -> int:
+        """Replace every reply file the service does not own by an identical one it owns.
+
+        Run by the sweep, at moments unrelated to any visit: reading a file copied in
+        by root sets its access time once, now, instead of at its source's next visit.
+        Returns how many were adopted; a file that cannot be read is left as it is
+        (`sealdrop check` names it).
+        """
+        adopted = 0
+        for name in sorted(self._all_names()):
+            path = self.directory / name
             try:
-                # Reading would otherwise stamp the file's access time with the visit.
-                fd = os.open(path, flags | os.O_NOATIME)
-            except PermissionError:
-                fd = os.open(path, flags)  # O_NOATIME needs the file's owner
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if info.st_uid == os.geteuid() or not stat.S_ISREG(info.st_mode):
+                continue
+            if info.st_size > MAX_REPLY_FILE_BYTES:
+                continue
+            try:
+                data = path.read_bytes()
+                copy = self.directory / f".{random_name()}.adopt"
+                durable.create_new_file(copy, data)
+                midnight = midnight_utc(day_of(info.st_mtime))
+                os.utime(copy, (midnight, midnight))
+                os.rename(copy, path)
+            except OSError:
+                continue
+            adopted += 1
+        if adopted:
+            try:
+                durable.fsync_directory(self.directory)
+            except OSError:
+                pass  # renames already made; the next sweep syncs again
+        return adopted
+
+    def _all_names(self) -> list[str]:
+        try:
+            return [n for n in list_quietly(self.directory) if parse_reply_name(n)]
+        except OSError as err:
+            raise RepliesError(
+                f"cannot list the replies folder {self.directory} ({err.strerror}); check "
+                "its owner and mode (700)"
+            ) from None
+
+    def _read(self, name: str) -> bytes | None:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOATIME
+        try:
+            # Reading without O_NOATIME would stamp the file's access time with the visit.
+            fd = os.open(self.directory / name, flags)
         except OSError:
-            return None  # removed meanwhile (deleted in another tab), or a planted link
+            # Removed meanwhile (deleted in another tab), a planted link, or not the
+            # service's own (O_NOATIME refused): shown once the sweep has adopted it.
+            return None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPLY_FILE_BYTES:

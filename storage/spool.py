@@ -10,11 +10,14 @@ keeps what arrived, closed by a CUT record and published the same way
 Time is the enemy here: a spool file's timestamps could tie an upload to a
 moment a source was seen online. So the finished file's atime/mtime and the
 directory's are set back to midnight UTC of the day, and the payload records
-only that day. The inode change time (ctime) of the file and of the directory
-cannot be set by any system call: it keeps the moment of the last rename or
-timestamp change, to the nanosecond, for anyone with access to the live disk.
-Only collecting files promptly and the file system's own protection (full-disk
-encryption, a tmpfs, a short-lived VM) limit that.
+only that day. Two times no system call can set remain: the birth time (btime)
+and inode number, fixed when a file is created, and the change time (ctime),
+set by the kernel at every rename or timestamp change. So a submission never
+creates its file: it takes an empty one, at random, from a pool (``.pool/``)
+made at moments unrelated to any upload (`fill_pool`, run by storage/sweep.py at
+start-up and once a day), and the sweep resets every ctime at once. A file's
+btime and inode then say only which pool it came from, and its ctime only when
+the last sweep ran; docs/SEIZURE.md lists what is left.
 
 Nothing here logs, and no message names a source, a content or a time.
 """
@@ -25,6 +28,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -38,8 +42,10 @@ from ..crypto import RECIPIENTS_VERSION, PayloadSealer, check_recipients
 from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
 from ..records.writer import PayloadWriter
-from ..spool_names import is_part, part_name, random_name, sealed_name
+from ..spool_names import POOL_DIR, is_part, part_name, random_name, sealed_name
 
+# Empty files made ahead of time (see the module docstring).
+POOL_SIZE = 64
 # How much may be written between two checks of the free space against the reserve.
 RESERVE_CHECK_INTERVAL = 8 * 1024 * 1024
 _RECEIPT_GROUPS = 4
@@ -49,6 +55,10 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # O_EXCL: the name must be new, so nothing planted is ever reused.
 _CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PART_MODE = 0o600
+# Taking a pool file: it must be written, never created, and never through a link.
+_TAKE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Listing a folder would otherwise stamp its access time with the visit.
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class StorageError(Exception):
@@ -87,6 +97,11 @@ def random_receipt() -> str:
 def utc_day() -> str:
     """Today's date in UTC, ``YYYY-MM-DD``: the only time a submission records."""
     return datetime.now(UTC).date().isoformat()
+
+
+def day_of(seconds: float) -> str:
+    """The UTC day, ``YYYY-MM-DD``, of a time in seconds since the epoch."""
+    return datetime.fromtimestamp(seconds, UTC).date().isoformat()
 
 
 def midnight_utc(day: str) -> int:
@@ -134,6 +149,100 @@ class Spool:
                 "disk space (or lower the reserve)"
             )
 
+    @property
+    def pool(self) -> Path:
+        """The folder of empty files that submissions take (see the module docstring)."""
+        return self.directory / POOL_DIR
+
+    def pool_count(self) -> int:
+        """How many empty files the pool holds; 0 when there is no pool yet."""
+        try:
+            return len(list_quietly(self.pool))
+        except FileNotFoundError:
+            return 0
+        except OSError as err:
+            raise _storage_error(err, "list", self.pool) from None
+
+    def fill_pool(self, size: int = POOL_SIZE) -> int:
+        """Make empty files in the pool until it holds `size`; return how many were made.
+
+        Called by the sweep (storage/sweep.py) at moments unrelated to any upload, and
+        by `begin` only when a burst emptied the pool. A full disk (no inode left)
+        stops the filling quietly: `begin` then reports it for the upload at hand.
+        """
+        try:
+            os.mkdir(self.pool, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise _storage_error(err, "create the pool folder in", self.directory) from None
+        made = 0
+        for _ in range(size - self.pool_count()):
+            try:
+                os.close(os.open(self.pool / random_name(), _CREATE_FLAGS, _PART_MODE))
+            except OSError as err:
+                if err.errno in _FULL_ERRNOS:
+                    break
+                raise _storage_error(err, "fill the pool folder in", self.directory) from None
+            made += 1
+        try:
+            durable.fsync_directory(self.pool)
+            _blur_directory_times(self.pool, utc_day())
+        except OSError as err:
+            raise _storage_error(err, "record the pool folder in", self.directory) from None
+        return made
+
+    def _take_from_pool(self, part: Path) -> int | None:
+        """Rename a random pool file to `part` and open it; None when there is no pool.
+
+        Several workers may take at once: a name another took first is skipped. A pool
+        emptied by a burst is filled again here (those files' btime is then this moment).
+        """
+        if not self.pool.is_dir():
+            return None
+        for attempt in range(2):
+            try:
+                names = list_quietly(self.pool)
+            except OSError as err:
+                raise _storage_error(err, "list", self.pool) from None
+            secrets.SystemRandom().shuffle(names)
+            for name in names:
+                try:
+                    os.rename(self.pool / name, part)
+                except FileNotFoundError:
+                    continue  # another worker took it
+                except OSError as err:
+                    raise _storage_error(err, "take a file from", self.pool) from None
+                return self._open_taken(part)
+            if attempt == 0:
+                self.fill_pool()
+        return None
+
+    def _open_taken(self, part: Path) -> int:
+        try:
+            fd = os.open(part, _TAKE_FLAGS)
+        except OSError as err:
+            _unlink_quietly(part)
+            raise _storage_error(err, "open a pool file in", self.directory) from None
+        try:
+            info = os.fstat(fd)
+        except OSError as err:
+            _close_quietly(fd)
+            raise _storage_error(err, "open a pool file in", self.directory) from None
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_size
+            or info.st_nlink != 1
+            or (info.st_uid != os.geteuid())
+        ):
+            _close_quietly(fd)
+            _unlink_quietly(part)
+            raise StorageError(
+                f"a file in the pool folder {self.pool} was not an empty file of this "
+                "service's own; someone is placing files in the spool folder: investigate"
+            )
+        return fd
+
     def remove_stale_parts(self) -> int:
         """Delete ``*.part`` files left by a crash; return how many were removed.
 
@@ -172,10 +281,12 @@ class Spool:
                 f"a file named {final} already exists although its name was just drawn at "
                 "random; someone is placing files in the spool folder: investigate"
             )
-        try:
-            fd = os.open(part, _CREATE_FLAGS, _PART_MODE)
-        except OSError as err:
-            raise _storage_error(err, "create a file in", self.directory) from None
+        fd = self._take_from_pool(part)
+        if fd is None:
+            try:
+                fd = os.open(part, _CREATE_FLAGS, _PART_MODE)
+            except OSError as err:
+                raise _storage_error(err, "create a file in", self.directory) from None
         try:
             # The lock tells remove_stale_parts in other workers that this file is live.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -195,6 +306,8 @@ class Spool:
         day = utc_day()
         try:
             _blur_directory_times(self.directory, day)
+            if self.pool.is_dir():
+                _blur_directory_times(self.pool, day)
         except OSError as err:
             _close_quietly(fd)
             _unlink_quietly(part)
@@ -423,6 +536,20 @@ def _blur_directory_times(directory: Path, day: str) -> None:
     # Creating, renaming or removing a name sets the directory's mtime to that moment.
     midnight = midnight_utc(day)
     os.utime(directory, (midnight, midnight))
+
+
+def list_quietly(directory: Path) -> list[str]:
+    """The names in `directory`, listed without changing its access time where the
+    service owns it (O_NOATIME); raises OSError like os.scandir."""
+    try:
+        fd = os.open(directory, _LIST_FLAGS | os.O_NOATIME)
+    except PermissionError:
+        fd = os.open(directory, _LIST_FLAGS)  # O_NOATIME needs the folder's owner
+    try:
+        with os.scandir(fd) as scan:
+            return [entry.name for entry in scan]
+    finally:
+        os.close(fd)
 
 
 def _close_quietly(fd: int) -> None:

@@ -192,7 +192,10 @@ def open_submission(path: Path, key: PrivateKey) -> OpenedSubmission:
 
 
 def spool_entries(spool: Path) -> list[str]:
-    return sorted(entry.name for entry in spool.iterdir())
+    """The spool's names, without the pool of empty files a real server keeps there."""
+    from sealdrop.spool_names import POOL_DIR
+
+    return sorted(entry.name for entry in spool.iterdir() if entry.name != POOL_DIR)
 
 
 @pytest.fixture

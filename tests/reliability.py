@@ -300,7 +300,10 @@ class Service:
         return service
 
     def spool_names(self) -> list[str]:
-        return sorted(p.name for p in self.spool.iterdir())
+        """The spool's names, without the pool of empty files the server keeps there."""
+        from sealdrop.spool_names import POOL_DIR
+
+        return sorted(p.name for p in self.spool.iterdir() if p.name != POOL_DIR)
 
     def sealed(self) -> list[Path]:
         return sorted(p for p in self.spool.iterdir() if p.name.endswith(".sealed"))

@@ -25,9 +25,11 @@ from sealdrop.checks.tor import (
     parse_tor_version,
     version_finding,
 )
+from sealdrop.checks.traces import check_failure_counts, check_noatime, check_reply_owners
 from sealdrop.cli import main
 from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key, load_public_key
 from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key
+from sealdrop.storage.counters import COUNTERS_FILE
 from sealdrop.tests.tor_local import OfflineTor, free_port, tor_binary
 
 IS_ROOT = os.geteuid() == 0
@@ -101,7 +103,11 @@ def test_a_good_server_passes_with_only_ok_lines(
         *("--state", str(server.state_dir)),
     )
     assert status == 0, lines
-    assert lines and all(line.startswith("OK ") for line in lines)
+    # Only OK lines, but for the test machine's own mount options (no noatime on /tmp).
+    assert lines and all(
+        line.startswith("OK ") or line.startswith("WARNING ") and "without noatime" in line
+        for line in lines
+    )
     assert any("spool folder" in line for line in lines)
     assert any("state folder" in line for line in lines)
     assert any(line.startswith("OK tor ") for line in lines) or shutil.which("tor") is None
@@ -577,3 +583,38 @@ def test_check_reads_the_settings_without_the_server() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- what a seized disk could tell ----------------------------------------------------------
+
+
+def test_noatime_is_found_per_file_system(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    findings = list(check_noatime([tmp_path, shm] if shm.is_dir() else [tmp_path]))
+    mount = next(f for f in findings if str(tmp_path) in f.text)
+    options = Path("/proc/self/mountinfo").read_text()
+    assert mount.warning == ("without noatime" in mount.text)
+    assert mount.ok and options  # a warning never fails the check
+    if shm.is_dir():
+        assert any(f.ok and not f.warning and "tmpfs" in f.text for f in findings)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_reply_owned_by_another_user_is_a_warning(tmp_path: Path) -> None:
+    folder = tmp_path / "replies"
+    folder.mkdir(mode=0o700)
+    assert not check_reply_owners(folder).warning
+    path = folder / ("ab" * 16 + "-" + "cd" * 16 + ".reply")
+    path.write_bytes(b"x")
+    os.chown(path, 65534, 65534)
+    finding = check_reply_owners(folder)
+    assert finding.warning and "1 reply file(s)" in finding.text
+    assert finding.line().startswith("WARNING ")
+
+
+def test_failed_uploads_are_reported_from_the_daily_counts(tmp_path: Path) -> None:
+    assert check_failure_counts(tmp_path).ok
+    assert not check_failure_counts(tmp_path).warning
+    (tmp_path / COUNTERS_FILE).write_text('{"2026-12-01": {"refused_full": 3}}')
+    finding = check_failure_counts(tmp_path)
+    assert finding.warning and "2026-12-01: refused full 3" in finding.text

@@ -28,6 +28,7 @@ from nacl.public import PrivateKey
 
 from sealdrop import cli, codename, keys
 from sealdrop.reviewer import sources
+from sealdrop.storage.counters import COUNTERS_FILE, read_counts
 
 from .canaries import find_canaries, found_in
 from .conftest import SIGNING_PASSPHRASE, build_multipart
@@ -229,8 +230,10 @@ def test_the_codename_round_trip_on_the_real_server(
     hits += find_canaries([Path("/dev/shm")], secrets_to_find, newer_than=began)
     assert hits == []
     assert found_in(server.output(), secrets_to_find) == []
-    # The server stores nothing of a source but sealed files, the salt and the replies.
-    assert sorted(p.name for p in state.iterdir()) == [codename.SALT_FILE]
+    # The server stores nothing of a source but sealed files, the salt and the replies
+    # (and the daily failure counters, which no request of this test changed).
+    assert sorted(p.name for p in state.iterdir()) == sorted([codename.SALT_FILE, COUNTERS_FILE])
+    assert read_counts(state) == {}
 
 
 def shown_hidden_codename(page: Page) -> str:

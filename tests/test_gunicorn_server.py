@@ -21,6 +21,7 @@ from nacl.public import PrivateKey
 from sealdrop import cli, keys
 from sealdrop.server.gunicorn_conf import MALLOC_ARENAS, MMAP_THRESHOLD
 from sealdrop.server.logs import _Redact
+from sealdrop.tests.conftest import spool_entries
 from sealdrop.tests.procs import child_pids
 from sealdrop.tests.raw_http import send_while_reading, whole_response
 from sealdrop.tests.serving import clean_env, sealdrop_command
@@ -64,7 +65,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def spool_names(spool_dir: Path) -> list[str]:
-    return sorted(p.name for p in spool_dir.iterdir())
+    return spool_entries(spool_dir)
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -16,6 +16,7 @@ from flask import Flask, Response, render_template, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
+from ..storage.counters import LOST, REFUSED_FULL, FailureCounters
 from ..storage.spool import StorageError, StorageFull
 from .discard import discard_refused_body
 from .refusals import UploadRejected
@@ -63,7 +64,11 @@ class SealdropFlask(Flask):
         self.logger.error("unexpected %s (route %s)", describe_exception(error), rule)
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, counters: FailureCounters) -> None:
+    """The pages for every refusal. A refusal or failure caused by a request is never
+    logged (a timestamped line would date the visit): the spool's are counted, per
+    day, for `sealdrop check` (storage/counters.py)."""
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         status = error.code or 500
@@ -92,11 +97,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(StorageFull)
     def storage_full(error: StorageFull) -> Response:
-        # The message names only the spool folder and the OS's reason: safe for the operator.
-        app.logger.error("submission refused: %s", error)
+        counters.add(REFUSED_FULL)
         return refusal_page(INSUFFICIENT_STORAGE)
 
     @app.errorhandler(StorageError)
     def storage_failed(error: StorageError) -> Response:
-        app.logger.error("submission lost: %s", error)
+        counters.add(LOST)
         return error_page(500)

@@ -31,6 +31,9 @@ from nacl.public import PrivateKey
 
 # A fixed, public test key: fuzzing needs the same key in every run and every replay.
 TEST_KEY = PrivateKey(bytes(range(1, 33)))
+# Sealed as the server seals (format version 3): the test key's stanza between two
+# others', so damage to the count, the stanzas and the header MAC is fuzzed too.
+OTHER_KEYS = (PrivateKey(bytes(range(2, 34))), PrivateKey(bytes(range(3, 35))))
 RAW, PAYLOAD, DAMAGED = 0, 1, 2
 DAY = "2026-01-01"
 RECEIPT = "1234-5678-9012-3456"
@@ -51,7 +54,8 @@ def sealed(payload: bytes) -> bytes:
     """`payload` sealed to the test key as one spool file (random file key each time)."""
     from sealdrop import crypto
 
-    sealer = crypto.PayloadSealer(TEST_KEY.public_key)
+    recipients = [OTHER_KEYS[0].public_key, TEST_KEY.public_key, OTHER_KEYS[1].public_key]
+    sealer = crypto.PayloadSealer(recipients, version=crypto.RECIPIENTS_VERSION)
     return sealer.header + sealer.update(payload) + sealer.finalize()
 
 

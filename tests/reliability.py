@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from nacl.public import PrivateKey
 
@@ -455,17 +455,15 @@ def rss_of(pid: int) -> int:
     return 0
 
 
-class RssSampler:
-    """Samples a server's RSS every `interval` seconds in a thread, while in a `with`."""
+class Sampler:
+    """Calls `sample` every `interval` seconds in a thread while in a `with` block."""
 
-    def __init__(self, server: RealServer, interval: float = 0.2) -> None:
-        self._server = server
+    def __init__(self, interval: float) -> None:
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.samples: list[tuple[float, int]] = []
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self.started = time.monotonic()
         self._thread.start()
         return self
@@ -474,10 +472,25 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic() - self.started, self._server.rss_bytes()))
+            self.sample()
             self._stop.wait(self._interval)
+
+
+class RssSampler(Sampler):
+    """A server's RSS every `interval` seconds, while in a `with` block."""
+
+    def __init__(self, server: RealServer, interval: float = 0.2) -> None:
+        super().__init__(interval)
+        self._server = server
+        self.samples: list[tuple[float, int]] = []
+
+    def sample(self) -> None:
+        self.samples.append((time.monotonic() - self.started, self._server.rss_bytes()))
 
     @property
     def peak(self) -> int:

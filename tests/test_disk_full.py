@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from sealdrop.tests.canaries import canary, find_canaries
 from sealdrop.tests.reliability import (
     RealServer,
     Result,
+    Sampler,
     Service,
     exchange_while_sending,
     mib,
@@ -80,27 +79,16 @@ def submit(server: RealServer, message: str, content: bytes) -> tuple[int, str |
     return response.status_code, response.receipt
 
 
-class FreeSpaceWatch:
+class FreeSpaceWatch(Sampler):
     """The least free space seen on a file system while in a `with` block."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__(interval=0.0005)
         self._path = path
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self.lowest = free_bytes(path)
 
-    def __enter__(self) -> FreeSpaceWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.lowest = min(self.lowest, free_bytes(self._path))
-            time.sleep(0.0005)
+    def sample(self) -> None:
+        self.lowest = min(self.lowest, free_bytes(self._path))
 
 
 def test_a_full_disk_refuses_with_507_and_keeps_what_was_stored(

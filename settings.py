@@ -5,12 +5,14 @@ have one), a ``SEALDROP_<NAME>`` variable, or the TOML file given with ``--confi
 (``max_files = 20`` / ``SEALDROP_MAX_FILES``). A variable wins over the file, so a
 wrapper script or systemd unit can override one value; a flag wins over both. A bad
 value stops start-up with a `SettingsError` naming the setting, where it came from and
-the fix. Every command reads its settings through `from_command_line` and nothing else.
+the fix. Every command reads its settings through `from_command_line` (or, needing one
+setting only, `one_from_command_line`) and nothing else.
 
 Each setting is declared ONCE, as an attribute of `Settings` made with `setting(...)`:
 its type (the annotation), default, parser, the fix shown for a bad value, the meaning
 shown in README's table, and its flag if it has one. Adding a setting is adding that
-one attribute (then regenerate README's table: ``python -m sealdrop.tests.test_quickstart``).
+one attribute (then regenerate README's table: ``python -m sealdrop.tests.test_quickstart``,
+and write it in deploy/sealdrop.toml, which tests/test_deploy.py checks).
 """
 
 from __future__ import annotations

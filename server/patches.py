@@ -56,7 +56,7 @@ def honour_connection_close() -> None:
     """Make gunicorn close the connection when the app's response says ``Connection: close``.
 
     gunicorn drops the app's hop-by-hop headers and decides keep-alive itself, but only
-    the app knows when a refused upload's body was not wholly read (web/upload.py,
+    the app knows when a refused upload's body was not wholly read (web/discard.py,
     `discard_refused_body`): then the answer must say ``Connection: close`` and the
     connection must end, rather than gunicorn announce keep-alive and cut it anyway.
     Called in the master before workers fork.

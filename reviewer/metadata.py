@@ -9,8 +9,9 @@ this run, listed in its manifest.json:
 2. a copy goes into a fresh private work folder, and mat2 cleans it there, the
    whole of mat2 running in a bubblewrap sandbox (sandbox.py) that sees only that
    folder and the system's programs, with no network;
-3. exiftool, a second reader (sandboxed too), reads the result; if any location,
-   author, serial-number or device field is left, the result is thrown away;
+3. exiftool, a second reader, and mat2's own reader (``--show``, which looks
+   inside office documents and archives), both sandboxed too, read the result; if
+   either finds a location, author, serial-number or device field, it is thrown away;
 4. what passed goes into the submission's ``cleaned/`` folder, which no attachment
    can occupy (attachments are only ever written into ``files/``).
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import durable
-from .safe_names import EscapesFolder, contained_path, unique_name
+from .safe_names import EscapesFolder, contained_path, printable_name, unique_name
 from .sandbox import INSIDE, Sandbox, SandboxUnavailable, find_sandbox
 from .sniff import Kind, sniff
 from .unpack import DIR_MODE, FILE_MODE, FILES_DIR, MANIFEST_FILE
@@ -42,6 +43,7 @@ from .unpack import DIR_MODE, FILE_MODE, FILES_DIR, MANIFEST_FILE
 MAT2 = "mat2"
 EXIFTOOL = "exiftool"
 CLEANED_DIR = "cleaned"
+CHECKED_BY = "exiftool and mat2 --show"
 CLEANED = "cleaned"
 NOT_CLEANED = "NOT CLEANED"
 # A large video can take minutes; a file mat2 is stuck on must not stop the others.
@@ -53,7 +55,7 @@ EXIFTOOL_HINT = "install exiftool (`sudo apt-get install libimage-exiftool-perl`
 IDENTIFYING = re.compile(
     r"GPS|Location|Latitude|Longitude|City|Country|Province|Sublocation|Artist|Author"
     r"|Creator|By-?line|Copyright|Owner|LastModifiedBy|Company|Manager|Serial|UniqueID"
-    r"|DocumentID|InstanceID|Make|Model|Lens|Software|HostComputer|Device|Camera",
+    r"|DocumentID|InstanceID|Make|Model|Lens|Software|Application|HostComputer|Device|Camera",
     re.IGNORECASE,
 )
 # exiftool's groups about the file on disk (its name, size, permissions), not in it.
@@ -61,7 +63,7 @@ _ABOUT_THE_FILE = frozenset({"ExifTool", "System", "File"})
 _WORK_PREFIX = ".cleaning-"
 MANIFEST_NOTE = (
     "Only the copies in cleaned/ had hidden metadata removed (by mat2, in a sandbox) and "
-    "were checked by a second reader (exiftool). Do not share a file marked NOT CLEANED "
+    "were checked by exiftool and by mat2 --show. Do not share a file marked NOT CLEANED "
     "as it is; the files in files/ are exactly as sent."
 )
 
@@ -90,7 +92,7 @@ class Result:
         }
         if self.status == CLEANED:
             entry["cleaned_copy"] = self.cleaned_as
-            entry["checked_by"] = EXIFTOOL
+            entry["checked_by"] = CHECKED_BY
         else:
             entry["reason"] = self.reason
         return entry
@@ -209,21 +211,31 @@ def _clean_in_sandbox(tools: Tools, original: Path, kind: Kind, work: Path) -> s
     os.chmod(source, FILE_MODE)
     cleaned = f"input.cleaned{kind.extension}"
     try:
-        # --no-sandbox: mat2's own bubblewrap (for exiftool and ffmpeg) would nest in ours.
-        ran = tools.sandbox.run(
-            [tools.mat2, "--no-sandbox", f"{INSIDE}/{source.name}"], work, MAT2_TIMEOUT
-        )
+        # No `--no-sandbox`: Debian 12's mat2 (0.13.3) reads that flag inverted, and
+        # turns its own bubblewrap ON with it. Its default there runs exiftool and ffmpeg
+        # inside this sandbox; a mat2 that nests its own bubblewrap where nesting is not
+        # allowed fails, and the file is then NOT CLEANED, never cleaned outside.
+        ran = tools.sandbox.run([tools.mat2, f"{INSIDE}/{source.name}"], work, MAT2_TIMEOUT)
     except subprocess.TimeoutExpired:
         return f"mat2 did not finish within {MAT2_TIMEOUT:.0f} s"
     if ran.returncode != 0 or not (work / cleaned).is_file():
         if "not supported" in ran.stdout + ran.stderr:
             return f"mat2 cannot clean this type of file ({kind.media_type})"
-        return "mat2 could not clean it (the file may be damaged or unusual)"
+        said = ran.stderr.strip().splitlines()[-1:] or ["no reason given"]
+        return (
+            "mat2 could not clean it (the file may be damaged or unusual; mat2 said: "
+            f"{printable_name(said[0][:200])})"
+        )
     left = _identifying_fields(tools, work, cleaned)
     if left is None:
         return "exiftool could not check mat2's copy, so it is not trusted"
-    if left:
-        return "metadata remains after cleaning: " + ", ".join(left)
+    # mat2's own reader looks inside containers (office documents, archives) that
+    # exiftool reads only in part: both must find nothing.
+    also = _mat2_leftovers(tools, work, cleaned)
+    if also is None:
+        return "mat2 could not re-read its copy, so it is not trusted"
+    if left or also:
+        return "metadata remains after cleaning: " + ", ".join(left + also)
     return None
 
 
@@ -243,6 +255,22 @@ def _identifying_fields(tools: Tools, work: Path, name: str) -> list[str] | None
         group, _, tag = key.rpartition(":")
         if group not in _ABOUT_THE_FILE and key != "SourceFile" and IDENTIFYING.search(tag):
             found.append(key)
+    return sorted(found)
+
+
+def _mat2_leftovers(tools: Tools, work: Path, name: str) -> list[str] | None:
+    """The identifying fields `mat2 --show` lists in `work/name`; None if it cannot tell."""
+    try:
+        ran = tools.sandbox.run([tools.mat2, "--show", f"{INSIDE}/{name}"], work, MAT2_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None
+    if ran.returncode != 0:
+        return None
+    found = []
+    for line in ran.stdout.splitlines():
+        field, separator, _ = line.strip().partition(": ")
+        if separator and not line.lstrip().startswith("[") and IDENTIFYING.search(field):
+            found.append(f"mat2:{field}")
     return sorted(found)
 
 

@@ -6,13 +6,12 @@ import logging
 from pathlib import Path
 
 from flask import Flask
-from nacl.public import PublicKey
 from nacl.signing import VerifyKey
 
 from .codename import CodenameError
 from .keys import KeyFileError
 from .languages import Languages, UnknownLanguage
-from .recipients import load_recipients
+from .recipients import ReviewerKey, load_recipients
 from .settings import Settings
 from .signing import load_signing_public_keys
 from .storage.counters import FailureCounters
@@ -32,6 +31,8 @@ from .web.static import register_static_files
 
 # Where `serve` finds the app's sweeper, to run it once, in the gunicorn master.
 SWEEPER = "sealdrop.sweeper"
+# Where `serve` finds the labels of the reviewer keys, to say at start what it seals to.
+REVIEWER_KEYS = "sealdrop.reviewer_keys"
 
 
 class StartupRefused(Exception):
@@ -43,8 +44,10 @@ class StartupRefused(Exception):
 
 def create_app(settings: Settings) -> Flask:
     """Check the key and the spool, clear crash leftovers, and build the app."""
-    reviewer_keys = _load_keys(settings)
-    spool = Spool(settings.spool_dir, reviewer_keys, reserve_bytes=settings.reserve_bytes)
+    reviewers = _load_keys(settings)
+    spool = Spool(
+        settings.spool_dir, [r.key for r in reviewers], reserve_bytes=settings.reserve_bytes
+    )
     try:
         spool.check()
         spool.remove_stale_parts()
@@ -74,6 +77,7 @@ def create_app(settings: Settings) -> Flask:
     # After the routes: every one of them is served under each language's prefix too.
     register_languages(app, _languages(settings))
     register_error_handlers(app, counters)
+    app.extensions[REVIEWER_KEYS] = tuple(r.label for r in reviewers)
     app.extensions[SWEEPER] = Sweeper(
         spool,
         settings.sweep_interval_seconds,
@@ -119,9 +123,9 @@ def _reply_signers(settings: Settings) -> tuple[VerifyKey, ...]:
         ) from None
 
 
-def _load_keys(settings: Settings) -> list[PublicKey]:
+def _load_keys(settings: Settings) -> list[ReviewerKey]:
     try:
-        return [reviewer.key for reviewer in load_recipients(settings.public_key_file)]
+        return load_recipients(settings.public_key_file)
     except KeyFileError as err:
         raise StartupRefused(
             f"{err} (setting public_key_file / SEALDROP_PUBLIC_KEY_FILE / --public-key)"

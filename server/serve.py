@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from ..app import SWEEPER, StartupRefused, create_app
+from ..app import REVIEWER_KEYS, SWEEPER, StartupRefused, create_app
 from ..onion.errors import OnionError
 from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
@@ -63,6 +63,12 @@ def run_serve(args: argparse.Namespace) -> int:
     except (SettingsError, StartupRefused) as err:
         print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
+    labels = app.extensions[REVIEWER_KEYS]
+    print(
+        f"sealdrop serve: each submission is sealed to {len(labels)} reviewer "
+        f"key{'' if len(labels) == 1 else 's'}: {', '.join(labels)}",
+        flush=True,
+    )
     publisher: Publisher | None = None
     if args.local_only:
         print(

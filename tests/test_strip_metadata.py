@@ -9,11 +9,13 @@ bytes, into `cleaned/`, and checked.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import stat
 import struct
 import subprocess
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -267,6 +269,86 @@ def test_a_copy_that_still_holds_metadata_is_thrown_away(tmp_path: Path) -> None
         assert f"mat2:{tag}" in result.reason
     assert list((folder / "cleaned").iterdir()) == []
     assert manifest_metadata(folder)["files/photo.jpg"]["status"] == NOT_CLEANED
+
+
+def docx_with_author() -> bytes:
+    """A minimal Word document whose core properties name its author and company."""
+    declaration = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    package = "http://schemas.openxmlformats.org/package/2006"
+    office = "http://schemas.openxmlformats.org/officeDocument/2006"
+    word_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    parts = {
+        "[Content_Types].xml": (
+            f'<Types xmlns="{package}/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            f'<Override PartName="/word/document.xml" ContentType="{word_type}.main+xml"/>'
+            '<Override PartName="/docProps/core.xml" ContentType="application/vnd.'
+            'openxmlformats-package.core-properties+xml"/>'
+            '<Override PartName="/docProps/app.xml" ContentType="application/vnd.'
+            'openxmlformats-officedocument.extended-properties+xml"/></Types>'
+        ),
+        "_rels/.rels": (
+            f'<Relationships xmlns="{package}/relationships">'
+            f'<Relationship Id="rId1" Type="{office}/relationships/officeDocument" '
+            'Target="word/document.xml"/>'
+            f'<Relationship Id="rId2" Type="{package}/relationships/metadata/core-properties" '
+            'Target="docProps/core.xml"/>'
+            f'<Relationship Id="rId3" Type="{office}/relationships/extended-properties" '
+            'Target="docProps/app.xml"/></Relationships>'
+        ),
+        "word/document.xml": (
+            '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/'
+            'main"><w:body><w:p><w:r><w:t>Ivory at the gate</w:t></w:r></w:p></w:body>'
+            "</w:document>"
+        ),
+        "docProps/core.xml": (
+            f'<cp:coreProperties xmlns:cp="{package}/metadata/core-properties" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            "<dc:creator>Jane Informant</dc:creator></cp:coreProperties>"
+        ),
+        "docProps/app.xml": (
+            f'<Properties xmlns="{office}/extended-properties">'
+            "<Company>Kasese ranger post</Company></Properties>"
+        ),
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, text in parts.items():
+            archive.writestr(name, declaration + text)
+    return out.getvalue()
+
+
+@needs_tools
+def test_an_office_document_is_checked_inside(tmp_path: Path) -> None:
+    folder = tmp_path / "2026-01-01_abcd"
+    (folder / "files").mkdir(parents=True)
+    (folder / "files" / "report.docx").write_bytes(docx_with_author())
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "attachments": [
+                    {"index": 0, "saved_as": "files/report.docx", "declared_media_type": ""}
+                ]
+            }
+        )
+    )
+    real = find_tools(tmp_path)
+    # exiftool reads this document as a plain ZIP: alone, it would find nothing.
+    assert identifying(exif_tags(folder / "files" / "report.docx")) == []
+    missed = Tools(MissesMetadata(real.sandbox), real.mat2, real.exiftool)  # type: ignore[arg-type]
+
+    [result] = metadata.strip_folder(folder, missed)
+
+    assert result.status == NOT_CLEANED and result.reason is not None
+    assert "mat2:dc:creator" in result.reason and "mat2:Company" in result.reason
+
+    shutil.rmtree(folder / "cleaned")
+    [result] = metadata.strip_folder(folder, real)
+    assert result.status == CLEANED and result.cleaned_as == "cleaned/report.docx"
+    assert b"Jane Informant" not in (folder / "cleaned" / "report.docx").read_bytes()
+    with zipfile.ZipFile(folder / "cleaned" / "report.docx") as cleaned:
+        assert all(b"Jane" not in cleaned.read(n) for n in cleaned.namelist())
 
 
 def fake_program(directory: Path, name: str, body: str) -> None:

@@ -18,7 +18,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sealdrop.crypto import MAGIC
+from sealdrop.replies import REPLY_MAGIC, SIGNED_MAGIC
+
 SEIZURE_OUT_ENV = "SEALDROP_SEIZURE_OUT"
+# The first bytes that name what a file holds; anything else is text, json or binary.
+_MAGICS = (
+    (MAGIC, "sealed (spool file)"),
+    (REPLY_MAGIC, "sealed (reply)"),
+    (SIGNED_MAGIC, "signed, sealed (reply)"),
+    (b"== ed25519v1-secret", "onion service secret key"),
+)
 DAY = 86_400
 _HEX32 = r"[0-9a-f]{32}"
 
@@ -64,6 +74,7 @@ class Item:
     mtime: int
     ctime: int
     btime: int | None
+    content: str
 
     def times(self) -> dict[str, int]:
         named = {"atime": self.atime, "mtime": self.mtime, "ctime": self.ctime}
@@ -123,9 +134,31 @@ def inventory(root: Path, places: Iterable[Path]) -> list[Item]:
                 mtime=info.st_mtime_ns,
                 ctime=info.st_ctime_ns,
                 btime=births[path],
+                content=content_of(path, info.st_mode, info.st_size),
             )
         )
     return items
+
+
+def content_of(path: Path, mode: int, size: int) -> str:
+    """What a file holds, from its first bytes (read with O_NOATIME: no time changes)."""
+    if not stat.S_ISREG(mode):
+        return _type_name(mode)
+    if size == 0:
+        return "empty"
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)
+    try:
+        head = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary"
+    return "json" if head.lstrip().startswith(b"{") else "text"
 
 
 def _walk(path: Path) -> list[Path]:

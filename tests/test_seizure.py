@@ -69,7 +69,8 @@ pytestmark = [
 
 FIRST_SUBMISSIONS = 6
 SPACING = 1.0  # seconds between two first submissions
-KDF = KdfCost(1, 8 * 1024)
+# Costly enough that a flood finds the one derivation slot taken (429).
+KDF = KdfCost(2, 16 * 1024 * 1024)
 CODENAME_RE = re.compile(rb'<p class="codename"[^>]*>([^<]+)</p>')
 ONION_RE = re.compile(rb"^http://([a-z2-7]{56})\.onion/$", re.M)
 LOCAL_RE = re.compile(rb"^http://127\.0\.0\.1:(\d+)/$", re.M)

@@ -7,7 +7,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
@@ -19,6 +19,9 @@ from sealdrop.app import create_app
 from sealdrop.keys import KdfCost, encode_public_key
 from sealdrop.settings import Settings
 from sealdrop.tests.serving import Served, ServerFailed, serve_env
+
+if TYPE_CHECKING:
+    from sealdrop.tests.tor_network import TorNetwork
 
 # A part: (field name, file name or None for a plain field, content, content type or None).
 Part = tuple[str, str | None, bytes, str | None]
@@ -258,3 +261,21 @@ def start_server(
     finally:
         for server in servers:
             server.stop()
+
+
+# --- the private Tor network ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tor_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorNetwork]:
+    """The private Tor network on 127.0.0.1 (tests/tor_network.py), one per session."""
+    from sealdrop.tests.tor_network import TorNetwork
+
+    # Unix socket paths must stay short, so the network lives under a short temp root.
+    network = TorNetwork(tmp_path_factory.mktemp("tornet", numbered=True))
+    network.start(timeout=90)
+    print(f"private Tor network up in {network.startup_seconds:.1f} s")
+    try:
+        yield network
+    finally:
+        network.stop()

@@ -41,18 +41,6 @@ pytestmark = [
 PAGE = b"<!doctype html><title>sealdrop</title><p>hello through tor"
 
 
-@pytest.fixture(scope="session")
-def tor_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorNetwork]:
-    # Unix socket paths must stay short, so the network lives under a short temp root.
-    network = TorNetwork(tmp_path_factory.mktemp("tornet", numbered=True))
-    network.start(timeout=90)
-    print(f"private Tor network up in {network.startup_seconds:.1f} s")
-    try:
-        yield network
-    finally:
-        network.stop()
-
-
 class _Page(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.send_response(200)

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -61,10 +61,13 @@ from sealdrop.tests.seizure import (
     write_results,
 )
 from sealdrop.tests.tor_local import OFFLINE_TORRC, tor_binary
+from sealdrop.tests.tor_network import TorNetwork, http_request
 
 pytestmark = [
     pytest.mark.tor,
     pytest.mark.skipif(tor_binary() is None, reason="needs the Debian tor package"),
+    # stem 1.8.2 calls Thread.setDaemon(), deprecated since Python 3.10.
+    pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning"),
 ]
 
 FIRST_SUBMISSIONS = 6
@@ -98,6 +101,14 @@ class Server:
         self.port = 0
         self.onion = ""
         self.run = run
+
+    def wait_for(self, pattern: bytes, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.stdout.read_bytes()[self._start :], re.M):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"no {pattern!r} from serve:\n{self.output().decode(errors='replace')}")
+            time.sleep(0.2)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -158,11 +169,12 @@ class Audit:
         self.pool_inodes: set[int] = set()
         self.pool_made_before: int = 0
 
-    def _tor_wrapper(self) -> None:
-        # tor reads options after -f from its command line too: these keep it offline.
+    def _tor_wrapper(self, torrc: Sequence[tuple[str, str]] = OFFLINE_TORRC) -> None:
+        # tor reads options after -f from its command line too: these keep it offline, or
+        # inside the private Tor network.
         binary = tor_binary()
         assert binary is not None
-        options = " ".join(f"--{key} '{value}'" for key, value in OFFLINE_TORRC)
+        options = " ".join(f"--{key} '{value}'" for key, value in torrc)
         wrapper = self.bin / "tor"
         wrapper.write_text(f'#!/bin/sh\nexec {binary} "$@" {options}\n')
         wrapper.chmod(0o755)
@@ -555,3 +567,45 @@ def check(audit: Audit, items: list[Item], onion: str, new_shm: list[str]) -> di
         "new_shared_memory": new_shm,
         "counts": counts,
     }
+
+
+@pytest.mark.slow
+def test_tor_writes_nothing_when_sources_visit_through_tor(
+    audit: Audit, tor_network: TorNetwork
+) -> None:
+    """Real visits through the private Tor network: introductions, rendezvous, streams.
+    tor's log must not grow while sources visit, and must say nothing finer than the day
+    after its start-up lines."""
+    audit._tor_wrapper(
+        [("TestingTorNetwork", "1")]
+        + [("DirAuthority", line) for line in tor_network.dir_authority_lines]
+    )
+    server = Server(audit.root, audit.env(), run=1)
+    log = audit.state / "tor" / "tor.log"
+    try:
+        server.wait_ready(timeout=90)
+        server.wait_for(rb"^sealdrop serve: onion service published", timeout=120)
+        time.sleep(1.0)
+        before = log.read_text(errors="replace")
+        host = f"{server.onion}.onion"
+        marker = audit.marker()
+        body, ctype = multipart(f"{marker} through tor", [(f"{marker}.txt", b"seen at the gate")])
+        requests = [
+            f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode(),
+            request_head(ctype, len(body)).replace(HOST.encode(), host.encode()) + body,
+            f"GET /come-back HTTP/1.0\r\nHost: {host}\r\n\r\n".encode(),
+        ]
+        for raw in requests:
+            answer = http_request(tor_network.socks_port, host, raw, deadline=60)
+            assert answer.split(b"\r\n", 1)[0].endswith(b"200 OK"), answer[:200]
+        time.sleep(1.0)
+        during = log.read_text(errors="replace")[len(before) :]
+    finally:
+        server.stop()
+    assert during == "", f"tor logged while sources visited:\n{during}"
+    lines = log.read_text(errors="replace").splitlines()
+    assert not any("Heartbeat" in line for line in lines)
+    stamps = [line[:19] for line in lines if re.match(r"\w{3} \d\d \d\d:\d\d:\d\d\.\d{3}", line)]
+    first_day = next(n for n, stamp in enumerate(stamps) if stamp.endswith("00:00:00.000"))
+    assert all(stamp.endswith("00:00:00.000") for stamp in stamps[first_day:])
+    assert find_canaries([audit.state, audit.tmp, audit.root / "output"], [marker]) == []

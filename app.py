@@ -24,7 +24,7 @@ from .web.errors import SealdropFlask, register_error_handlers
 from .web.followup import Codenames
 from .web.headers import add_security_headers
 from .web.idle import register_idle_timeout
-from .web.language import register_languages
+from .web.language import missing_catalogs, register_languages
 from .web.request import SealingRequest
 from .web.routes import register_routes
 from .web.static import register_static_files
@@ -75,7 +75,14 @@ def create_app(settings: Settings) -> Flask:
     counters = FailureCounters()
     register_routes(app, settings, spool, codenames)
     # After the routes: every one of them is served under each language's prefix too.
-    register_languages(app, _languages(settings))
+    languages = _languages(settings)
+    if missing := missing_catalogs(app, languages):
+        raise StartupRefused(
+            f"the compiled translations for {', '.join(missing)} are not installed (no "
+            "translations/<language>/LC_MESSAGES/messages.mo in the package); reinstall "
+            "sealdrop, or leave those out of the setting languages / SEALDROP_LANGUAGES"
+        )
+    register_languages(app, languages)
     register_error_handlers(app, counters)
     app.extensions[REVIEWER_KEYS] = tuple(r.label for r in reviewers)
     app.extensions[SWEEPER] = Sweeper(

@@ -454,6 +454,8 @@ def test_the_build_context_leaves_out_keys_spool_files_and_tests(path: str) -> N
         "templates/index.html",
         "static/style.css",
         "py.typed",
+        "translations/sw/LC_MESSAGES/messages.mo",
+        "translations/zh_Hans/LC_MESSAGES/messages.mo",
     ],
 )
 def test_the_build_context_keeps_what_the_package_needs(path: str) -> None:

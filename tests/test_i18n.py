@@ -571,3 +571,17 @@ def test_open_shows_the_language_and_reply_says_to_answer_in_it(
     assert cli.main([*argv, "--signing-key", str(reply_signing_key_file)]) == 0
     # The latest submission came through the Arabic pages: answer in Arabic.
     assert "Answer in ar (Arabic, العربية)" in capsys.readouterr().err
+
+
+def test_a_missing_catalog_stops_start_up_rather_than_show_english(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sealdrop.app import StartupRefused, create_app
+    from sealdrop.web import language
+
+    empty = tmp_path / "no-translations"
+    empty.mkdir()
+    monkeypatch.setattr(language, "TRANSLATIONS_FOLDER", str(empty))
+    with pytest.raises(StartupRefused, match="translations for fr, sw are not installed"):
+        create_app(dataclasses.replace(settings, languages=("en", "fr", "sw")))
+    create_app(dataclasses.replace(settings, languages=("en",)))  # English needs none

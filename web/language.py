@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request, url_for
@@ -94,6 +95,18 @@ def language_links() -> list[LanguageLink]:
         # Only `/` may order the list from the browser's languages; it never redirects.
         order = languages.by_preference(request.accept_languages.values())
     return [LanguageLink(lang, url_for(target, lang=lang.tag), lang == here) for lang in order]
+
+
+def missing_catalogs(app: Flask, languages: Languages) -> list[str]:
+    """The offered languages whose compiled catalog is not installed. Flask-Babel would
+    show those pages in English without a word: the caller refuses to start instead."""
+    folder = Path(app.root_path) / TRANSLATIONS_FOLDER
+    return [
+        lang.tag
+        for lang in languages.offered
+        if lang.tag != SOURCE_LANGUAGE
+        and not (folder / lang.catalog / "LC_MESSAGES" / "messages.mo").is_file()
+    ]
 
 
 def register_languages(app: Flask, languages: Languages) -> None:

@@ -15,7 +15,7 @@ server's configuration", and docs/RELIABILITY.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,15 @@ def gunicorn_options(
     when_ready: Callable[[Any], None] | None = None,
     on_exit: Callable[[Any], None] | None = None,
     counters: FailureCounters | None = None,
+    refusal_pages: Mapping[int, bytes] | None = None,
 ) -> dict[str, Any]:
     """The gunicorn settings for this service (names as in gunicorn's documentation);
-    `counters` counts what the error log withholds (workers' deaths)."""
+    `counters` counts what the error log withholds (workers' deaths); `refusal_pages`
+    are our pages for the requests gunicorn refuses itself (patches)."""
+
+    def post_fork(server: Any, worker: Any) -> None:
+        prepare_worker(server, worker, refusal_pages)
+
     options: dict[str, Any] = {
         "bind": [settings.listen.bind],
         "worker_class": worker_class,
@@ -85,7 +91,7 @@ def gunicorn_options(
         "preload_app": True,
         "http_protocols": "h1",
         "proc_name": "sealdrop",
-        "post_fork": prepare_worker,
+        "post_fork": post_fork,
     }
     if SHM.is_dir() and os.access(SHM, os.W_OK):
         # The heartbeat file holds no data; on tmpfs its updates never touch a disk.
@@ -97,10 +103,12 @@ def gunicorn_options(
     return options
 
 
-def prepare_worker(server: Any, worker: Any) -> None:
+def prepare_worker(
+    server: Any, worker: Any, refusal_pages: Mapping[int, bytes] | None = None
+) -> None:
     """gunicorn's ``post_fork`` hook: runs in each new worker before its threads start."""
     limit_malloc_arenas()
-    hide_error_details()
+    hide_error_details(refusal_pages)
 
 
 def limit_malloc_arenas() -> None:

@@ -10,13 +10,21 @@ rather than silently undoing the patch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
-def hide_error_details() -> None:
-    """Make the error pages gunicorn writes itself (unparseable requests) name only the
-    status: its own page quotes the offending method, version or header back."""
+def hide_error_details(pages: Mapping[int, bytes] | None = None) -> None:
+    """Make the error pages gunicorn writes itself (unparseable requests) say only what
+    we wrote: its own page quotes the offending method, version or header back.
+
+    With `pages` (status -> our HTML, web.errors.server_refusal_pages), a refusal gets
+    our calm page in the deployment's language, as UTF-8 with the app's security
+    headers; without, gunicorn's page with its message left out.
+    """
     from gunicorn import util
+
+    from ..web.headers import SECURITY_HEADERS
 
     original = util.write_error
     if getattr(original, "_sealdrop_hidden", False):
@@ -24,7 +32,18 @@ def hide_error_details() -> None:
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         # `reason` is gunicorn's fixed phrase for the status; `mesg` quotes the request.
-        original(sock, status_int, reason, "")
+        body = (pages or {}).get(status_int)
+        if body is None:
+            original(sock, status_int, reason, "")
+            return
+        head = [
+            f"HTTP/1.1 {status_int} {reason}",
+            "Connection: close",
+            "Content-Type: text/html; charset=utf-8",
+            f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()),
+        ]
+        util.write_nonblock(sock, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
 
     write_error._sealdrop_hidden = True  # type: ignore[attr-defined]
     util.write_error = write_error

@@ -23,6 +23,7 @@ from ..onion.errors import OnionError
 from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
 from ..settings import Settings, SettingsError, from_command_line
+from ..web.errors import server_refusal_pages
 from .gunicorn_conf import gunicorn_options
 from .patches import hide_server_header, honour_connection_close
 
@@ -128,6 +129,7 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
         when_ready=when_ready,
         on_exit=on_exit,
         counters=sweeper.counters if sweeper is not None else None,
+        refusal_pages=server_refusal_pages(app),
     )
     SealdropServer(app, options).run()
 

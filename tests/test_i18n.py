@@ -585,3 +585,25 @@ def test_a_missing_catalog_stops_start_up_rather_than_show_english(
     with pytest.raises(StartupRefused, match="translations for fr, sw are not installed"):
         create_app(dataclasses.replace(settings, languages=("en", "fr", "sw")))
     create_app(dataclasses.replace(settings, languages=("en",)))  # English needs none
+
+
+@pytest.mark.parametrize("default", ["sw", "ar"])
+def test_gunicorns_own_refusals_are_our_page_in_the_default_language(
+    tmp_path: Path, default: str
+) -> None:
+    # A request gunicorn cannot parse never reaches the app; its answer is still ours.
+    from sealdrop.tests.reliability import Service, exchange, running
+
+    service = Service.create(tmp_path / "service")
+    settings = {"SEALDROP_DEFAULT_LANGUAGE": default}
+    with running(service, settings) as server:
+        bad_line = exchange(server.port, b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n")
+        too_long = exchange(server.port, b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    for response, status in ((bad_line, 400), (too_long, 414)):
+        assert response.status_code == status
+        assert response.header("Content-Type") == "text/html; charset=utf-8"
+        assert response.header("Content-Security-Policy") is not None
+        page = Page(response.body.decode("utf-8"))
+        assert page.html_attrs == {"lang": default, "dir": Language(default).direction}
+        assert f"/{default}/" in {target for target, _, in_list in page.links if not in_list}
+        assert "Error" not in " ".join(page.texts)  # no English left, not even gunicorn's

@@ -26,9 +26,28 @@ INSUFFICIENT_STORAGE = 507
 SERVICE_UNAVAILABLE = 503
 
 
+# What gunicorn answers itself, before the app sees a request it cannot parse
+# (gunicorn/workers/base.py): 400, 403, 414, 417, 431, 500 and 501.
+SERVER_REFUSALS = (400, 403, 414, 417, 431, 500, 501)
+
+
 def error_page(status: int) -> Response:
     response = Response(render_template("error.html", status=status), status=status)
     return response
+
+
+def server_refusal_pages(app: Flask) -> dict[int, bytes]:
+    """The pages gunicorn writes for requests it cannot parse, rendered once, in the
+    deployment's default language (nothing of such a request can be trusted to choose
+    another). A 400 or 500 gets our own words for it; the rest, which a browser never
+    causes, the generic page with its code (our 403 text is about cross-site forms)."""
+    pages = {}
+    for status in SERVER_REFUSALS:
+        with app.test_request_context("/"):
+            generic = status not in (400, 500)
+            html = render_template("error.html", status=status, generic=generic)
+        pages[status] = html.encode("utf-8")
+    return pages
 
 
 def refusal_page(status: int) -> Response:

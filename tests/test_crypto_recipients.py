@@ -13,6 +13,7 @@ from nacl import bindings
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from sealdrop import crypto
+from sealdrop.tests.test_crypto import open_all, refusal
 
 V3 = crypto.RECIPIENTS_VERSION
 STANZA = crypto.STANZA_BYTES
@@ -27,16 +28,6 @@ def keys() -> list[PrivateKey]:
 def seal(payload: bytes, recipients: list[PublicKey]) -> bytes:
     sealer = crypto.PayloadSealer(recipients, version=V3)
     return sealer.header + sealer.update(payload) + sealer.finalize()
-
-
-def open_all(data: bytes, key: PrivateKey) -> bytes:
-    return b"".join(crypto.open_payload(io.BytesIO(data), key))
-
-
-def refusal(data: bytes, key: PrivateKey) -> type[crypto.SpoolFileError]:
-    with pytest.raises(crypto.SpoolFileError) as raised:
-        open_all(data, key)
-    return type(raised.value)
 
 
 def stanza_at(index: int) -> slice:

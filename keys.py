@@ -205,6 +205,18 @@ def key_file_lines(text: str, source: str) -> list[str]:
     return lines[first:]
 
 
+def labelled_key(line: str) -> str | None:
+    """The key text of a secret key file's second line, or None if the label is wrong.
+
+    The label is ``public key: `` with exactly one space after the colon: it is part
+    of the format, not decoration (docs/FORMAT.md, "Key files").
+    """
+    if not line.startswith(PUBLIC_KEY_LABEL):
+        return None
+    rest = line[len(PUBLIC_KEY_LABEL) :]
+    return None if rest[:1] in ("", " ", "\t") else rest
+
+
 def _checksum(raw_key: bytes) -> bytes:
     digest = hashlib.blake2b(raw_key, digest_size=32, person=_CHECKSUM_PERSON).digest()
     return digest[:_CHECKSUM_BYTES]
@@ -312,15 +324,14 @@ def decode_secret_key(text: str, passphrase: str, source: str) -> PrivateKey:
     """Parse and decrypt a secret key file's text; `source` names it in errors."""
     lines = key_file_lines(text, source)
     _check_header(lines[0] if lines else "", source)
-    labelled = len(lines) == 3 and lines[1].startswith(PUBLIC_KEY_LABEL)
-    # Exactly one space after the colon: the label is part of the format, not decoration.
-    if not labelled or lines[1][len(PUBLIC_KEY_LABEL) :][:1] in ("", " ", "\t"):
+    labelled = labelled_key(lines[1]) if len(lines) == 3 else None
+    if labelled is None:
         raise MalformedKey(
             f"{source} is damaged: a secret key file has exactly three lines (header, "
             f"{PUBLIC_KEY_LABEL!r} line, key line); restore it from your backup"
         )
     try:
-        public_key = _decode_public_key(lines[1][len(PUBLIC_KEY_LABEL) :], "")
+        public_key = _decode_public_key(labelled, "")
     except (MalformedKey, KeyChecksumMismatch):
         raise MalformedKey(
             f"{source} is damaged: its {PUBLIC_KEY_LABEL!r} line is not a valid public "

@@ -38,6 +38,8 @@ from .keys import (
     KeyFileInaccessible,
     KeyPairMismatch,
     MalformedKey,
+    key_file_lines,
+    labelled_key,
     looks_like_secret_key,
     open_secret,
     seal_secret,
@@ -68,7 +70,8 @@ def encode_signing_public_key(key: VerifyKey) -> str:
 
 def decode_signing_public_key(text: str, source: str) -> VerifyKey:
     """Parse the one-line text form strictly; `source` names it in errors."""
-    line = text.strip()
+    lines = key_file_lines(text, source)
+    line = lines[0] if len(lines) == 1 else "\n".join(lines)
     again = f"copy the whole line from {SIGNING_PUBLIC_FILENAME} (made by sealdrop keygen) again"
     if not line.startswith(SIGNING_PUBLIC_PREFIX):
         raise MalformedKey(
@@ -94,16 +97,17 @@ def encode_signing_secret_key(key: SigningKey, passphrase: str, cost: KdfCost) -
 
 
 def decode_signing_secret_key(text: str, passphrase: str, source: str) -> SigningKey:
-    lines = [line.strip() for line in text.strip().splitlines()]
+    lines = key_file_lines(text, source)
     if len(lines) != 3 or lines[0] != SIGNING_KEY_HEADER:
         raise MalformedKey(
             f"{source} is not a reply-signing key file (its first line is not "
             f"{SIGNING_KEY_HEADER!r}); give the {SIGNING_SECRET_FILENAME} made by "
             "sealdrop keygen"
         )
-    if not lines[1].startswith(PUBLIC_KEY_LABEL):
+    labelled = labelled_key(lines[1])
+    if labelled is None:
         raise MalformedKey(f"{source} is damaged; restore it from your backup")
-    public = decode_signing_public_key(lines[1][len(PUBLIC_KEY_LABEL) :], source)
+    public = decode_signing_public_key(labelled, source)
     key = SigningKey(open_secret(lines[2], passphrase, source))
     if key.verify_key != public:
         raise KeyPairMismatch(

@@ -1558,14 +1558,48 @@ def key_file_vectors(pub: str, key: str) -> dict[str, tuple[str, str, str]]:
     }
 
 
+def signing_file_vectors(pub: str, key: str) -> dict[str, tuple[str, str, str]]:
+    """The same text rules on the reply-signing key files (`_sig_` in their names)."""
+    header, label_line, blob = key.splitlines()
+    label_body = label_line[len(keys.PUBLIC_KEY_LABEL) :]
+    return {
+        "good_sig_crlf.pub": ("ok", "CRLF line ending", pub + "\r\n"),
+        "fail_sig_nbsp_after.pub": (
+            "MalformedKey",
+            "a no-break space after the key",
+            pub + "\u00a0\n",
+        ),
+        "fail_sig_bare_cr.pub": ("MalformedKey", "a bare CR line ending", pub + "\r"),
+        "good_sig_crlf.key": (
+            "ok",
+            "CRLF line endings",
+            "\r\n".join([header, label_line, blob, ""]),
+        ),
+        "fail_sig_bare_cr.key": (
+            "MalformedKey",
+            "bare CR line endings",
+            "\r".join([header, label_line, blob, ""]),
+        ),
+        "fail_sig_label_two_spaces.key": (
+            "MalformedKey",
+            "two spaces after 'public key:'",
+            "\n".join([header, "public key:  " + label_body, blob, ""]),
+        ),
+    }
+
+
 def make_keys() -> None:
     """tests/vectors/keys/: the key-file text rules, each case a file and its outcome."""
     pub = (VECTORS / keys.PUBLIC_KEY_FILENAME).read_text(encoding="ascii").strip()
     key = (VECTORS / keys.SECRET_KEY_FILENAME).read_text(encoding="ascii")
+    signed = VECTORS / "signed"
+    sig_pub = (signed / "reply-signing.pub").read_text(encoding="ascii").strip()
+    sig_key = (signed / "reply-signing.key").read_text(encoding="ascii")
     KEY_VECTORS.mkdir(exist_ok=True)
     for stale in KEY_VECTORS.iterdir():
         stale.unlink()
-    for name, (expected, why, text) in key_file_vectors(pub, key).items():
+    every = key_file_vectors(pub, key) | signing_file_vectors(sig_pub, sig_key)
+    for name, (expected, why, text) in every.items():
         (KEY_VECTORS / name).write_bytes(text.encode("utf-8"))
         (KEY_VECTORS / (name + ".expected")).write_text(f"{expected}\n{why}\n", encoding="utf-8")
 

@@ -393,6 +393,15 @@ class Settings:
         "folder at once: a disk seized while the service runs still shows when uploads and "
         "visits happened since the last sweep, and nothing older (docs/SEIZURE.md).",
     )
+    recycle_after_requests: int = setting(
+        50,
+        parse=_Count(5, 10000),
+        fix="give a number of requests (5 to 10000)",
+        meaning="A worker process is replaced after this many requests (plus a random "
+        "0 to half as many more), so that whatever a source's requests left in its "
+        "memory goes with it; uploads in progress finish first. docs/RELIABILITY.md "
+        "states the bound.",
+    )
     tor_control: str | None = setting(
         None,
         parse=_text,

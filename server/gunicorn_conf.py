@@ -5,8 +5,12 @@ each connection gets a thread and the form still loads while uploads run; the wo
 ``timeout`` is then only a heartbeat and never cuts a long upload. 2 workers x 128
 threads, with ``worker_connections`` capped to the threads plus a few kept-alive
 slots, so trickling clients cannot take every thread of one worker while visitors
-queue on it. Each worker limits glibc's malloc arenas (`prepare_worker`). No access
-log; the error log withholds request data (`logs.RedactingLogger`).
+queue on it. Each worker limits glibc's malloc arenas and has glibc overwrite every
+block it frees (`prepare_worker`; serve also starts Python so, server.memory), and is
+replaced after `recycle_after_requests` requests (with jitter) once the uploads it
+holds have finished, a replacement serving meanwhile, so that what a source's
+requests left in its memory does not stay there (docs/RELIABILITY.md, "Plaintext in
+memory"). No access log; the error log withholds request data (`logs.RedactingLogger`).
 
 Why these numbers, with the measurements behind them: docs/PERFORMANCE.md, "The web
 server's configuration", and docs/RELIABILITY.md.
@@ -15,6 +19,7 @@ server's configuration", and docs/RELIABILITY.md.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from ..settings import Settings
 from ..storage.counters import FailureCounters
 from ..units import MiB
 from .logs import RedactingLogger, counting_logger
+from .memory import FREED_BYTE
 from .patches import hide_error_details
 
 WORKERS = 2
@@ -30,6 +36,12 @@ THREADS = 128
 # glibc mallopt parameters (malloc.h) and the values `prepare_worker` sets.
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+_M_PERTURB = -6
+# A worker being replaced (recycle_after_requests) stops accepting and waits this long
+# for the requests it holds: longer than any upload can take under body_idle_seconds
+# and max_body_bytes at Tor's slowest useful rate, so none is cut. The arbiter's own
+# graceful_timeout still bounds a stop or restart of the whole service.
+RECYCLE_DRAIN_SECONDS = 24 * 3600
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 4 * MiB
 HEARTBEAT_TIMEOUT = 60
@@ -67,6 +79,8 @@ def gunicorn_options(
         # than wait on a full one (measured: docs/PERFORMANCE.md).
         "worker_connections": threads + KEEPALIVE_SLOTS,
         "timeout": HEARTBEAT_TIMEOUT,
+        "max_requests": settings.recycle_after_requests,
+        "max_requests_jitter": settings.recycle_after_requests // 2,
         "graceful_timeout": 30,
         "keepalive": KEEPALIVE,
         # The request line is a method and one of our few short paths.
@@ -92,6 +106,8 @@ def gunicorn_options(
         "http_protocols": "h1",
         "proc_name": "sealdrop",
         "post_fork": post_fork,
+        "pre_request": ask_for_replacement,
+        "child_exit": settle_worker_count,
     }
     if SHM.is_dir() and os.access(SHM, os.W_OK):
         # The heartbeat file holds no data; on tmpfs its updates never touch a disk.
@@ -109,11 +125,34 @@ def prepare_worker(
     """gunicorn's ``post_fork`` hook: runs in each new worker before its threads start."""
     limit_malloc_arenas()
     hide_error_details(refusal_pages)
+    # This worker's copy of the configuration only: when it is replaced after
+    # max_requests, gthread drains its connections for graceful_timeout and then drops
+    # them, which would cut a long upload. The arbiter keeps its own 30 s.
+    worker.cfg.set("graceful_timeout", RECYCLE_DRAIN_SECONDS)
+
+
+def ask_for_replacement(worker: Any, req: Any) -> None:
+    """gunicorn's ``pre_request`` hook: when this request makes the worker retire
+    (max_requests; gthread counts it before the app runs), ask the arbiter for one more
+    worker (SIGTTIN) at once. The retiring worker stops accepting but may hold uploads
+    for a long time (RECYCLE_DRAIN_SECONDS): without a replacement the service would
+    run a worker short meanwhile, and with every worker retiring accept nothing."""
+    if worker.nr + 1 >= worker.max_requests and not getattr(worker, "_replacing", False):
+        worker._replacing = True
+        os.kill(worker.ppid, signal.SIGTTIN)
+
+
+def settle_worker_count(server: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit`` hook, in the arbiter: a worker left; if a replacement
+    was added for it (`ask_for_replacement`), go back to the configured count."""
+    if server.num_workers > server.cfg.workers:
+        server.num_workers -= 1
 
 
 def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas and fix its mmap threshold in this process; does nothing
-    under a C library without ``mallopt`` (musl).
+    """Cap glibc's malloc arenas, fix its mmap threshold and have it overwrite every
+    block it frees (a freed buffer or string no longer holds a source's bytes) in this
+    process; does nothing under a C library without ``mallopt`` (musl).
 
     With glibc's defaults every thread that handled an upload kept its own arena holding
     freed read buffers, and RSS crept with the number of submissions. The threshold is
@@ -128,3 +167,4 @@ def limit_malloc_arenas() -> None:
         return
     mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(_M_PERTURB, FREED_BYTE)

@@ -25,6 +25,7 @@ from ..onion.service import OnionConfig
 from ..settings import Settings, SettingsError, from_command_line
 from ..web.errors import server_refusal_pages
 from .gunicorn_conf import gunicorn_options
+from .memory import with_memory_hygiene
 from .patches import hide_server_header, honour_connection_close
 
 EXIT_REFUSED = 2
@@ -58,6 +59,7 @@ class SealdropServer(BaseApplication):  # type: ignore[misc]
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    with_memory_hygiene()
     try:
         settings = from_command_line(args, os.environ)
         app = create_app(settings)

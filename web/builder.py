@@ -79,7 +79,9 @@ class SubmissionBuilder:
         The content limits still apply. Returns whether anything was kept.
         """
         in_message = self._part == MESSAGE_FIELD
-        self._message = bytearray(_whole_characters(self._message))
+        whole = bytearray(_whole_characters(self._message))
+        self._wipe_message()
+        self._message = whole
         self._flush_message()
         return self._submission.commit_partial(in_message=in_message and self._message_added)
 
@@ -117,16 +119,21 @@ class SubmissionBuilder:
     def _flush_message(self) -> None:
         """Hand the message to the submission once; it must precede every attachment."""
         if self._message_added or not self._message:
-            self._message = bytearray()
+            self._wipe_message()
             return
         text = self._message.decode("utf-8", "replace")
-        self._message = bytearray()
+        self._wipe_message()
         # Browsers send a textarea's line breaks as CRLF but count (maxlength) each as one.
         if len(text.replace("\r\n", "\n")) > self._limits.max_message_chars:
             raise MessageTooLong("message too long")
         if text.strip():
             self._submission.add_message(text)
             self._message_added = True
+
+    def _wipe_message(self) -> None:
+        """Zero the message's bytes (ours to zero; the text decoded from them is not)."""
+        self._message[:] = bytes(len(self._message))
+        self._message = bytearray()
 
 
 def _whole_characters(data: bytearray) -> bytes:

@@ -31,8 +31,10 @@ _DONE = "SEALDROP_MEMORY_HYGIENE"
 
 
 def hygienic_env(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` with the allocator settings added (other tunables kept)."""
+    """`env` with the allocator settings added (other tunables kept), and this
+    interpreter's import path, so that the new one finds sealdrop however this one did."""
     changed = dict(env)
+    changed["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
     tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
     changed["GLIBC_TUNABLES"] = ":".join([*tunables, _TUNABLES])
     changed["PYTHONMALLOC"] = "malloc"

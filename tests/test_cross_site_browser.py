@@ -129,7 +129,7 @@ def test_a_hostile_page_cannot_post_to_the_service(
     )
     browser.get(forged)
     assert click_and_wait(browser, "#go") == REFUSED_TITLE
-    assert list(spool_dir.iterdir()) == []
+    assert list(spool_dir.glob("*.sealed")) == list(spool_dir.glob("*.part")) == []
     assert len(list(replies_dir.iterdir())) == 1
 
     # The service's own form, in the same browser, is served, and says which codename.

@@ -139,7 +139,7 @@ def test_no_plaintext_stays_in_any_process_past_the_bound(server: Served) -> Non
         ]
     )
     page = request(server, "POST", "/submit", first.body, first.content_type)
-    match = re.search(rb'<p class="codename">([^<]+)</p>', page)
+    match = re.search(rb'<p class="codename"[^>]*>([^<]+)</p>', page)
     assert match is not None
     words = match.group(1)
     markers["codename"] = words

@@ -276,3 +276,24 @@ def test_an_error_page_is_calm_and_repeats_nothing(
     assert MARKER not in browser.page_source
     browser.find_element(By.LINK_TEXT, "Back to the first page")
     screenshot_both_widths(browser, shots, "error-404")
+
+
+def test_a_file_name_with_backslashes_and_quotes_arrives_exactly(
+    browser: Any, service: Service, tmp_path: Path
+) -> None:
+    # Legal on the source's Linux or macOS: the browser sends the backslashes as they are
+    # and the quotes as %22; the server stores the name as the source saw it.
+    name = 'C:\\Users\\ranger\\"north gate"; report.txt'
+    (tmp_path / name).write_bytes(b"seen at dawn")
+    before = set(service.spool.glob("*.sealed"))
+    browser.get(service.url + "/")
+    browser.find_element(By.ID, "files").send_keys(str(tmp_path / name))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_elements(By.CLASS_NAME, "receipt-number")
+    )
+    (spool_file,) = set(service.spool.glob("*.sealed")) - before
+    with spool_file.open("rb") as sealed:
+        payload = crypto.open_payload(sealed, service.key)
+        events = list(records.read_payload(payload, payload.version))
+    assert unpack_attachments(events) == {name: b"seen at dawn"}

@@ -42,6 +42,7 @@ from .keys import (
     labelled_key,
     looks_like_secret_key,
     open_secret,
+    read_key_text,
     seal_secret,
 )
 
@@ -52,7 +53,6 @@ MAX_SIGNING_KEYS = 16
 _CHECKSUM_BYTES = 4
 _BODY_CHARS = 58  # ceil((32 + 4) * 8 / 5)
 _BASE32_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz234567")
-_MAX_FILE_BYTES = 64 * 1024
 
 
 class SigningKeyError(KeyFileError):
@@ -126,7 +126,7 @@ def _checksum(raw: bytes) -> bytes:
 
 
 def signing_file_paths(directory: Path, name: str = DEFAULT_KEY_NAME) -> tuple[Path, Path]:
-    """The reply-signing pair that goes with the reviewer key pair `name` (keys.py):
+    """The reply-signing pair that goes with the reviewer key pair `name` (keys/):
     reply-signing.pub/.key for the default name, NAME-reply-signing.pub/.key otherwise,
     so that a team's keys can be made side by side."""
     prefix = "" if name == DEFAULT_KEY_NAME else f"{name}-"
@@ -165,7 +165,9 @@ def refuse_existing_signing_files(directory: Path, name: str = DEFAULT_KEY_NAME)
 
 
 def load_signing_secret_key(path: Path, passphrase: str) -> SigningKey:
-    return decode_signing_secret_key(_read_text(path), passphrase, str(path))
+    return decode_signing_secret_key(
+        read_key_text(path, "reply-signing key"), passphrase, str(path)
+    )
 
 
 def load_signing_public_keys(path: Path) -> tuple[VerifyKey, ...]:
@@ -198,27 +200,13 @@ def load_signing_public_keys(path: Path) -> tuple[VerifyKey, ...]:
 
 
 def _load_public(path: Path) -> VerifyKey:
-    text = _read_text(path)
+    text = read_key_text(path, "reply-signing public key")
     if looks_like_secret_key(text):
         raise SigningKeyError(
             f"{path} is a SECRET key; the server needs only {SIGNING_PUBLIC_FILENAME}. "
             "Delete this copy from the server and keep the secret key offline"
         )
     return decode_signing_public_key(text, str(path))
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise KeyFileInaccessible(f"cannot read {path}: {err.strerror}") from None
-    try:
-        if len(data) > _MAX_FILE_BYTES:
-            raise UnicodeDecodeError("ascii", data[:1], 0, 1, "too large")
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        raise MalformedKey(f"{path} is not a sealdrop key file; check the path") from None
 
 
 def _create(path: Path, text: str, mode: int) -> None:

@@ -204,7 +204,7 @@ def test_a_public_file_appearing_mid_write_leaves_no_half_pair(
         (tmp_path / "reviewer.pub").write_text("someone else's\n")
         return encode(key, passphrase, cost)
 
-    monkeypatch.setattr(keys, "encode_secret_key", encode_then_race)
+    monkeypatch.setattr(keys.files, "encode_secret_key", encode_then_race)
     with pytest.raises(keys.KeyFileExists):
         keys.write_key_pair(tmp_path, "pw", FAST)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reviewer.pub"]

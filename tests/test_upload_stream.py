@@ -18,6 +18,7 @@ from nacl.public import PrivateKey
 from sealdrop.storage.spool import Spool
 from sealdrop.web.body import READ_SIZE
 from sealdrop.web.refusals import (
+    BodyTooLarge,
     EmptySubmission,
     MalformedUpload,
     MessageTooLong,
@@ -268,3 +269,71 @@ def test_an_over_long_name_is_cut_to_the_formats_limit_on_a_character(
     assert stored == "\\" + "é" * ((MAX_NAME_BYTES - 1) // 2)
     assert len(stored.encode()) == MAX_NAME_BYTES - 1
     assert content == b"data"
+
+
+class Counted(io.RawIOBase):
+    """Reads of at most 4 KiB, counting what was read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        take = min(len(buffer), 4096, len(self._data) - self.given)
+        buffer[:take] = self._data[self.given : self.given + take]
+        self.given += take
+        return take
+
+
+_TAIL = b"z" * (8 << 20)  # what a refused body would still send
+
+
+@pytest.mark.parametrize(
+    ("head", "error", "limits"),
+    [
+        (
+            b'--X\r\nContent-Disposition: form-data; name="files"; filename="' + b"n" * 4000,
+            PartHeaderTooLarge,
+            LIMITS,
+        ),
+        (b"preamble " * 1000, PartHeaderTooLarge, LIMITS),
+        (
+            b'--X\r\nContent-Disposition: form-data; name="message"\r\n\r\n' + b"m" * 50_000,
+            MessageTooLong,
+            LIMITS,
+        ),
+        (
+            b"".join(
+                b'--X\r\nContent-Disposition: form-data; name="files"; filename="f"\r\n\r\nx\r\n'
+                for _ in range(6)
+            ),
+            TooManyFiles,
+            LIMITS,
+        ),
+        (
+            b'--X\r\nContent-Disposition: form-data; name="files"; filename="f"\r\n\r\n',
+            BodyTooLarge,
+            dataclasses.replace(LIMITS, max_body_bytes=100_000),
+        ),
+    ],
+    ids=["part header", "preamble", "message", "files", "body"],
+)
+def test_every_limit_is_checked_as_the_bytes_arrive(
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+    head: bytes,
+    error: type[Exception],
+    limits: UploadLimits,
+) -> None:
+    stream = Counted(head + _TAIL)
+    with pytest.raises(error):
+        seal(spool_dir, reviewer_key, head + _TAIL, "X", stream, limits)
+    # Refused within a read or two of the limit, not at the end of the 8 MiB body.
+    assert (
+        stream.given
+        < max(len(head), limits.max_body_bytes if error is BodyTooLarge else 0) + 2 * 65536
+    )
+    assert list(spool_dir.iterdir()) == []

@@ -102,7 +102,7 @@ class UploadBody:
         builder.finish()
 
     def _frame(self, sink: PartSink, *, one_part: bool = False) -> None:
-        """Frame what is held, reading more first if that cannot end anything."""
+        """Frame the bytes at hand; if none of them could be used, read more."""
         body = self._body
         used = self._framing.feed(body.buffer, body.filled, sink, one_part=one_part)
         body.consume(used)

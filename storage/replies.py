@@ -36,6 +36,9 @@ from ..replies import (
 from ..spool_names import random_name
 from .spool import day_of, list_quietly, midnight_utc, utc_day
 
+# A reply its source deleted, until the next sweep unlinks it.
+DELETED_SUFFIX = ".deleted"
+
 
 class RepliesError(Exception):
     """Root of the replies folder's failures; the message is for the operator."""
@@ -93,13 +96,20 @@ class ReplyBox:
         return sorted(shown, key=lambda reply: (reply.day, reply.reference, reply.reply_id))
 
     def delete(self, mailbox: str, reply_id: str) -> bool:
-        """Remove one reply to `mailbox`; False if there was none by that id."""
+        """Take one reply to `mailbox` away from its source; False if there was none by
+        that id.
+
+        The file is renamed to a hidden ``.deleted`` name at once (the source never sees
+        it again) and unlinked by the next sweep (`remove_deleted`): a file unlinked now
+        would leave the moment of the visit in its freed inode, which a seized disk
+        keeps until the inode is reused.
+        """
         name = f"{mailbox}-{reply_id}.reply"
         parsed = parse_reply_name(name)
         if parsed is None or parsed != (mailbox, reply_id):
             return False
         try:
-            os.unlink(self.directory / name)
+            os.rename(self.directory / name, self.directory / f".{random_name()}{DELETED_SUFFIX}")
         except FileNotFoundError:
             return False
         except OSError as err:
@@ -114,6 +124,22 @@ class ReplyBox:
         except OSError:
             pass  # a precaution only; the reply is gone either way
         return True
+
+    def remove_deleted(self) -> int:
+        """Unlink the replies sources deleted since the last sweep; return how many."""
+        removed = 0
+        try:
+            names = list_quietly(self.directory)
+        except OSError:
+            return 0  # `sealdrop check` names an unreadable folder
+        for name in names:
+            if name.startswith(".") and name.endswith(DELETED_SUFFIX):
+                try:
+                    os.unlink(self.directory / name)
+                except OSError:
+                    continue  # tried again at the next sweep
+                removed += 1
+        return removed
 
     def adopt_foreign(self) -> int:
         """Replace every reply file the service does not own by an identical one it owns.

@@ -7,8 +7,9 @@ latest deletion. The sweep changes the times of all of them at once (to midnight
 of the day each already shows), so afterwards every ctime is the sweep's: only what
 happened since the last sweep keeps a finer time, and `sweep_interval_seconds` is
 that exposure window. It also fills the spool's pool of empty files (storage/spool.py)
-once a day, adopts reply files the operator copied in as another user
-(storage/replies.py), and writes the failure counters (storage/counters.py).
+once a day, unlinks the replies sources deleted and adopts reply files the operator
+copied in as another user (storage/replies.py), and writes the failure counters
+(storage/counters.py).
 
 One sweeper runs in the gunicorn master, started once the server is ready and
 stopped (with a last sweep) when it exits: never one per worker. Nothing here logs.
@@ -97,6 +98,7 @@ class Sweeper:
             self.spool.fill_pool()
             self._filled_day = today
         if self.replies is not None:
+            self.replies.remove_deleted()
             self.replies.adopt_foreign()
         if self.counters is not None and self.state_dir is not None and self.state_dir.is_dir():
             self.counters.flush(self.state_dir)

@@ -129,6 +129,9 @@ def test_deleting_a_reply_unlinks_only_that_file(box: ReplyBox) -> None:
     assert not box.delete(mine.mailbox, "../" + gone_id)
     assert box.delete(mine.mailbox, gone_id)
     assert not box.delete(mine.mailbox, gone_id)
+    assert [r.message for r in box.replies_for(mine.mailbox, mine.reply_key)] == ["keep"]
+    # Unlinked by the next sweep, not during the visit (its freed inode would date it).
+    assert box.remove_deleted() == 1
     assert sorted(os.listdir(box.directory)) == sorted([keep, theirs])
 
 

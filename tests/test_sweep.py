@@ -113,6 +113,21 @@ def test_the_sweep_gives_every_file_and_folder_the_same_change_time(
         assert info.st_mtime_ns % (86_400 * 10**9) == 0, path
 
 
+def test_the_sweep_unlinks_the_replies_sources_deleted(
+    spool_dir: Path, reviewer_key: PrivateKey, tmp_path: Path
+) -> None:
+    folder = tmp_path / "replies"
+    folder.mkdir(mode=0o700)
+    mailbox, reply_id = "ab" * 16, "cd" * 16
+    (folder / f"{mailbox}-{reply_id}.reply").write_bytes(b"sealed")
+    box = ReplyBox(folder)
+    assert box.delete(mailbox, reply_id)
+    [hidden] = os.listdir(folder)
+    assert hidden.startswith(".") and hidden.endswith(".deleted")
+    Sweeper(Spool(spool_dir, reviewer_key.public_key), 600, replies=box).sweep()
+    assert os.listdir(folder) == []
+
+
 def test_the_sweeper_thread_sweeps_and_sweeps_again_when_stopped(
     spool_dir: Path, reviewer_key: PrivateKey
 ) -> None:

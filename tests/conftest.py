@@ -229,6 +229,18 @@ def open_spool(reviewer_key: PrivateKey, spool_dir: Path) -> Callable[[], list[O
 
 
 @pytest.fixture
+def codenames_env(tmp_path: Path) -> dict[str, str]:
+    """`start_server`'s env for codenames on: private state and replies folders, and a
+    derivation cost for tests only (the real one costs a quarter second each)."""
+    env = {"SEALDROP_CODENAME_KDF_MEMORY": "8 KiB", "SEALDROP_CODENAME_KDF_PASSES": "1"}
+    for name in ("state", "replies"):
+        folder = tmp_path / name
+        folder.mkdir(mode=0o700, exist_ok=True)
+        env[f"SEALDROP_{name.upper()}_DIR"] = str(folder)
+    return env
+
+
+@pytest.fixture
 def start_server(
     tmp_path: Path, spool_dir: Path, public_key_file: Path
 ) -> Iterator[Callable[..., Served]]:

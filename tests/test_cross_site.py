@@ -240,22 +240,14 @@ def test_the_replies_page_shows_which_codename_it_uses(
 
 @pytest.mark.parametrize("path", ["/submit", "/follow-up"])
 def test_a_refused_upload_is_read_to_its_end_so_the_browser_shows_the_page(
-    start_server: Callable[..., Any], tmp_path: Path, spool_dir: Path, path: str
+    start_server: Callable[..., Any],
+    codenames_env: dict[str, str],
+    spool_dir: Path,
+    path: str,
 ) -> None:
     """On the real server: a 3 MB upload from another site gets the whole 403 page, not a
     reset connection (the kernel resets a socket closed with unread data)."""
-    folders = {}
-    for name in ("state", "replies"):
-        folders[name] = tmp_path / name
-        folders[name].mkdir(mode=0o700)
-    server = start_server(
-        env={
-            "SEALDROP_STATE_DIR": str(folders["state"]),
-            "SEALDROP_REPLIES_DIR": str(folders["replies"]),
-            "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
-            "SEALDROP_CODENAME_KDF_PASSES": "1",
-        }
-    )
+    server = start_server(env=codenames_env)
     body = build_multipart(
         [
             ("codename", None, codename.new_codename().encode(), None),

@@ -292,23 +292,13 @@ def test_cut_uploads_keep_exactly_the_prefix_that_arrived(
 
 def test_a_cut_follow_up_is_kept_and_filed_with_its_source(
     start_server: Callable[..., Any],
+    codenames_env: dict[str, str],
     spool_dir: Path,
     reviewer_key: PrivateKey,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    folders = {}
-    for name in ("state", "replies"):
-        folders[name] = tmp_path / name
-        folders[name].mkdir(mode=0o700)
-    server = start_server(
-        env={
-            "SEALDROP_STATE_DIR": str(folders["state"]),
-            "SEALDROP_REPLIES_DIR": str(folders["replies"]),
-            "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
-            "SEALDROP_CODENAME_KDF_PASSES": "1",
-        }
-    )
+    server = start_server(env=codenames_env)
     first = build_multipart([("message", None, b"Ivory at the north gate.", None)])
     answer = send_complete(server, Form(first, 0, 0, []))
     match = re.search(rb'<p class="codename"[^>]*>([^<]+)</p>', answer)

@@ -138,6 +138,20 @@ def start_serve(tmp_path: Path, spool_dir: Path, public_key_file: Path, control:
     return Served([*argv, "--state", str(tmp_path / "state")], tmp_path, name="serve")
 
 
+def published_address(server: Served) -> str:
+    """The onion address `sealdrop serve` printed, once it says the service is published."""
+    url = server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 60).group(0).decode()
+    server.wait_for(rb"^sealdrop serve: onion service published: ", 60)
+    return url.removeprefix("http://").removesuffix("/")
+
+
+def post_head(address: str, body: Any) -> bytes:
+    return (
+        f"POST /submit HTTP/1.0\r\nHost: {address}\r\n"
+        f"Content-Type: {body.content_type}\r\nContent-Length: {len(body.body)}\r\n\r\n"
+    ).encode()
+
+
 def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
     tor_network: TorNetwork,
     tmp_path: Path,
@@ -148,16 +162,11 @@ def test_serve_publishes_and_a_submission_through_tor_arrives_sealed(
 ) -> None:
     server = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
     try:
-        url = server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 60).group(0).decode()
-        server.wait_for(rb"^sealdrop serve: onion service published: ", 60)
-        address = url.removeprefix("http://").removesuffix("/")
+        address = published_address(server)
         data = os.urandom(300 * 1024)
         body = submission_body("poachers at the north gate", ("photo.jpg", data))
-        head = (
-            f"POST /submit HTTP/1.0\r\nHost: {address}\r\n"
-            f"Content-Type: {body.content_type}\r\nContent-Length: {len(body.body)}\r\n\r\n"
-        )
-        reply = http_request(tor_network.socks_port, address, head.encode() + body.body)
+        head = post_head(address, body)
+        reply = http_request(tor_network.socks_port, address, head + body.body)
         assert reply.startswith(b"HTTP/1.0 200") or reply.startswith(b"HTTP/1.1 200"), reply[:200]
         [opened] = open_spool()
         assert opened.message == "poachers at the north gate"
@@ -193,18 +202,13 @@ def test_an_upload_cut_by_the_tor_client_closing_mid_file_is_kept_as_partial(
 ) -> None:
     server = start_serve(tmp_path, spool_dir, public_key_file, tor_network.host.control)
     try:
-        url = server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 60).group(0).decode()
-        server.wait_for(rb"^sealdrop serve: onion service published: ", 60)
-        address = url.removeprefix("http://").removesuffix("/")
+        address = published_address(server)
         data = os.urandom(3 * 1024 * 1024)
         body = submission_body("the truck left at dawn", ("video.mp4", data))
-        head = (
-            f"POST /submit HTTP/1.0\r\nHost: {address}\r\n"
-            f"Content-Type: {body.content_type}\r\nContent-Length: {len(body.body)}\r\n\r\n"
-        )
+        head = post_head(address, body)
         sock = connect_when_reachable(tor_network, address)
         with sock:
-            sock.sendall(head.encode() + body.body[: len(body.body) // 2])
+            sock.sendall(head + body.body[: len(body.body) // 2])
 
             def sealed_so_far() -> int:
                 return sum(p.stat().st_size for p in spool_dir.glob("*.part"))

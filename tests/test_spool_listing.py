@@ -130,3 +130,24 @@ def test_shows_how_many_keys_each_file_is_sealed_to_without_any_key(
     assert counts == ["2", "3", "3"]
     assert row_for(out, damaged.name).split()[1:3] == ["damaged", "header"]
     assert "finished submissions: 3 (sealed to 2 keys: 1; to 3 keys: 2)" in out
+
+
+def test_a_cut_submission_lists_exactly_like_a_complete_one(
+    spool_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without the key nothing can say an upload was cut, and the listing must not guess.
+    spool = Spool(spool_dir, PrivateKey.generate().public_key)
+    with spool.begin() as submission:
+        submission.add_message("the whole message")
+        submission.commit()
+    with spool.begin() as submission:
+        submission.add_message("half a mess")
+        assert submission.commit_partial(in_message=True)
+
+    assert main(["spool", str(spool_dir)]) == 0
+
+    out = capsys.readouterr().out
+    rows = [row_for(out, name).split()[1:] for name in sorted(os.listdir(spool_dir))]
+    assert len(rows) == 2 and rows[0] == rows[1]
+    listing = out.replace(str(spool_dir), "SPOOL").lower()
+    assert "partial" not in listing and "cut" not in listing

@@ -26,7 +26,7 @@ from sealdrop.storage.counters import REFUSED_FULL
 from sealdrop.web.discard import EARLY_DISCARD_BYTES, discard_body
 from sealdrop.web.headers import CONTENT_SECURITY_POLICY
 
-from .conftest import build_multipart
+from .conftest import build_multipart, spool_entries
 
 MARKER = "zq7Mk3rXy"
 RECEIPT_PATTERN = r"\d{4}-\d{4}-\d{4}-\d{4}"
@@ -76,7 +76,7 @@ def read_spool_file(path: Path, key: PrivateKey) -> list[records.Event]:
 
 
 def spool_names(spool_dir: Path) -> list[str]:
-    return sorted(p.name for p in spool_dir.iterdir())
+    return spool_entries(spool_dir)
 
 
 # --- pages and headers ---------------------------------------------------------------
@@ -423,7 +423,8 @@ def assert_kept_cut(
     spool_dir: Path, key: PrivateKey, message: str, name: str, data: bytes, at_least: int
 ) -> None:
     """The spool holds one file: `message`, then a prefix of `data` cut off."""
-    (path,) = spool_dir.iterdir()
+    (path,) = spool_dir.glob("*.sealed")
+    assert spool_names(spool_dir) == [path.name]
     events = read_spool_file(path, key)
     assert "".join(e.text for e in events if isinstance(e, records.MessageText)) == message
     kept = b"".join(e.data for e in events if isinstance(e, records.AttachmentBytes))

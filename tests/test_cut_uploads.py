@@ -31,7 +31,7 @@ from nacl.public import PrivateKey
 from sealdrop import cli, crypto, keys, records
 from sealdrop.reviewer import sources
 
-from .conftest import Multipart, build_multipart, multipart_head
+from .conftest import Multipart, build_multipart, multipart_head, spool_entries
 from .reliability import Result
 
 CUTS = 50
@@ -116,7 +116,7 @@ def head(server: Any, form: Form, target: str = "/submit") -> bytes:
 
 
 def parts(spool_dir: Path) -> set[str]:
-    return {p.name for p in spool_dir.iterdir() if p.name.endswith(".part")}
+    return {name for name in spool_entries(spool_dir) if name.endswith(".part")}
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> Any:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -467,6 +468,25 @@ def test_a_seized_server_gives_away_only_counts_sizes_days_and_the_address(audit
     )
 
 
+_WRITTEN_TIME = re.compile(
+    r"(?P<iso>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?)"
+    r"|(?P<tor>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d\d \d\d:\d\d:\d\d\.\d{3})"
+)
+
+
+def written_times(text: str) -> list[int]:
+    """Every time of day written in `text` (ISO, gunicorn's or tor's form), in ns UTC."""
+    found = []
+    year = time.gmtime().tm_year
+    for match in _WRITTEN_TIME.finditer(text):
+        if match.group("iso"):
+            value = datetime.fromisoformat(match.group("iso").replace(" ", "T"))
+        else:
+            value = datetime.strptime(f"{year} {match.group('tor')}", "%Y %b %d %H:%M:%S.%f")
+        found.append(int(value.replace(tzinfo=UTC).timestamp() * 10**9))
+    return found
+
+
 def pairs_in_arrival_order(values: list[int]) -> list[int]:
     """[pairs whose values rise with arrival, pairs that fall, ties]: a time or inode
     that gave the order would put every pair in the first or the second count."""
@@ -547,6 +567,25 @@ def check(audit: Audit, items: list[Item], onion: str, new_shm: list[str]) -> di
     assert find_canaries(roots, audit.codenames) == []
     assert found_in(output, audit.codenames) == []
 
+    # No time written inside any file or the output falls inside the traffic either.
+    texts = [
+        (item.path, (audit.root / item.path).read_bytes())
+        for item in items
+        if item.content in ("text", "json")
+    ]
+    written = [
+        (where, stamp)
+        for where, data in [*texts, ("output", output)]
+        for stamp in written_times(data.decode(errors="replace"))
+    ]
+    assert written, "no written time found at all: the scan is broken"  # tor's start-up lines
+    inside_text = [
+        (where, utc(stamp))
+        for where, stamp in written
+        if any(start <= stamp <= end for start, end in audit.traffic)
+    ]
+    assert inside_text == [], inside_text
+
     # tor's log: scrubbed, no heartbeat, and after its first lines only the day.
     log = (audit.state / "tor" / "tor.log").read_text(errors="replace").splitlines()
     assert not any("Heartbeat" in line or "INTRODUCE2" in line for line in log)
@@ -561,6 +600,7 @@ def check(audit: Audit, items: list[Item], onion: str, new_shm: list[str]) -> di
             for name in ("inode", "btime", "ctime", "atime", "mtime")
         },
         "onion": onion,
+        "written_times": len(written),
         "sealed": len(sealed),
         "acknowledged": len(audit.receipts),
         "output_lines": output.decode(errors="replace").splitlines(),

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..keys import KeyFileError, load_secret_key
+from ..keys import KeyFileError, encode_public_key, load_secret_key
 from .open_file import Opener
 from .passphrase import PassphraseError, read_passphrase
 from .progress import Progress
@@ -48,6 +48,8 @@ def run_open(args: argparse.Namespace) -> int:
     except (KeyFileError, PassphraseError) as err:
         _say(f"{err}\nNothing was opened or written.")
         return 2
+    # With a team's keys and a backup key on one machine, say which one this run uses.
+    _say(f"opening with {args.key.name}: {encode_public_key(key.public_key)}")
     report = Report(
         parts=len(contents.parts), litter=contents.litter, not_opened=contents.not_opened
     )

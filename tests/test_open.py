@@ -721,6 +721,7 @@ def test_plain_progress_lines_when_not_on_a_terminal(
 
     err = capsys.readouterr().err
     assert err.splitlines() == [
+        f"sealdrop open: opening with reviewer.key: {keys.encode_public_key(public)}",
         f"opened 1/2: {DAY}_3fa2c1d0 (2 files, 2.9 KiB)",
         f"opened 2/2: {DAY}_ffffffff (1 file, 6 B)",
     ]

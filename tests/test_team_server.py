@@ -105,6 +105,10 @@ def test_each_of_three_keys_alone_opens_every_submission_and_a_fourth_none(
     assert opened_contents(out) == []
     captured = capsys.readouterr()
     assert captured.err.count("— wrong key: it is not sealed to this key") == 3
+    outsider = keys.encode_public_key(
+        keys.load_public_key(secret_keys["outsider"].with_suffix(".pub"))
+    )
+    assert f"sealdrop open: opening with outsider.key: {outsider}" in captured.err
     assert "    wrong key" in captured.out and captured.out.count("wrong key") == 1
     assert snapshot(spool_dir) == spool_before
 

@@ -49,13 +49,19 @@ def hide_error_details(pages: Mapping[int, bytes] | None = None) -> None:
     util.write_error = write_error
 
 
-def hide_server_header() -> None:
-    """Make gunicorn's responses carry no ``Server`` header.
+_WITHHELD = ("server:", "date:")
 
-    gunicorn writes ``Server: gunicorn`` itself, after the application's headers,
-    so the app cannot remove it. It would tell a visitor which software (and so
-    which known weaknesses) sits behind the onion address. Called in the master
-    before workers fork, so every worker inherits it.
+
+def hide_server_header() -> None:
+    """Make gunicorn's responses carry no ``Server`` and no ``Date`` header.
+
+    gunicorn writes ``Server: gunicorn`` and ``Date`` itself, after the application's
+    headers, so the app cannot remove them. ``Server`` would tell a visitor which
+    software (and so which known weaknesses) sits behind the onion address. ``Date``
+    gives the server's clock to the second with every answer: the skew of a clock
+    is a known way to tell which machine runs an onion service, and nothing a source's
+    browser does needs it. Called in the master before workers fork, so every worker
+    inherits it.
     """
     from gunicorn.http import wsgi
 
@@ -65,7 +71,7 @@ def hide_server_header() -> None:
 
     def default_headers(self: Any) -> list[str]:
         headers: list[str] = original(self)
-        return [line for line in headers if not line.lower().startswith("server:")]
+        return [line for line in headers if not line.lower().startswith(_WITHHELD)]
 
     default_headers._sealdrop_hidden = True  # type: ignore[attr-defined]
     wsgi.Response.default_headers = default_headers

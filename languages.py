@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from babel import Locale, UnknownLocaleError
 
@@ -32,16 +33,17 @@ class Language:
 
     tag: str
 
-    @property
+    @cached_property
     def locale(self) -> Locale:
+        # Parsed once per Language: every page asks each offered one for its name.
         return Locale.parse(self.tag, sep="-")
 
-    @property
+    @cached_property
     def catalog(self) -> str:
         """Babel's locale name, the catalog folder's: ``zh_Hans``."""
         return str(self.locale)
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The language's name in its own script, as CLDR spells it, capitalised."""
         name = self.locale.get_display_name(self.locale) or self.tag
@@ -51,7 +53,7 @@ class Language:
     def english_name(self) -> str:
         return self.locale.get_display_name("en") or self.tag
 
-    @property
+    @cached_property
     def direction(self) -> str:
         return "rtl" if self.locale.text_direction == "rtl" else "ltr"
 

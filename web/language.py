@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request, url_for
-from flask_babel import Babel, format_date, format_decimal, gettext
+from flask_babel import Babel, format_date, format_decimal, get_translations, gettext
 
 from ..languages import SOURCE_LANGUAGE, Language, Languages
 from ..units import in_largest_unit
@@ -160,3 +160,18 @@ def register_languages(app: Flask, languages: Languages) -> None:
     )
     # `{% trans %}` blocks collapse their line breaks, so a msgid is one line of text.
     app.jinja_env.policies["ext.i18n.trimmed"] = True
+
+    def translations() -> Any:
+        # Flask-Babel finds the catalog again for every string (some 40 a page: most of a
+        # page's render time, measured in docs/PERFORMANCE.md); within one request it
+        # cannot change, so it is found once.
+        found = g.get("_page_translations")
+        if found is None:
+            found = g._page_translations = get_translations()
+        return found
+
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=lambda text: translations().ugettext(text),
+        ngettext=lambda one, many, n: translations().ungettext(one, many, n),
+        newstyle=True,
+    )

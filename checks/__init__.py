@@ -31,6 +31,7 @@ from .folders import (
     check_onion_key,
     check_private_dir,
 )
+from .languages import check_languages
 from .secret_keys import (
     check_public_keys,
     check_reply_signing,
@@ -76,6 +77,7 @@ def check_all(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Find
             tor_control=settings.tor_control,
             tor_control_password=settings.tor_control_password,
         )
+        yield check_languages(settings.languages)
     yield from check_targets(targets)
 
 

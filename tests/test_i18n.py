@@ -34,7 +34,7 @@ from nacl.signing import SigningKey
 from werkzeug.test import TestResponse
 
 from sealdrop import cli, codename, crypto, keys, records, replies
-from sealdrop.languages import SHIPPED, Language
+from sealdrop.languages import REVIEWED, SHIPPED, Language
 from sealdrop.settings import Settings
 from sealdrop.web.errors import error_page
 
@@ -171,6 +171,17 @@ def test_each_catalog_header_says_whether_a_native_speaker_reviewed_it() -> None
         assert tag in table, f"docs/TRANSLATIONS.md has no row for {tag}"
         header = path.read_text(encoding="utf-8").split('msgid ""', 1)[0]
         assert (NOT_REVIEWED in header) == (table[tag] == "no"), tag
+        # `sealdrop check` warns from this list: it must say what the table says.
+        assert (tag in REVIEWED) == (table[tag] == "yes"), tag
+
+
+def test_check_warns_about_offered_languages_no_native_speaker_reviewed() -> None:
+    from sealdrop.checks.languages import check_languages
+
+    assert not check_languages(("en",)).warning
+    found = check_languages(("en", "sw", "ar"))
+    assert found.ok and found.warning  # safe to run; worth acting on
+    assert "sw ar offered to sources" in found.line() and "en" not in found.text.split(":")[1]
 
 
 # --- every page through the real app --------------------------------------------------------

@@ -649,3 +649,34 @@ def test_tor_writes_nothing_when_sources_visit_through_tor(
     first_day = next(n for n, stamp in enumerate(stamps) if stamp.endswith("00:00:00.000"))
     assert all(stamp.endswith("00:00:00.000") for stamp in stamps[first_day:])
     assert find_canaries([audit.state, audit.tmp, audit.root / "output"], [marker]) == []
+
+
+def test_a_server_seized_while_running_shows_only_what_came_since_the_last_sweep(
+    audit: Audit,
+) -> None:
+    """The exposure window: power cut (SIGKILL of everything), no sweep at stop."""
+    interval = 2
+    server = Server(audit.root, audit.env(SEALDROP_SWEEP_INTERVAL_SECONDS=str(interval)), run=1)
+    try:
+        server.wait_ready()
+        for index in range(3):
+            body, ctype = multipart(f"{audit.marker()} older {index}")
+            assert post(server.port, "/submit", body, ctype).status_code == 200
+        older_end = time.time_ns()
+        older = sorted(audit.spool.glob("*.sealed"))
+        time.sleep(interval * 2 + 0.5)  # at least one sweep runs in between
+        body, ctype = multipart(f"{audit.marker()} newest")
+        before = time.time_ns()
+        assert post(server.port, "/submit", body, ctype).status_code == 200
+        after = time.time_ns()
+        [newest] = set(audit.spool.glob("*.sealed")) - set(older)
+    finally:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+    items = {item.path: item for item in inventory(audit.root, [audit.spool])}
+    swept = [items[path.relative_to(audit.root).as_posix()].ctime for path in older]
+    # The older files' change times are a sweep's, after all three arrived, and shared.
+    assert min(swept) > older_end and max(swept) - min(swept) < 10**9
+    # Only the upload since the last sweep keeps its moment: the documented window.
+    kept = items[newest.relative_to(audit.root).as_posix()].ctime
+    assert before - 20_000_000 <= kept <= after

@@ -191,6 +191,9 @@ def test_sigkill_of_workers_and_master_loses_no_acknowledged_submission(tmp_path
     stored: dict[str, Path] = {}
     for path in service.sealed():
         opened = open_sealed(path, service.key)  # raises if damaged in any way
+        # A killed worker keeps nothing of its uploads: only a client that went away
+        # leaves a cut (PARTIAL) submission, never the server's death.
+        assert opened.cut is None
         marker = opened.message.removeprefix("crash test ")
         upload = by_marker[marker]
         [(name, content)] = opened.files

@@ -367,8 +367,26 @@ class Settings:
         2,
         parse=_Count(1, 64),
         fix="give a number of derivations (1 to 64)",
-        meaning="Codename derivations at once in one worker process; more get a calm "
-        '"try again" page (429).',
+        meaning="Codename derivations at once in one worker process; the others wait in "
+        "a queue where uploads go first and are never refused, and one slot is kept for "
+        'uploads when there are two or more (docs/PERFORMANCE.md, "Codename entries '
+        'under a flood").',
+    )
+    codename_queue_length: int = setting(
+        32,
+        parse=_Count(1, 96),
+        fix="give a number of waiting codename entries (1 to 96: fewer than a worker's "
+        "128 threads)",
+        meaning="Codename entries (the replies page) that may wait for a derivation slot "
+        'in one worker process; one more gets a calm "try again" page (429) at once. '
+        "Uploads are not counted: they always wait.",
+    )
+    codename_wait_seconds: int = setting(
+        30,
+        parse=_Count(1, 300),
+        fix="give the seconds a codename entry may wait for a derivation slot (1 to 300)",
+        meaning="How long a codename entry (the replies page) waits for a derivation slot "
+        'before the calm "try again" page (429). Uploads never get it.',
     )
     languages: tuple[str, ...] = setting(
         SHIPPED,

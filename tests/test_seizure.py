@@ -73,7 +73,8 @@ pytestmark = [
 
 FIRST_SUBMISSIONS = 6
 SPACING = 1.0  # seconds between two first submissions
-# Costly enough that a flood finds the one derivation slot taken (429).
+# Costly enough that a flood finds the one derivation slot taken and the one place in
+# the queue too (SEALDROP_CODENAME_QUEUE_LENGTH=1): some entries get the 429 page.
 KDF = KdfCost(2, 16 * 1024 * 1024)
 CODENAME_RE = re.compile(rb'<p class="codename"[^>]*>([^<]+)</p>')
 ONION_RE = re.compile(rb"^http://([a-z2-7]{56})\.onion/$", re.M)
@@ -198,6 +199,7 @@ class Audit:
                 "SEALDROP_CODENAME_KDF_MEMORY": str(KDF.memlimit),
                 "SEALDROP_CODENAME_KDF_PASSES": str(KDF.opslimit),
                 "SEALDROP_CODENAME_MAX_CONCURRENT": "1",
+                "SEALDROP_CODENAME_QUEUE_LENGTH": "1",
                 # No periodic sweep inside the test: the one at stop must do it all.
                 "SEALDROP_SWEEP_INTERVAL_SECONDS": "3600",
             }

@@ -13,12 +13,13 @@ server sees mailbox ids (reply file names) and could send follow-ups the reviewe
 files with that source. Deriving from the codename means only its holder can.
 
 Argon2id costs CPU and memory on purpose, so at most `codename_max_concurrent`
-derivations run at once per worker; one more gets the calm 429 page at once.
+derivations run at once per worker; the others wait in web.derivations' queue, where
+uploads go first and are never refused, and a visit to the replies page may get the
+calm 429 page when the queue is full or its wait too long.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -40,6 +41,7 @@ from ..records.source import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
 from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
+from .derivations import DerivationQueue, DerivationsBusy, Kind
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
 from .language import current_language
 from .refusals import MalformedUpload, UploadLimits
@@ -54,17 +56,13 @@ MAX_SMALL_FORM_BYTES = 2048
 MAX_CODENAME_BYTES = 512
 
 
-class DerivationsBusy(Exception):
-    """Every derivation slot of this worker is taken; the visitor is asked to wait."""
-
-
 @dataclass
 class Codenames:
-    """The derivation policy of one app: salt, cost, and the cap on concurrent runs."""
+    """The derivation policy of one app: salt, cost, and the queue for the slots."""
 
     salt: bytes
     cost: KdfCost
-    slots: threading.BoundedSemaphore
+    queue: DerivationQueue
     # The reviewer's reply-signing public keys: only replies one of them signed are shown.
     reply_signers: tuple[VerifyKey, ...] = ()
 
@@ -72,24 +70,23 @@ class Codenames:
     def from_settings(cls, settings: Settings) -> Codenames:
         assert settings.state_dir is not None
         cost = KdfCost(settings.codename_kdf_passes, settings.codename_kdf_memory)
-        slots = threading.BoundedSemaphore(settings.codename_max_concurrent)
+        queue = DerivationQueue(
+            settings.codename_max_concurrent,
+            settings.codename_queue_length,
+            settings.codename_wait_seconds,
+        )
         word_list()  # a changed word list must stop start-up, not fail a source later
-        return cls(load_installation_salt(settings.state_dir), cost, slots)
+        return cls(load_installation_salt(settings.state_dir), cost, queue)
 
-    def derive(self, codename: str, wait: float = 0.0) -> SourceKeys:
-        """Derive in a free slot, waiting at most `wait` seconds, else DerivationsBusy."""
-        free = self.slots.acquire(timeout=wait) if wait > 0 else self.slots.acquire(False)
-        if not free:
-            raise DerivationsBusy("all derivation slots are taken")
-        try:
+    def derive(self, codename: str, kind: Kind) -> SourceKeys:
+        """Derive once a slot is free (web.derivations: DerivationsBusy only for a visit)."""
+        with self.queue.slot(kind):
             return derive(codename, self.salt, self.cost)
-        finally:
-            self.slots.release()
 
-    def new_source(self, wait: float) -> tuple[str, SourceIdentity]:
+    def new_source(self) -> tuple[str, SourceIdentity]:
         """A fresh codename for a first submission, and the identity it stands for."""
         codename = new_codename()
-        keys = self.derive(codename, wait)
+        keys = self.derive(codename, Kind.FIRST_SUBMISSION)
         return codename, SourceIdentity.for_key(FIRST_CONTACT, bytes(keys.reply_public_key))
 
 
@@ -106,9 +103,8 @@ def register_followup_routes(
 
     @app.errorhandler(DerivationsBusy)
     def busy(error: DerivationsBusy) -> Response:
-        # Raised before anything was stored, often while the browser is still sending
-        # a follow-up's (or a first submission's) files: answering before reading the
-        # rest would make the browser show a reset connection instead of this page.
+        # Only a visit gets here (its small form already read); refusal_page still
+        # reads whatever a hand-made request sent after it, so the page is seen.
         return refusal_page(TOO_MANY_REQUESTS)
 
     box = ReplyBox(settings.replies_dir, codenames.reply_signers)
@@ -132,7 +128,7 @@ def _register_replies_pages(
             codename = normalise_codename(typed)
         except BadCodename:
             return Response(render_template("come_back.html", problem=True), status=400)
-        return _page(codename, codenames.derive(codename), deleted=False)
+        return _page(codename, codenames.derive(codename, Kind.VISIT), deleted=False)
 
     @app.post("/replies/delete")
     def delete_reply() -> Response | str:
@@ -141,7 +137,7 @@ def _register_replies_pages(
             codename = normalise_codename(form.get(CODENAME_FIELD, ""))
         except BadCodename:
             return Response(render_template("come_back.html", problem=True), status=400)
-        keys = codenames.derive(codename)
+        keys = codenames.derive(codename, Kind.VISIT)
         box.delete(keys.mailbox, form.get(REPLY_FIELD, ""))
         return _page(codename, keys, deleted=True)
 
@@ -189,7 +185,8 @@ def _follow_up_source(codenames: Codenames, typed: bytearray) -> SourceIdentity:
         raise MalformedUpload("the follow-up's codename is not valid") from None
     finally:
         typed[:] = bytes(len(typed))
-    keys = codenames.derive(codename)
+    # Never refused for lack of a slot: the rest of the body is already on its way.
+    keys = codenames.derive(codename, Kind.FOLLOW_UP)
     return SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))
 
 

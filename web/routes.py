@@ -20,10 +20,6 @@ from .language import current_language
 from .refusals import UploadLimits
 from .upload import boundary_from, stream_upload
 
-# A first submission waits this long for a free derivation slot before the 429 page:
-# a source who pressed Send should not lose their upload to a moment's queue.
-FIRST_CODENAME_WAIT = 10.0
-
 
 @dataclass(frozen=True)
 class PageLimits:
@@ -59,7 +55,9 @@ def register_routes(
         boundary = boundary_from(request.mimetype, request.mimetype_params)
         codename, source = None, None
         if codenames is not None:
-            codename, source = codenames.new_source(FIRST_CODENAME_WAIT)
+            # Waits for a derivation slot ahead of every other kind, and is never
+            # refused for lack of one: the body is already on its way (web.derivations).
+            codename, source = codenames.new_source()
         with spool.begin(source, current_language().tag) as submission:
             stream_upload(
                 request.stream, boundary, request.content_length, submission, upload_limits

@@ -7,7 +7,8 @@ repaired, and a check that needs an earlier one to pass is skipped (the earlier
 PROBLEM already says what to do).
 
 What is checked: the settings (read by `settings.from_command_line`, as ``serve``
-reads them), the reviewer public key, that no reviewer
+reads them), whether the codename queue drains within its wait at the configured Argon2id cost
+(checks/codenames.py), the reviewer public key, that no reviewer
 SECRET key lies anywhere the server can read (next to the public key or the config
 file, in the spool, state or replies folder), those folders' permissions, free space
 against the reserve, the tor program and whether its version takes the proof-of-work
@@ -24,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ..settings import Settings, SettingsError, from_command_line
+from .codenames import check_codename_queue
 from .findings import Finding, ok, problem_from_message
 from .folders import (
     check_client_authorization,
@@ -79,6 +81,8 @@ def check_all(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Find
         )
         yield check_languages(settings.languages)
     yield from check_targets(targets)
+    if settings is not None:
+        yield from check_codename_queue(settings)
 
 
 def _given_path(raw: str | None) -> Path | None:

@@ -15,6 +15,7 @@ import pytest
 from nacl.public import PrivateKey
 
 from sealdrop.checks import Targets, check_targets
+from sealdrop.checks.codenames import check_codename_queue
 from sealdrop.checks.findings import Finding, problem_from_message
 from sealdrop.checks.folders import check_free_space, check_onion_key, check_private_dir
 from sealdrop.checks.secret_keys import check_public_keys, scan_for_secret_keys, secret_key_places
@@ -29,6 +30,7 @@ from sealdrop.checks.traces import check_failure_counts, check_noatime, check_re
 from sealdrop.cli import main
 from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key, load_public_key
 from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key
+from sealdrop.settings import Settings, load_settings
 from sealdrop.storage.counters import COUNTERS_FILE
 from sealdrop.tests.tor_local import OfflineTor, free_port, tor_binary
 
@@ -170,6 +172,8 @@ def test_the_state_and_replies_folders_named_in_the_settings_are_checked(
     assert any(line.startswith(f"OK the replies folder {replies}: mode 0700") for line in lines)
     assert any(line.startswith(f"OK the state folder {server.state_dir}") for line in lines)
     assert any(line.startswith("OK reply-signing keys: 1 in") for line in lines)
+    # With codenames on, one real derivation at the configured cost times the queue.
+    assert any("codename queue: one derivation takes" in line for line in lines)
     monkeypatch.delenv("SEALDROP_REPLY_SIGNING_KEY_FILE")
     status, lines = run(capsys, "--quiet")
     assert status == 1
@@ -620,3 +624,43 @@ def test_failed_uploads_are_reported_from_the_daily_counts(tmp_path: Path) -> No
     (tmp_path / COUNTERS_FILE).write_text('{"2026-12-01": {"refused_full": 3}}')
     finding = check_failure_counts(tmp_path)
     assert finding.warning and "2026-12-01: refused full 3" in finding.text
+
+
+def codename_settings(tmp_path: Path, **values: str) -> Settings:
+    env = {
+        "SEALDROP_SPOOL_DIR": str(tmp_path),
+        "SEALDROP_PUBLIC_KEY_FILE": str(tmp_path / "reviewer.pub"),
+        "SEALDROP_STATE_DIR": str(tmp_path / "state"),
+        "SEALDROP_REPLIES_DIR": str(tmp_path / "replies"),
+    }
+    env.update({f"SEALDROP_{name.upper()}": value for name, value in values.items()})
+    return load_settings(env)
+
+
+def test_the_codename_queue_is_checked_against_its_wait(tmp_path: Path) -> None:
+    settings = codename_settings(tmp_path)
+    (fine,) = check_codename_queue(settings, lambda cost: 0.25)
+    assert fine.line() == (
+        "OK codename queue: one derivation takes 0.25 s here, a full queue of 32 entries "
+        "about 8 s, within codename_wait_seconds (30 s)"
+    )
+    # 2 slots, one kept for uploads: 32 entries at 2 s each take 64 s to drain.
+    (slow,) = check_codename_queue(settings, lambda cost: 2.0)
+    assert slow.ok and slow.warning
+    assert "a full queue of 32 entries about 64 s, longer than codename_wait_seconds" in (slow.text)
+    assert slow.fix == "lower codename_queue_length to 15 or raise codename_wait_seconds"
+    # 4 slots: entries run in 3 at once.
+    wider = codename_settings(tmp_path, codename_max_concurrent="4", codename_wait_seconds="22")
+    (fine,) = check_codename_queue(wider, lambda cost: 2.0)
+    assert fine.ok and not fine.warning and "about 21 s" in fine.text
+
+
+def test_the_codename_queue_is_not_checked_without_codenames(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "SEALDROP_SPOOL_DIR": str(tmp_path),
+            "SEALDROP_PUBLIC_KEY_FILE": str(tmp_path / "reviewer.pub"),
+            "SEALDROP_STATE_DIR": str(tmp_path / "state"),
+        }
+    )
+    assert list(check_codename_queue(settings, lambda cost: 100.0)) == []

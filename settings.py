@@ -305,6 +305,24 @@ class Settings:
         "is kept, marked cut, like any upload cut off): a stalled client must not hold a "
         "worker thread for ever. Tor circuits can stall for a minute, so keep it generous.",
     )
+    body_min_rate: int = setting(
+        500,
+        parse=_Count(0, 1_000_000),
+        fix="give the bytes a second an upload must average over body_rate_window_seconds "
+        "(0 to 1000000; 0 turns the floor off)",
+        meaning="An upload that brings fewer than this many bytes a second over the last "
+        "`body_rate_window_seconds` is dropped (what had arrived is kept, marked cut): a "
+        "client trickling bytes must not hold a worker thread. 0: no floor. A Tor upload "
+        "at 20 KB/s with 60 s stalls is far above the default.",
+    )
+    body_rate_window_seconds: int = setting(
+        120,
+        parse=_Count(1, 3600),
+        fix="give the seconds over which an upload's rate is averaged (1 to 3600; at "
+        "least 60 for Tor, whose circuits can stall for a minute)",
+        meaning="The window over which `body_min_rate` is averaged. Keep it well above "
+        "a Tor circuit's stalls (a minute); `sealdrop check` warns below 60 s.",
+    )
     listen: Listen = setting(
         Listen("127.0.0.1", DEFAULT_PORT),
         parse=parse_listen,

@@ -100,3 +100,37 @@ def honour_connection_close() -> None:
 
     process_headers._sealdrop_close = True  # type: ignore[attr-defined]
     wsgi.Response.process_headers = process_headers
+
+
+def watch_body_pieces() -> None:
+    """Report each piece gunicorn's socket reader receives to the body's RateFloor
+    (web.body.watch_socket_reads sets it per request), and end the body once the
+    floor is broken.
+
+    gunicorn's body reads block until the whole size asked for has come, so only the
+    socket reader sees a trickle as it arrives. Once the floor is tripped the reader
+    answers as if the client had stopped sending: what arrived is handed over, and
+    the upload ends as BodyTooSlow (a ClientGone: kept, marked cut). Called in the
+    master before workers fork.
+    """
+    from gunicorn.http.unreader import SocketUnreader
+
+    from ..web.body import BODY_WATCHER, RateFloor
+
+    original = SocketUnreader.chunk
+    if getattr(SocketUnreader, "sealdrop_watchable", False):
+        return
+
+    def chunk(self: Any, size_hint: int | None = None) -> bytes:
+        floor: RateFloor | None = getattr(self, BODY_WATCHER, None)
+        if floor is None:
+            data: bytes = original(self, size_hint)
+            return data
+        if floor.tripped:
+            return b""
+        data = original(self, size_hint)
+        floor.arrived(len(data))
+        return data
+
+    SocketUnreader.chunk = chunk
+    SocketUnreader.sealdrop_watchable = True

@@ -26,7 +26,7 @@ from ..settings import Settings, SettingsError, from_command_line
 from ..web.errors import server_refusal_pages
 from .gunicorn_conf import gunicorn_options
 from .memory import with_memory_hygiene
-from .patches import hide_server_header, honour_connection_close
+from .patches import hide_server_header, honour_connection_close, watch_body_pieces
 
 EXIT_REFUSED = 2
 
@@ -126,6 +126,7 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
 
     hide_server_header()
     honour_connection_close()
+    watch_body_pieces()
     options = gunicorn_options(
         settings,
         when_ready=when_ready,

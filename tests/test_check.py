@@ -27,6 +27,7 @@ from sealdrop.checks.tor import (
     version_finding,
 )
 from sealdrop.checks.traces import check_failure_counts, check_noatime, check_reply_owners
+from sealdrop.checks.uploads import check_body_rate
 from sealdrop.cli import main
 from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key, load_public_key
 from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key
@@ -664,3 +665,15 @@ def test_the_codename_queue_is_not_checked_without_codenames(tmp_path: Path) -> 
         }
     )
     assert list(check_codename_queue(settings, lambda cost: 100.0)) == []
+
+
+def test_the_upload_rate_floor_is_checked_against_a_stalling_tor_upload(tmp_path: Path) -> None:
+    default = check_body_rate(codename_settings(tmp_path))
+    assert default.ok and not default.warning
+    assert default.text.startswith("upload rate floor: 500 bytes a second over 120 s;")
+    short = check_body_rate(codename_settings(tmp_path, body_rate_window_seconds="60"))
+    assert short.warning and "would cut a Tor upload at 20 KB/s" in short.text
+    greedy = check_body_rate(codename_settings(tmp_path, body_min_rate="15000"))
+    assert greedy.warning and "lower body_min_rate" in greedy.fix
+    off = check_body_rate(codename_settings(tmp_path, body_min_rate="0"))
+    assert off.ok and "off" in off.text

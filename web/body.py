@@ -8,17 +8,21 @@ buffer can be zeroed when the request is done (`wipe`).
 
 A body that stops before its end is decided here and nowhere else: `read` raises
 ClientGone when the client closed the connection or it failed (a reset, the idle
-bound of web.idle), and when the stream ends before the declared length. The
-byte limit is counted here too, as the bytes arrive.
+bound of web.idle), when the stream ends before the declared length, and (as its
+subclass BodyTooSlow) when the body arrives slower than its floor (`RateFloor`).
+The byte limit is counted here too, as the bytes arrive.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import IO
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from .refusals import BodyTooLarge, ClientGone
+from .refusals import BodyTooLarge, BodyTooSlow, ClientGone
 
 READ_SIZE = 1024 * 1024
 # A body is first read into a buffer of this size, and into READ_SIZE pieces once a read
@@ -26,6 +30,80 @@ READ_SIZE = 1024 * 1024
 # or an attacker sending slowly never needs more (tests/test_slow_clients.py; the
 # figures are in docs/PERFORMANCE.md).
 FIRST_READ_SIZE = 64 * 1024
+# RateFloor remembers how much had arrived at most this many times per window.
+RATE_MARKS_PER_WINDOW = 16
+# The attribute of gunicorn's socket reader that server.patches.watch_body_pieces
+# reports each received piece to (set by `watch_socket_reads`).
+BODY_WATCHER = "sealdrop_body_watcher"
+
+
+class RateFloor:
+    """At least `rate` bytes a second over any `window` seconds of a body, like
+    Apache's mod_reqtimeout MinRate but over a sliding window, so that a fast start
+    earns no right to trickle later and one stall shorter than the window is
+    forgiven: a Tor upload at 20 KB/s with 60 s stalls has at least 60 s x 20 KB in
+    any 120 s window, far above the default floor of 500 B/s (60 KB per window).
+
+    Under gunicorn it watches each piece the socket delivers (`arrived`, called by
+    server.patches.watch_body_pieces): a body read blocks until a whole read's worth
+    has come, so a trickle would otherwise never be looked at. Once below the floor
+    it is `tripped`: the socket reader then reports the body's end, everything that
+    arrived is handed over, and BodyReader raises BodyTooSlow. Without that hook (the
+    test client) BodyReader checks it at each read. A body that sends nothing at
+    all is the idle bound's (web.idle).
+    """
+
+    def __init__(
+        self, rate: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = rate
+        self._window = window
+        self._clock = clock
+        self._step = window / RATE_MARKS_PER_WINDOW
+        # (when, bytes received by then); the first is the newest at or before
+        # `window` seconds ago, once the body is that old.
+        self._marks: deque[tuple[float, int]] = deque([(clock(), 0)])
+        self.received = 0
+        self.tripped = False
+        self.watched = False  # gunicorn's socket reader reports to `arrived`
+        # Stops the reports: the connection's next request has no floor of its own.
+        self.unwatch: Callable[[], None] = lambda: None
+        self.reason = ""
+
+    def arrived(self, count: int) -> None:
+        """`count` more bytes came off the socket; trip if the floor is broken."""
+        self.received += count
+        if not self.tripped:
+            self.reason = self._shortfall(self.received)
+            self.tripped = bool(self.reason)
+
+    def check(self, received: int) -> None:
+        """BodyTooSlow if the last window brought fewer than `rate` x its length."""
+        reason = self._shortfall(received)
+        if reason:
+            raise BodyTooSlow(reason)
+
+    def _shortfall(self, received: int) -> str:
+        now = self._clock()
+        if now - self._marks[-1][0] >= self._step:
+            self._marks.append((now, received))
+        while len(self._marks) > 1 and self._marks[1][0] <= now - self._window:
+            self._marks.popleft()
+        since, then = self._marks[0]
+        span = now - since
+        if span >= self._window and received - then < self._rate * span:
+            return f"{received - then} bytes in {span:.0f} s, under {self._rate} bytes a second"
+        return ""
+
+
+def watch_socket_reads(wsgi_input: object, floor: RateFloor) -> None:
+    """Have gunicorn's socket reader behind `wsgi_input` (its Body, then the length or
+    chunked reader) report to `floor`, if it is one that server.patches taught to."""
+    reader = getattr(getattr(wsgi_input, "reader", None), "unreader", None)
+    if reader is not None and hasattr(type(reader), "sealdrop_watchable"):
+        setattr(reader, BODY_WATCHER, floor)
+        floor.watched = True
+        floor.unwatch = lambda: setattr(reader, BODY_WATCHER, None)
 
 
 class BodyReader:
@@ -33,9 +111,15 @@ class BodyReader:
     what was held back last time, then the newest read."""
 
     def __init__(
-        self, stream: IO[bytes], content_length: int | None, max_bytes: int, held_room: int
+        self,
+        stream: IO[bytes],
+        content_length: int | None,
+        max_bytes: int,
+        held_room: int,
+        floor: RateFloor | None = None,
     ) -> None:
         self._stream = stream
+        self._floor = floor
         self._content_length = content_length
         self._max_bytes = max_bytes
         self._held_room = held_room
@@ -48,7 +132,8 @@ class BodyReader:
     def read(self) -> int:
         """Read more behind what is held; return how many bytes came (0: the body's end).
 
-        Raises ClientGone if the client went away, BodyTooLarge over the limit.
+        Raises ClientGone if the client went away (BodyTooSlow, one of them, if it
+        sends slower than its floor), BodyTooLarge over the limit.
         """
         if self.filled > self._held_room:
             raise AssertionError("more held back than the framing's bound")
@@ -66,8 +151,14 @@ class BodyReader:
         self.received += count
         if self.received > self._max_bytes:
             raise BodyTooLarge("body too large")
+        floor = self._floor
+        if floor is not None and floor.tripped and not count:
+            # Everything that had arrived was handed over first (RateFloor).
+            raise BodyTooSlow(floor.reason)
         if not count and self._content_length is not None and self.received < self._content_length:
             raise ClientGone("body cut short")
+        if count and floor is not None and not floor.watched:
+            floor.check(self.received)
         if count == self._read_size < READ_SIZE:
             self._grow()
         return count

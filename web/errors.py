@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from ..storage.counters import LOST, REFUSED_FULL, FailureCounters
 from ..storage.spool import StorageError, StorageFull
 from .discard import discard_refused_body
-from .refusals import UploadRejected
+from .refusals import BodyTooSlow, UploadRejected
 
 FORBIDDEN = 403
 INSUFFICIENT_STORAGE = 507
@@ -103,6 +103,14 @@ def register_error_handlers(app: Flask, counters: FailureCounters) -> None:
     def upload_rejected(error: UploadRejected) -> Response:
         # The submission was aborted when the error left the route's ``with`` block.
         return refusal_page(error.status)
+
+    @app.errorhandler(BodyTooSlow)
+    def body_too_slow(error: BodyTooSlow) -> Response:
+        # What arrived was kept, marked cut. Reading the rest at the rate that got the
+        # body dropped would hold the thread again: answer now, and close.
+        response = error_page(error.status)
+        response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(ParseException)
     def broken_body_framing(error: ParseException) -> Response:

@@ -18,6 +18,10 @@ class UploadLimits:
     max_files: int
     max_message_chars: int
     max_part_header_bytes: int
+    # The body's floor: at least this many bytes a second over any `body_rate_window`
+    # seconds (0: no floor). web.body.RateFloor.
+    body_min_rate: int = 0
+    body_rate_window: float = 120.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
@@ -26,6 +30,8 @@ class UploadLimits:
             max_files=settings.max_files,
             max_message_chars=settings.max_message_chars,
             max_part_header_bytes=settings.max_part_header_bytes,
+            body_min_rate=settings.body_min_rate,
+            body_rate_window=settings.body_rate_window_seconds,
         )
 
 
@@ -60,6 +66,13 @@ class ClientGone(UploadRejected):
     one of these (a subclass), never another refusal."""
 
     status = 400
+
+
+class BodyTooSlow(ClientGone):
+    """The body arrived slower than `body_min_rate` bytes a second over the last
+    `body_rate_window_seconds`: a client holding a thread by trickling, or a circuit
+    too slow to be of use. Dropped like a client that went away: what arrived is kept,
+    sealed and marked cut (a ClientGone, on purpose)."""
 
 
 class TooLarge(UploadRejected):

@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 from typing import IO
 
+from flask import has_request_context, request
+
 from ..storage.spool import Submission
-from .body import BodyReader
+from .body import BodyReader, RateFloor, watch_socket_reads
 from .builder import SubmissionBuilder
 from .multipart import MultipartFraming, PartSink
 from .part_headers import PartHeaders
@@ -58,8 +60,14 @@ class UploadBody:
             raise BodyTooLarge("declared body too large")
         self._limits = limits
         self._framing = MultipartFraming(boundary, limits.max_part_header_bytes)
+        floor = None
+        if limits.body_min_rate:
+            floor = RateFloor(limits.body_min_rate, limits.body_rate_window)
+            if has_request_context():
+                watch_socket_reads(request.environ.get("wsgi.input"), floor)
+        self._floor = floor
         self._body = BodyReader(
-            stream, content_length, limits.max_body_bytes, self._framing.held_bound
+            stream, content_length, limits.max_body_bytes, self._framing.held_bound, floor
         )
 
     def __enter__(self) -> UploadBody:
@@ -67,6 +75,8 @@ class UploadBody:
 
     def __exit__(self, *_: object) -> None:
         self._body.wipe()
+        if self._floor is not None:
+            self._floor.unwatch()
 
     def first_field(self, name: str, max_bytes: int) -> bytearray:
         """The value of the body's first part, which must be the field `name` of at most

@@ -1,0 +1,34 @@
+"""Whether the upload settings would cut a real source on a slow Tor circuit.
+
+`body_min_rate` over `body_rate_window_seconds` drops a body that trickles
+(web.body.RateFloor). Tor circuits stall for up to a minute and carry tens of KB/s
+between stalls; a floor that such an upload could fall below would cut sources.
+"""
+
+from __future__ import annotations
+
+from ..settings import Settings
+from .findings import Finding, ok, warning
+
+# A slow but real Tor upload: this many bytes a second, with stalls this long.
+TOR_RATE = 20_000
+TOR_STALL_SECONDS = 60
+
+
+def check_body_rate(settings: Settings) -> Finding:
+    rate, window = settings.body_min_rate, settings.body_rate_window_seconds
+    if rate == 0:
+        return ok("upload rate floor: off (body_min_rate = 0); only body_idle_seconds applies")
+    # The worst window for such an upload holds one whole stall.
+    least = max(0, window - TOR_STALL_SECONDS) * TOR_RATE
+    what = f"upload rate floor: {rate} bytes a second over {window} s"
+    if least < rate * window:
+        return warning(
+            f"{what} would cut a Tor upload at {TOR_RATE // 1000} KB/s with "
+            f"{TOR_STALL_SECONDS} s stalls (at least {least} bytes in such a window, "
+            f"{rate * window} needed)",
+            f"raise body_rate_window_seconds above {TOR_STALL_SECONDS} or lower body_min_rate",
+        )
+    return ok(
+        f"{what}; a Tor upload at {TOR_RATE // 1000} KB/s with a minute's stalls stays above it"
+    )

@@ -305,6 +305,16 @@ class Settings:
         "is kept, marked cut, like any upload cut off): a stalled client must not hold a "
         "worker thread for ever. Tor circuits can stall for a minute, so keep it generous.",
     )
+    head_timeout_seconds: int = setting(
+        60,
+        parse=_Count(1, 600),
+        fix="give the seconds a request head may take from its first byte (1 to 600; "
+        "at least 20 for Tor)",
+        meaning="A request's head (its first line and headers, a few hundred bytes) must "
+        "arrive within this many seconds of its first byte, or the connection is closed: "
+        "a client sending it a byte at a time must not hold a worker thread. Far above "
+        "what a slow Tor circuit needs.",
+    )
     body_min_rate: int = setting(
         500,
         parse=_Count(0, 1_000_000),

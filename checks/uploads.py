@@ -1,8 +1,9 @@
-"""Whether the upload settings would cut a real source on a slow Tor circuit.
+"""Whether the deadlines on requests would cut a real source on a slow Tor circuit.
 
 `body_min_rate` over `body_rate_window_seconds` drops a body that trickles
-(web.body.RateFloor). Tor circuits stall for up to a minute and carry tens of KB/s
-between stalls; a floor that such an upload could fall below would cut sources.
+(web.body.RateFloor); `head_timeout_seconds` closes a connection whose request head
+is not complete in time (server.patches). Tor circuits stall for up to a minute and
+carry tens of KB/s between stalls; deadlines such a source could miss would cut it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from .findings import Finding, ok, warning
 # A slow but real Tor upload: this many bytes a second, with stalls this long.
 TOR_RATE = 20_000
 TOR_STALL_SECONDS = 60
+# A head is a few hundred bytes: a few cells, but a new circuit's first round trips
+# can take seconds.
+HEAD_SECONDS_FOR_TOR = 20
 
 
 def check_body_rate(settings: Settings) -> Finding:
@@ -32,3 +36,14 @@ def check_body_rate(settings: Settings) -> Finding:
     return ok(
         f"{what}; a Tor upload at {TOR_RATE // 1000} KB/s with a minute's stalls stays above it"
     )
+
+
+def check_head_timeout(settings: Settings) -> Finding:
+    seconds = settings.head_timeout_seconds
+    what = f"request head deadline: {seconds} s from its first byte"
+    if seconds < HEAD_SECONDS_FOR_TOR:
+        return warning(
+            f"{what}, short enough to close a real visitor's connection on a slow Tor circuit",
+            f"raise head_timeout_seconds to {HEAD_SECONDS_FOR_TOR} or more (default 60)",
+        )
+    return ok(what)

@@ -10,6 +10,8 @@ rather than silently undoing the patch.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,6 +124,9 @@ def watch_body_pieces() -> None:
         return
 
     def chunk(self: Any, size_hint: int | None = None) -> bytes:
+        deadline: float | None = getattr(self, HEAD_DEADLINE, None)
+        if deadline is not None:
+            return _head_piece(self, original, size_hint, deadline)
         floor: RateFloor | None = getattr(self, BODY_WATCHER, None)
         if floor is None:
             data: bytes = original(self, size_hint)
@@ -134,3 +139,52 @@ def watch_body_pieces() -> None:
 
     SocketUnreader.chunk = chunk
     SocketUnreader.sealdrop_watchable = True
+
+
+# The attribute of gunicorn's socket reader holding the time its request head must be
+# complete by (set while gunicorn parses a head: `limit_request_heads`).
+HEAD_DEADLINE = "sealdrop_head_deadline"
+
+
+def limit_request_heads(seconds: float) -> None:
+    """A request head must be complete within `seconds` of its first byte (setting
+    head_timeout_seconds), like Apache's mod_reqtimeout ``header=``: a client sending
+    its head a byte at a time, or nothing after its first bytes, no longer holds a
+    thread for as long as it likes. The connection is closed without an answer (as
+    gunicorn closes one whose client went away); nothing of the request is logged.
+    Works with `watch_body_pieces`' socket reader, which must be installed too.
+    Called in the master before workers fork."""
+    from gunicorn.http.message import Request
+
+    original = Request.parse
+    if getattr(original, "_sealdrop_head_deadline", False):
+        return
+
+    def parse(self: Any, unreader: Any) -> Any:
+        setattr(unreader, HEAD_DEADLINE, time.monotonic() + seconds)
+        try:
+            return original(self, unreader)
+        finally:
+            setattr(unreader, HEAD_DEADLINE, None)
+
+    parse._sealdrop_head_deadline = True  # type: ignore[attr-defined]
+    Request.parse = parse
+
+
+def _head_piece(reader: Any, receive: Any, size_hint: int | None, deadline: float) -> bytes:
+    """The next piece of a request head, or b"" (gunicorn then closes the connection)
+    once its deadline has passed; a silent client is waited for until then only."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return b""
+    sock = reader.sock
+    prior = sock.gettimeout()
+    try:
+        sock.settimeout(remaining if prior is None else min(prior, remaining))
+        data: bytes = receive(reader, size_hint)
+        return data
+    except TimeoutError:
+        return b""
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(prior)

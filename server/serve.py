@@ -26,7 +26,12 @@ from ..settings import Settings, SettingsError, from_command_line
 from ..web.errors import server_refusal_pages
 from .gunicorn_conf import gunicorn_options
 from .memory import with_memory_hygiene
-from .patches import hide_server_header, honour_connection_close, watch_body_pieces
+from .patches import (
+    hide_server_header,
+    honour_connection_close,
+    limit_request_heads,
+    watch_body_pieces,
+)
 
 EXIT_REFUSED = 2
 
@@ -127,6 +132,7 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
     hide_server_header()
     honour_connection_close()
     watch_body_pieces()
+    limit_request_heads(settings.head_timeout_seconds)
     options = gunicorn_options(
         settings,
         when_ready=when_ready,

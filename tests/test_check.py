@@ -27,7 +27,7 @@ from sealdrop.checks.tor import (
     version_finding,
 )
 from sealdrop.checks.traces import check_failure_counts, check_noatime, check_reply_owners
-from sealdrop.checks.uploads import check_body_rate
+from sealdrop.checks.uploads import check_body_rate, check_head_timeout
 from sealdrop.cli import main
 from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key, load_public_key
 from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key
@@ -677,3 +677,10 @@ def test_the_upload_rate_floor_is_checked_against_a_stalling_tor_upload(tmp_path
     assert greedy.warning and "lower body_min_rate" in greedy.fix
     off = check_body_rate(codename_settings(tmp_path, body_min_rate="0"))
     assert off.ok and "off" in off.text
+
+
+def test_a_head_deadline_too_short_for_tor_is_warned_about(tmp_path: Path) -> None:
+    default = check_head_timeout(codename_settings(tmp_path))
+    assert default.line() == "OK request head deadline: 60 s from its first byte"
+    short = check_head_timeout(codename_settings(tmp_path, head_timeout_seconds="5"))
+    assert short.warning and "raise head_timeout_seconds to 20" in short.fix

@@ -1,0 +1,98 @@
+"""The request-head deadline on the real server (`sealdrop serve --local-only`), scaled
+from 60 s to 3 s: a head trickled a byte at a time, and one that stops after its first
+bytes, are closed soon after the deadline with no answer; a head that comes in time,
+a kept-alive connection's next request and a slow body (the body has its own floor)
+are unaffected."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from sealdrop.tests.reliability import (
+    Result,
+    Service,
+    connect,
+    get,
+    multipart,
+    post_multipart,
+    read_response,
+    running,
+)
+
+DEADLINE = 3
+SETTINGS = {"SEALDROP_HEAD_TIMEOUT_SECONDS": str(DEADLINE)}
+HEAD = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n"
+
+
+def closed_after(sock: socket.socket, trickle: bytes, pause: float, bound: float) -> float | None:
+    """Send `trickle` a byte every `pause` s; seconds until the server closed, or None."""
+    started = time.monotonic()
+    sock.settimeout(pause)
+    for byte in trickle:
+        try:
+            if sock.recv(1) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except OSError:
+            return time.monotonic() - started
+        if time.monotonic() - started > bound:
+            return None
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return time.monotonic() - started
+    return None
+
+
+def test_slow_heads_are_closed_after_the_deadline_and_nothing_else_is(tmp_path: Path) -> None:
+    service = Service.create(tmp_path / "service")
+    result = Result(
+        "slow_heads",
+        load=f"a head trickled 1 byte / 0.5 s; a head stopping after 8 bytes; heads in "
+        f"time, kept-alive, a body (head_timeout_seconds {DEADLINE}, scaled from 60)",
+        faults="slow and stalled request heads",
+        bad_inputs=2,
+    )
+    with running(service, SETTINGS) as server:
+        # A byte every 0.5 s of a 60-byte head: 30 s if let be.
+        with connect(server.port, timeout=20) as sock:
+            took = closed_after(sock, HEAD, 0.5, bound=15)
+        result.notes.append(f"trickled head closed after {took} s (deadline {DEADLINE} s)")
+        result.write()
+        assert took is not None and DEADLINE - 0.6 <= took <= DEADLINE + 2, took
+
+        # A head that stops after its first bytes.
+        with connect(server.port, timeout=20) as sock:
+            sock.sendall(b"GET / HT")
+            started = time.monotonic()
+            sock.settimeout(15)
+            assert sock.recv(1) == b""
+            stalled = time.monotonic() - started
+        result.notes.append(f"stalled head closed after {stalled:.1f} s")
+        result.write()
+        assert DEADLINE - 0.6 <= stalled <= DEADLINE + 2
+
+        # In time, in pieces: answered. Then the same connection, kept alive, idles for
+        # most of the deadline before its next request, which is answered too.
+        with connect(server.port, timeout=20) as sock:
+            for start in range(0, len(HEAD), 20):
+                sock.sendall(HEAD[start : start + 20])
+                time.sleep(0.5)
+            first = read_response(sock, time.monotonic() + 10)
+            assert first.status_code == 200
+            time.sleep(DEADLINE - 0.5)
+            sock.sendall(HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+            assert read_response(sock, time.monotonic() + 10).status_code == 200
+
+        # A body may take longer than the head's deadline (it has its own floor).
+        body, ctype = multipart("a slow body", [("slow.bin", b"s" * 40_000)])
+        response = post_multipart(server.port, body, ctype)
+        assert response.status_code == 200
+        assert get(server.port).status_code == 200
+    result.acknowledged = 1
+    result.stored = len(service.sealed())
+    result.notes.append("heads in time, a kept-alive connection's next request, a body: answered")
+    result.write()

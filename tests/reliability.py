@@ -409,6 +409,15 @@ class RealServer:
         """Resident memory of the master and its workers, from /proc."""
         return sum(rss_of(pid) for pid in [self.pid, *self.worker_pids()])
 
+    def memory_bytes(self) -> int:
+        """The memory the master and its workers take together: their proportional set
+        sizes (PSS), so a page a worker still shares with the master counts once.
+
+        Summed RSS counts it once per process: a worker forked to replace a retiring
+        one (recycle_after_requests) added a whole worker's RSS, though it costs only
+        the pages it has written to since (docs/PERFORMANCE.md, "Slow clients")."""
+        return sum(pss_of(pid) for pid in [self.pid, *self.worker_pids()])
+
     def kill_worker(self) -> int | None:
         workers = self.worker_pids()
         if not workers:
@@ -446,9 +455,18 @@ class RealServer:
 
 
 def rss_of(pid: int) -> int:
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_of(pid: int) -> int:
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def _proc_kib(path: str, field: str) -> int:
+    """A ``FIELD: N kB`` line of a /proc file, in bytes (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -482,19 +500,29 @@ class Sampler:
 
 
 class RssSampler(Sampler):
-    """A server's RSS every `interval` seconds, while in a `with` block."""
+    """A server's RSS (`samples`), PSS (`pss_samples`, RealServer.memory_bytes) and
+    the most workers it had at once, every `interval` seconds while in a `with` block."""
 
     def __init__(self, server: RealServer, interval: float = 0.2) -> None:
         super().__init__(interval)
         self._server = server
         self.samples: list[tuple[float, int]] = []
+        self.pss_samples: list[tuple[float, int]] = []
+        self.most_workers = 0
 
     def sample(self) -> None:
-        self.samples.append((time.monotonic() - self.started, self._server.rss_bytes()))
+        at = time.monotonic() - self.started
+        self.samples.append((at, self._server.rss_bytes()))
+        self.pss_samples.append((at, self._server.memory_bytes()))
+        self.most_workers = max(self.most_workers, len(self._server.worker_pids()))
 
     @property
     def peak(self) -> int:
         return max((rss for _, rss in self.samples), default=0)
+
+    @property
+    def pss_peak(self) -> int:
+        return max((pss for _, pss in self.pss_samples), default=0)
 
 
 def mib(size: float) -> float:

@@ -415,7 +415,8 @@ class RealServer:
 
         Summed RSS counts it once per process: a worker forked to replace a retiring
         one (recycle_after_requests) added a whole worker's RSS, though it costs only
-        the pages it has written to since (docs/PERFORMANCE.md, "Slow clients")."""
+        the pages it has written to since (docs/PERFORMANCE.md, "Worker recycling's
+        memory")."""
         return sum(pss_of(pid) for pid in [self.pid, *self.worker_pids()])
 
     def kill_worker(self) -> int | None:

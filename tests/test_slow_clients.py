@@ -10,7 +10,8 @@ about 320 KiB each) is what a trickling client may cost: a thread's stack and st
 not a whole read buffer per connection. It bounds the service's PSS, not its summed
 RSS: the slow bodies' requests can make a worker retire (recycle_after_requests) while
 it holds them, and the replacement forked meanwhile shares most of its pages with the
-master, which summed RSS would count twice (docs/PERFORMANCE.md).
+master, which summed RSS would count twice (docs/PERFORMANCE.md, "Worker recycling's
+memory").
 """
 
 from __future__ import annotations

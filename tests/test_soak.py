@@ -1,15 +1,14 @@
 """Soak: 2,000 submissions of mixed sizes from 32 concurrent clients against the real
-server. Acknowledged == stored == opened, and the server's memory stays flat (the last
+server. Acknowledged == stored == opened, and the server's RSS stays flat (the last
 quarter of the run against the first).
 
-Memory is the service's PSS (RealServer.memory_bytes). Its workers are not recycled
-here: recycle_after_requests is set to its largest value, so each worker lives through
-the whole run, the longest any operator can make it, and what one leaks would show.
-With the default (50) a worker was replaced about every half second at this rate, and
-the memory of the run swung by whole workers with how many overlapped in a quarter:
-not growth, and no measure of it (docs/PERFORMANCE.md, "Slow clients and soak").
-It is compared once the first 256 submissions are answered: by then every worker
-thread exists, and what it allocates once (its stack, its state) is not growth.
+The workers are not recycled here: recycle_after_requests is set to its largest value,
+so each worker lives through the whole run, the longest any operator can make it, and
+what one leaks would show. With the default (50) workers were replaced dozens of times
+in the run, and its memory swung by whole workers with how many overlapped in a
+quarter: not growth, and no measure of it (docs/PERFORMANCE.md, "Worker recycling's
+memory"). RSS is compared once the first 256 submissions are answered: by then every
+worker thread exists, and what it allocates once (its stack, its state) is not growth.
 
 Sizes are mostly small (the run must fit the CI budget on 2 cores) with a tail of
 larger files, so that both the many-small-files and the big-buffer paths are soaked.
@@ -44,8 +43,8 @@ SUBMISSIONS = 2000
 CLIENTS = 32
 # (weight, smallest, largest file size): mostly small, a tail of larger files.
 SIZES = [(85, 0, 20_000), (13, 20_000, 500_000), (2, 500_000, 3_000_000)]
-# Allowed growth of the mean PSS from the first to the last quarter of the run.
-MEMORY_FLAT_BOUND = 12 * 1024 * 1024
+# Allowed growth of the mean RSS from the first to the last quarter of the run.
+RSS_FLAT_BOUND = 12 * 1024 * 1024
 # Submissions before the RSS comparison starts: enough for every client to have gone
 # through both workers' threads (each thread's stack and state are allocated once).
 WARM_UP = 256
@@ -109,8 +108,8 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
             thread.join(timeout=600)
         elapsed = time.monotonic() - started
         assert not any(thread.is_alive() for thread in threads), "clients hung"
-        samples = [value for at, value in rss.pss_samples if warm_at and at >= warm_at[0]]
-        rss_samples = [value for at, value in rss.samples if warm_at and at >= warm_at[0]]
+        samples = [value for at, value in rss.samples if warm_at and at >= warm_at[0]]
+        pss_samples = [value for at, value in rss.pss_samples if warm_at and at >= warm_at[0]]
 
     stored = service.sealed()
     opened: dict[str, str] = {}
@@ -125,8 +124,8 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
             mismatched.append(path.name)
     quarter = max(1, len(samples) // 4)
     first, last = statistics.mean(samples[:quarter]), statistics.mean(samples[-quarter:])
-    rss_first = statistics.mean(rss_samples[:quarter])
-    rss_last = statistics.mean(rss_samples[-quarter:])
+    pss_first = statistics.mean(pss_samples[:quarter])
+    pss_last = statistics.mean(pss_samples[-quarter:])
 
     # The row is written first, so that a failure is in the report with its numbers.
     result = Result(
@@ -139,9 +138,9 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
         peak_rss_mib=mib(max(value for _, value in rss.samples)),
         notes=[
             f"{SUBMISSIONS / elapsed:.0f} submissions/s, {mib(total_bytes) / elapsed:.1f} MiB/s",
-            f"mean PSS after {WARM_UP} submissions: first quarter {mib(first)} MiB, "
-            f"last quarter {mib(last)} MiB (RSS summed: {mib(rss_first)} MiB, "
-            f"{mib(rss_last)} MiB); {rss.most_workers} workers at most",
+            f"mean RSS after {WARM_UP} submissions: first quarter {mib(first)} MiB, "
+            f"last quarter {mib(last)} MiB (PSS {mib(pss_first)} -> {mib(pss_last)} MiB); "
+            f"{rss.most_workers} workers at most",
         ],
     )
     result._started = started
@@ -152,6 +151,6 @@ def test_two_thousand_submissions_from_32_clients(tmp_path: Path) -> None:
     assert len(receipts) == SUBMISSIONS
     assert opened == receipts
     assert not service.parts()
-    assert last - first < MEMORY_FLAT_BOUND, (mib(first), mib(last))
+    assert last - first < RSS_FLAT_BOUND, (mib(first), mib(last))
     # Only a sample of markers: scanning every file for 2,000 needles would be slow.
     assert not find_canaries([service.root], list(sent)[:: max(1, len(sent) // 50)])

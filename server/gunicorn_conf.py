@@ -19,6 +19,7 @@ server's configuration", and docs/RELIABILITY.md.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,6 +49,8 @@ HEARTBEAT_TIMEOUT = 60
 KEEPALIVE = 5
 KEEPALIVE_SLOTS = 4
 SHM = Path("/dev/shm")
+# The signals that stop a worker (gunicorn: TERM graceful, INT and QUIT quick).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 def gunicorn_options(
@@ -123,12 +126,53 @@ def prepare_worker(
     server: Any, worker: Any, refusal_pages: Mapping[int, bytes] | None = None
 ) -> None:
     """gunicorn's ``post_fork`` hook: runs in each new worker before its threads start."""
+    keep_stop_signals(server, worker)
     limit_malloc_arenas()
     hide_error_details(refusal_pages)
     # This worker's copy of the configuration only: when it is replaced after
     # max_requests, gthread drains its connections for graceful_timeout and then drops
     # them, which would cut a long upload. The arbiter keeps its own 30 s.
     worker.cfg.set("graceful_timeout", RECYCLE_DRAIN_SECONDS)
+
+
+def keep_stop_signals(server: Any, worker: Any) -> None:
+    """Have a stop signal that reaches this worker before gunicorn installs the worker's
+    own handlers (after ``post_fork``) stop it rather than vanish.
+
+    Until then the worker runs the handler it inherited from the arbiter, which only
+    queues the signal in this process's copy of the arbiter's queue, where nothing ever
+    reads it. A stop that comes while the arbiter is starting (a SIGTERM or Ctrl-C
+    during ``when_ready``: tor, the first sweep) is handled just after it forks the
+    workers, so its SIGTERM reached a worker still booting, was lost, and the service
+    took the arbiter's whole graceful_timeout to stop. Here such a signal, one queued
+    before the fork or one arriving until gunicorn's handlers take over, ends the
+    worker's loop before it starts (it holds no connection yet)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        worker.alive = False
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    # Read after our handler is in place: nothing can land in the copied queue now.
+    if any(sig in STOP_SIGNALS for sig in _queued_signals(server)):
+        worker.alive = False
+
+
+def _queued_signals(server: Any) -> list[int]:
+    """Empty this process's copy of the arbiter's signal queue (nothing else here reads
+    it) and return what it held: a queue in recent gunicorn, a list in older ones."""
+    pending = getattr(server, "SIG_QUEUE", None)
+    if isinstance(pending, list):
+        taken = list(pending)
+        pending.clear()
+        return taken
+    taken = []
+    while pending is not None:
+        try:
+            taken.append(pending.get_nowait())
+        except queue.Empty:
+            break
+    return taken
 
 
 def ask_for_replacement(worker: Any, req: Any) -> None:

@@ -120,8 +120,11 @@ class Running:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for text in self.process.stdout:
-            self._fresh.put(Line(time.monotonic() - self.started, text.rstrip("\n")))
+        # Closed here, at its end, whichever way the test goes: a pipe left open would
+        # surface as a ResourceWarning in whichever test runs next.
+        with self.process.stdout as output:
+            for text in output:
+                self._fresh.put(Line(time.monotonic() - self.started, text.rstrip("\n")))
         self._fresh.put(None)
 
     def wait_for(self, pattern: re.Pattern[str], timeout: float) -> Line:
@@ -147,17 +150,23 @@ class Running:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+        asked = time.monotonic()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            self._reader.join(timeout=15)
+            self._collect()
             pytest.fail(f"the command ignored SIGTERM for 30 s:\n{self.output()}")
+        print(f"stopped {time.monotonic() - asked:.1f} s after SIGTERM")
         # Every process that had the output pipe is gone once the reader sees its end.
         self._reader.join(timeout=15)
         assert not self._reader.is_alive(), f"a process still holds the output:\n{self.output()}"
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        self._collect()
+
+    def _collect(self) -> None:
+        """Lines read since the last `wait_for`, kept for `output`."""
         while not self._fresh.empty():
             line = self._fresh.get_nowait()
             if line is not None:
@@ -297,6 +306,13 @@ def test_the_first_command_prints_the_onion_url_without_any_network(
     assert (server / "state" / "hs_ed25519_secret_key").exists()
     assert (server / "state" / "codename.salt").exists()
     assert not (server / "reviewer.key").exists()
+    # Signed replies work in the demo: the server has the demo's reply-signing key.
+    assert (server / "reply-signing.pub").read_bytes() == (
+        demo / "offline-reviewer" / "reply-signing.pub"
+    ).read_bytes()
+    assert not (server / "reply-signing.key").exists()
+    assert "reply_signing_key_file is not set" not in output
+    assert "--signing-key" in output
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=fresh_clone, capture_output=True, text=True
     )

@@ -6,20 +6,24 @@ import hashlib
 import http.client
 import json
 import logging
+import os
+import queue
 import random
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from nacl.public import PrivateKey
 
 from sealdrop import cli, keys
-from sealdrop.server.gunicorn_conf import MALLOC_ARENAS, MMAP_THRESHOLD
+from sealdrop.server.gunicorn_conf import MALLOC_ARENAS, MMAP_THRESHOLD, keep_stop_signals
 from sealdrop.server.logs import _Redact
 from sealdrop.tests.conftest import spool_entries
 from sealdrop.tests.procs import child_pids
@@ -459,3 +463,39 @@ def test_the_docs_state_the_malloc_limits_the_workers_really_set() -> None:
     assert f"{MALLOC_ARENAS} malloc arenas, a fixed {human_size(MMAP_THRESHOLD)} mmap" in (
         performance
     )
+
+
+def worker_alive_after(queued: list[int], sent: int | None) -> bool:
+    """In a forked child, as a gunicorn worker in ``post_fork``: the arbiter's queue
+    copied with `queued` in it, `keep_stop_signals`, then `sent` delivered before
+    gunicorn's own handlers exist. Whether the worker would still run its loop."""
+    child = os.fork()
+    if child == 0:
+        code = 2
+        try:
+            server = SimpleNamespace(SIG_QUEUE=queue.SimpleQueue())
+            for sig in queued:
+                server.SIG_QUEUE.put(sig)
+            worker = SimpleNamespace(alive=True)
+            keep_stop_signals(server, worker)
+            if sent is not None:
+                os.kill(os.getpid(), sent)
+            code = 1 if worker.alive else 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code in (0, 1), code
+    return code == 1
+
+
+def test_a_stop_signal_that_reaches_a_booting_worker_stops_it() -> None:
+    # A SIGTERM during start-up was handled by the arbiter right after it forked the
+    # workers; one that reached a worker before gunicorn's handlers was lost and the
+    # service took graceful_timeout (30 s) to stop (tests/test_quickstart.py).
+    assert not worker_alive_after([], signal.SIGTERM)
+    assert not worker_alive_after([], signal.SIGINT)
+    assert not worker_alive_after([signal.SIGCHLD, signal.SIGTERM], None)
+    # Anything else (a replacement asked with SIGTTIN, a child's exit) is no stop.
+    assert worker_alive_after([signal.SIGTTIN, signal.SIGCHLD], None)
+    assert worker_alive_after([], None)

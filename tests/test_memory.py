@@ -18,6 +18,7 @@ replacement already serves new visitors.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -50,6 +51,33 @@ def bound_requests(recycle: int = RECYCLE) -> int:
     """Unrelated requests after which every worker has been replaced, whatever the
     jitter and however the requests fall on the workers."""
     return WORKERS * (recycle + recycle // 2)
+
+
+def listening_socket(port: int) -> str:
+    """The ``socket:[inode]`` name of the server's listening socket on 127.0.0.1:`port`."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+            return f"socket:[{fields[9]}]"
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def accepting(pid: int, listener: str) -> bool:
+    """Whether worker `pid` still takes new connections: its epoll set watches the
+    listening socket. gthread takes it out of the set as soon as the worker retires,
+    though the socket stays open until the worker leaves."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False  # gone
+    names, watched = {}, set()
+    for fd in fds:
+        with contextlib.suppress(OSError):  # an fd closed meanwhile
+            names[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if names[fd] == "anon_inode:[eventpoll]":
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                watched |= set(re.findall(r"^tfd:\s+(\d+)", info, re.MULTILINE))
+    return any(names.get(fd) == listener for fd in watched)
 
 
 def process_memory(pid: int) -> Iterator[bytes]:
@@ -207,10 +235,16 @@ def test_a_worker_being_replaced_finishes_a_long_upload(server: Served, tmp_path
     uploader = threading.Thread(target=trickle)
     uploader.start()
     time.sleep(2)
-    for _ in range(bound_requests()):
+    # Visits until both original workers have retired: once one has, its replacement
+    # takes visits too, so how many the other needs depends on how they fall.
+    listener = listening_socket(server.port)
+    for _ in range(10 * bound_requests()):
+        if not any(accepting(pid, listener) for pid in originals):
+            break
         started = time.monotonic()
         request(server, "GET", "/")
         assert time.monotonic() - started < 5, "a visitor waited on a retiring worker"
+    assert not any(accepting(pid, listener) for pid in originals), "a worker never retired"
     assert uploader.is_alive()  # both workers retired while the upload went on
     uploader.join(timeout=180)
     assert answer and answer[0].startswith(b"HTTP/1.1 200 "), answer[:1]

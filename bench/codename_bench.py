@@ -5,7 +5,8 @@
 2. `server`: `sealdrop serve --local-only` (2 gunicorn workers, default settings but
    for the folders) takes codename entries (POST /replies, each a fresh valid codename)
    from C clients at once, for --seconds at each C in --clients. For each C: entries
-   answered per second, and how many were 429 (every derivation slot busy).
+   answered per second, and how many were 429 (the derivation queue full, or an entry
+   waited codename_wait_seconds: web/derivations.py).
 
     .venv/bin/python bench/codename_bench.py            # default cost, C = 1 2 4 8 16
     .venv/bin/python bench/codename_bench.py --quick    # 3 s per level, C = 1 4 16

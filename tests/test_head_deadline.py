@@ -62,7 +62,7 @@ def test_slow_heads_are_closed_after_the_deadline_and_nothing_else_is(tmp_path: 
         # A byte every 0.5 s of a 60-byte head: 30 s if let be.
         with connect(server.port, timeout=20) as sock:
             took = closed_after(sock, HEAD, 0.5, bound=15)
-        result.notes.append(f"trickled head closed after {took} s (deadline {DEADLINE} s)")
+        result.notes.append(f"trickled head closed after {took or 0:.1f} s (deadline {DEADLINE} s)")
         result.write()
         assert took is not None and DEADLINE - 0.6 <= took <= DEADLINE + 2, took
 

@@ -26,7 +26,6 @@ from pathlib import Path
 import nacl.exceptions
 from nacl.signing import SigningKey, VerifyKey
 
-from . import durable
 from .keys import (
     DEFAULT_KEY_NAME,
     PUBLIC_KEY_LABEL,
@@ -34,7 +33,6 @@ from .keys import (
     KdfCost,
     KeyChecksumMismatch,
     KeyFileError,
-    KeyFileExists,
     KeyFileInaccessible,
     KeyPairMismatch,
     MalformedKey,
@@ -45,6 +43,7 @@ from .keys import (
     read_key_text,
     seal_secret,
 )
+from .keys.files import create_key_pair_files, refuse_existing_files
 
 SIGNING_PUBLIC_PREFIX = "sealdrop-sig1"
 SIGNING_PUBLIC_FILENAME = "reply-signing.pub"
@@ -146,22 +145,17 @@ def write_signing_key_pair(
     public_path, secret_path = signing_file_paths(directory, name)
     refuse_existing_signing_files(directory, name)
     key = SigningKey.generate()
-    _create(secret_path, encode_signing_secret_key(key, passphrase, cost), 0o600)
-    try:
-        _create(public_path, encode_signing_public_key(key.verify_key) + "\n", 0o644)
-    except KeyFileError:
-        secret_path.unlink()
-        raise
+    create_key_pair_files(
+        public_path,
+        encode_signing_public_key(key.verify_key) + "\n",
+        secret_path,
+        encode_signing_secret_key(key, passphrase, cost),
+    )
     return public_path, secret_path
 
 
 def refuse_existing_signing_files(directory: Path, name: str = DEFAULT_KEY_NAME) -> None:
-    for path in signing_file_paths(directory, name):
-        if os.path.lexists(path):
-            raise KeyFileExists(
-                f"{path} already exists and is never overwritten; choose another --out "
-                "folder, or move the existing key files away"
-            )
+    refuse_existing_files(signing_file_paths(directory, name))
 
 
 def load_signing_secret_key(path: Path, passphrase: str) -> SigningKey:
@@ -207,15 +201,6 @@ def _load_public(path: Path) -> VerifyKey:
             "Delete this copy from the server and keep the secret key offline"
         )
     return decode_signing_public_key(text, str(path))
-
-
-def _create(path: Path, text: str, mode: int) -> None:
-    try:
-        durable.create_new_file(path, text.encode("ascii"), mode)
-    except FileExistsError:
-        raise KeyFileExists(f"{path} already exists and is never overwritten") from None
-    except OSError as err:
-        raise KeyFileInaccessible(f"cannot create {path}: {err.strerror}") from None
 
 
 def verify(key: VerifyKey, message: bytes, signature: bytes) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from nacl.public import PrivateKey, PublicKey
@@ -58,15 +59,23 @@ def write_key_pair(
     key = PrivateKey.generate()
     secret_text = encode_secret_key(key, passphrase, cost)
     public_text = encode_public_key(key.public_key) + "\n"
+    create_key_pair_files(public_path, public_text, secret_path, secret_text)
+    return public_path, secret_path
+
+
+def create_key_pair_files(
+    public_path: Path, public_text: str, secret_path: Path, secret_text: str
+) -> None:
+    """Create a key pair's two files, the secret one 0600 from its creation and first;
+    never overwrites, and leaves no half pair behind (KeyFileError)."""
     _create_file(secret_path, secret_text.encode("ascii"), 0o600)
     try:
         _create_file(public_path, public_text.encode("ascii"), 0o644)
     except KeyFileError:
         # Only reached when the public file appeared meanwhile or could not be
-        # written: leave no half pair behind. We created secret_path ourselves (O_EXCL).
+        # written. We created secret_path ourselves (O_EXCL).
         secret_path.unlink()
         raise
-    return public_path, secret_path
 
 
 def key_file_paths(directory: Path, name: str = DEFAULT_KEY_NAME) -> tuple[Path, Path]:
@@ -85,7 +94,12 @@ def key_file_paths(directory: Path, name: str = DEFAULT_KEY_NAME) -> tuple[Path,
 
 def refuse_existing_key_files(directory: Path, name: str = DEFAULT_KEY_NAME) -> None:
     """Raise KeyFileExists if either key file (or a symlink by its name) is in `directory`."""
-    for path in key_file_paths(directory, name):
+    refuse_existing_files(key_file_paths(directory, name))
+
+
+def refuse_existing_files(paths: Iterable[Path]) -> None:
+    """Raise KeyFileExists for the first of `paths` that exists (a symlink counts)."""
+    for path in paths:
         if os.path.lexists(path):
             raise _exists(path)
 

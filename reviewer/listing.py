@@ -6,7 +6,14 @@ and its day (the spool writer sets every file's mtime to midnight UTC of that
 day, so the day is all there is to show). Which keys they are cannot be told
 without them; when keys are rotated, the count tells the old files apart.
 ``.part`` files are uploads in progress, or left by a crash until the service's
-next start. Anything without sealdrop's magic is not ours.
+next start.
+
+What is listed is sorted exactly as `sealdrop open` sorts it (reviewer/spool_folder.py):
+the rows are what a run would try to open, the ``.part`` files and whatever it would
+not open (NOT OPENED, with the same reason below the table); what it would ignore
+(file-manager litter, the server's ``.pool`` of empty files) is named below too. The
+exit status is 0 whenever the folder could be listed: naming a file is the listing's
+job, refusing it is `open`'s.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..crypto import SpoolFileError, TamperedHeader, UnsupportedVersion, read_recipient_count
-from ..spool_names import POOL_DIR, is_part
 from ..units import human_size
+from .safe_names import printable_name
+from .spool_folder import SpoolContents, describe_left_out, sort_spool_folder
 
 SUBMISSION = "submission"
 PART = "in progress or crashed"
@@ -30,6 +38,7 @@ NEWER = "newer sealdrop version"
 FOREIGN = "not a sealdrop file"
 UNREADABLE = "unreadable"
 DAMAGED = "damaged header"
+NOT_OPENED = "NOT OPENED"
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class Entry:
 def run_spool(args: argparse.Namespace) -> int:
     directory: Path = args.spool
     try:
-        entries = list_spool(directory)
+        contents = sort_spool_folder(directory)
     except FileNotFoundError:
         print(
             f"sealdrop: the spool folder {directory} does not exist; check the path",
@@ -64,31 +73,27 @@ def run_spool(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(format_listing(directory, entries))
+    print(format_listing(directory, list_spool(directory, contents), contents))
     return 0
 
 
-def list_spool(directory: Path) -> list[Entry]:
-    """Classify every name in `directory`, sorted by name. Reads at most 10 bytes a file.
-
-    The server's pool of empty files (a folder, storage/spool.py) is not listed."""
-    with os.scandir(directory) as scan:
-        names = sorted(
-            entry.name
-            for entry in scan
-            if not (entry.name == POOL_DIR and entry.is_dir(follow_symlinks=False))
-        )
-    return [_classify(directory, name) for name in names]
+def list_spool(directory: Path, contents: SpoolContents) -> list[Entry]:
+    """A row for every entry of `contents` but the litter, sorted by name. Reads at most
+    the header of each file `sealdrop open` would open."""
+    entries = [_classify(directory, name) for name in contents.to_open]
+    entries += [_not_finished(directory, name, PART) for name in contents.parts]
+    entries += [_not_finished(directory, name, NOT_OPENED) for name, _ in contents.not_opened]
+    return sorted(entries, key=lambda entry: entry.name)
 
 
-def format_listing(directory: Path, entries: list[Entry]) -> str:
+def format_listing(directory: Path, entries: list[Entry], contents: SpoolContents) -> str:
     rows = [("NAME", "KIND", "KEYS", "SIZE", "DAY")]
     for entry in entries:
         size = "" if entry.size is None else human_size(entry.size)
         keys = "" if entry.keys is None else str(entry.keys)
-        rows.append((_printable(entry.name), entry.kind, keys, size, entry.day or ""))
+        rows.append((printable_name(entry.name), entry.kind, keys, size, entry.day or ""))
     widths = [max(len(row[column]) for row in rows) for column in range(5)]
-    lines = [f"Spool {_printable(str(directory))}", ""]
+    lines = [f"Spool {printable_name(str(directory))}", ""]
     for name, kind, keys, size, day in rows:
         line = (
             f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {keys:>{widths[2]}}  "
@@ -103,19 +108,27 @@ def format_listing(directory: Path, entries: list[Entry]) -> str:
         f".part files (upload in progress, or left by a crash): {counts[PART]}",
         f"other files (not finished submissions; look at them): {others}",
     ]
+    left_out = describe_left_out(contents.litter, contents.not_opened)
+    if left_out:
+        lines += ["", *left_out]
     return "\n".join(lines)
 
 
+def _not_finished(directory: Path, name: str, kind: str) -> Entry:
+    try:
+        info = os.lstat(directory / name)
+    except OSError:
+        return Entry(name, kind, None, None)
+    return Entry(name, kind, info.st_size if stat.S_ISREG(info.st_mode) else None, None)
+
+
 def _classify(directory: Path, name: str) -> Entry:
+    """A file `sealdrop open` would open (a regular file): what its header says."""
     path = directory / name
     try:
         info = os.lstat(path)
     except OSError:
         return Entry(name, UNREADABLE, None, None)
-    if is_part(name):
-        return Entry(name, PART, info.st_size, None)
-    if not stat.S_ISREG(info.st_mode):
-        return Entry(name, FOREIGN, None, None)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as source:
@@ -142,8 +155,3 @@ def _by_key_count(entries: list[Entry]) -> str:
 
 def _day(mtime: float) -> str:
     return datetime.fromtimestamp(mtime, UTC).date().isoformat()
-
-
-def _printable(text: str) -> str:
-    # A planted name could carry terminal escape sequences; show it escaped instead.
-    return text if text.isprintable() else ascii(text)[1:-1]

@@ -1,7 +1,9 @@
-"""What a spool folder copied to the reviewer's machine holds, and what to open.
+"""What a spool folder holds, and what to open: the one sorting that `sealdrop open`
+opens by and `sealdrop spool` lists by, so the listing shows exactly what a run
+would try and names everything else in the same words.
 
-A name carries no meaning in the format: every regular file whose name ends in
-``.sealed`` (any case) is opened, whatever a copy tool made of the rest of it
+Every regular file whose name ends in ``.sealed`` (any case: spool_names.is_sealed)
+is opened, whatever a copy tool made of the rest of it
 (``x (1).sealed``, ``Copy of x.sealed``, ``x-1.sealed``, spaces, non-ASCII).
 What is not opened is always said, and why: ``.part`` files (uploads still in
 progress on the server) and the litter file managers leave (``.DS_Store``,
@@ -19,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..crypto import MAGIC
-from ..spool_names import PART_SUFFIX, POOL_DIR, SEALED_SUFFIX
+from ..spool_names import POOL_DIR, is_copied_part, is_sealed
+from .safe_names import printable_name
 
 # The first bytes of a macOS AppleDouble file (resource fork and extended attributes
 # that Finder writes as ._NAME next to every file copied to a FAT or exFAT stick).
@@ -57,12 +60,19 @@ def read_spool_folder(spool: Path, out: Path | None = None) -> SpoolContents:
     chose it. `out`, the output folder, is left out if it lies inside `spool`.
     OSError if the folder cannot be listed.
     """
-    contents = SpoolContents()
     if not spool.is_dir():
         os.stat(spool)  # a missing file is the caller's error to report
-        contents.to_open.append(spool.name)
-        return contents
-    with os.scandir(spool) as scan:
+        return SpoolContents(to_open=[spool.name])
+    return sort_spool_folder(spool, out)
+
+
+def sort_spool_folder(folder: Path, out: Path | None = None) -> SpoolContents:
+    """Sort every entry of the folder `folder`, each list by name.
+
+    OSError if it cannot be listed (NotADirectoryError for a file).
+    """
+    contents = SpoolContents()
+    with os.scandir(folder) as scan:
         entries = sorted(scan, key=lambda e: e.name)
     for entry in entries:
         if out is not None and _same(entry.path, out):
@@ -102,9 +112,9 @@ def _sort_entry(entry: os.DirEntry[str], contents: SpoolContents) -> None:
     first = _first_bytes(entry.path)
     if first.startswith(_APPLEDOUBLE_MAGIC):
         contents.litter.append((name, "macOS metadata (AppleDouble), not a spool file"))
-    elif lower.endswith(SEALED_SUFFIX):
+    elif is_sealed(name):
         contents.to_open.append(name)
-    elif lower.endswith(PART_SUFFIX):
+    elif is_copied_part(name):
         contents.parts.append(name)
     elif lower in _LITTER_FILES:
         contents.litter.append((name, "a file manager's own file"))
@@ -120,6 +130,16 @@ def _sort_entry(entry: os.DirEntry[str], contents: SpoolContents) -> None:
         contents.not_opened.append(
             (name, "it is not a spool file (no .sealed name, no sealdrop marker)")
         )
+
+
+def describe_left_out(
+    litter: list[tuple[str, str]], not_opened: list[tuple[str, str]]
+) -> list[str]:
+    """One line for each entry of `SpoolContents.litter` and `.not_opened`: what it is,
+    or why it may matter. `sealdrop open` and `sealdrop spool` print these same lines."""
+    lines = [f"Ignored '{printable_name(name)}': {what}." for name, what in litter]
+    lines += [f"NOT OPENED '{printable_name(name)}': {why}." for name, why in not_opened]
+    return lines
 
 
 def _only_empty_files(folder: Path) -> bool:

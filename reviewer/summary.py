@@ -9,6 +9,7 @@ from pathlib import Path
 from ..languages import describe_tag
 from ..units import human_size
 from .safe_names import printable_name
+from .spool_folder import describe_left_out
 from .unpack import CUT_WHERE, Unpacked
 
 
@@ -99,10 +100,7 @@ def format_summary(report: Report, out: Path) -> str:
             ".part files are uploads still in progress (or abandoned) on the server; copy "
             "them again once they end in .sealed."
         )
-    for name, what in report.litter:
-        lines.append(f"Ignored '{printable_name(name)}': {what}.")
-    for name, why in report.not_opened:
-        lines.append(f"NOT OPENED '{printable_name(name)}': {why}.")
+    lines += describe_left_out(report.litter, report.not_opened)
     if report.refused:
         lines.append(
             "Files that could not be opened were left in the spool as they were; see the "

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from nacl.public import PrivateKey
 
-from sealdrop import crypto
+from sealdrop import crypto, keys
 from sealdrop.cli import main
+from sealdrop.spool_names import POOL_DIR
 from sealdrop.storage import Spool
+from sealdrop.storage.spool import POOL_SIZE
 
 
 @pytest.fixture
@@ -50,12 +53,66 @@ def test_lists_submissions_parts_and_foreign_files(
         row = row_for(out, name)
         assert row.split()[1:] == ["submission", "1", f"{size / 1024:.1f}", "KiB", today]
     assert "in progress or crashed" in out
-    assert "not a sealdrop file" in row_for(out, "holiday.jpg")
+    assert row_for(out, "holiday.jpg").split()[1:3] == ["NOT", "OPENED"]
+    assert "NOT OPENED 'holiday.jpg': it is not a spool file" in out
     assert "newer sealdrop version" in row_for(out, "future.sealed")
     assert "\x1b" not in out and "evil\\x1b[2Jname" in out
     assert "finished submissions: 2 (sealed to 1 key: 2)" in out
     assert ".part files (upload in progress, or left by a crash): 1" in out
     assert "other files (not finished submissions; look at them): 3" in out
+
+
+def test_lists_exactly_what_open_would_try_and_names_the_rest_as_open_does(
+    spool_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both commands sort the folder by one rule: a backup copy that starts like a spool
+    file (`x.sealed~`) is not opened, so it must not be listed as a finished submission
+    the operator would then delete with the rest."""
+    _, secret_path = keys.write_key_pair(tmp_path, "passphrase", keys.KdfCost.MIN)
+    monkeypatch.setenv("SEALDROP_PASSPHRASE", "passphrase")
+    spool = Spool(spool_dir, keys.load_secret_key(secret_path, "passphrase").public_key)
+    spool.fill_pool(POOL_SIZE)
+    with spool.begin() as submission:
+        submission.add_message("hello")
+        submission.commit()
+    [good] = [p for p in spool_dir.iterdir() if p.name.endswith(".sealed")]
+    sealed = good.read_bytes()
+    (spool_dir / (good.name + "~")).write_bytes(sealed)  # cp --backup
+    (spool_dir / (good.name + ".part")).write_bytes(sealed[:100])  # unfinished copy
+    (spool_dir / "UPPER.SEALED").write_bytes(sealed)  # a FAT stick's name
+    (spool_dir / "UPPER.SEALED.PART").write_bytes(sealed[:100])
+    (spool_dir / f"._{good.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(100))
+    (spool_dir / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (spool_dir / "link.sealed").symlink_to(good)
+    (spool_dir / "copy").mkdir()
+    (spool_dir / "notes.txt").write_text("not ours")
+
+    assert main(["spool", str(spool_dir)]) == 0
+    listing = capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["open", str(spool_dir), "--key", str(secret_path), "--out", str(out)]) == 1
+    opened = capsys.readouterr()
+
+    # What the run tried: every name it recorded as opened (a copy too, as a copy).
+    ledger = (out / ".opened").read_bytes().splitlines()
+    tried = {urllib.parse.unquote(line.split(b"\t")[0].decode()) for line in ledger}
+    submissions = {row.split()[0] for row in listing.splitlines() if " submission " in row}
+    assert submissions == tried == {good.name, "UPPER.SEALED"}
+    assert "finished submissions: 2 (sealed to 1 key: 2)" in listing
+    assert ".part files (upload in progress, or left by a crash): 2" in listing
+    assert row_for(listing, good.name + "~").split()[1:3] == ["NOT", "OPENED"]
+
+    def named(text: str) -> list[str]:
+        return sorted(
+            line for line in text.splitlines() if line.startswith(("NOT OPENED '", "Ignored '"))
+        )
+
+    assert named(listing) == named(opened.out)
+    assert len([line for line in named(listing) if line.startswith("NOT OPENED")]) == 4
+    assert f"Ignored '{POOL_DIR}': " in listing
 
 
 def test_columns_are_aligned(spool_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +125,8 @@ def test_columns_are_aligned(spool_dir: Path, capsys: pytest.CaptureFixture[str]
     table = [line for line in lines[2:] if line][:3]
     assert table[0].startswith("NAME")
     kind_columns = {
-        line.index(word) for line, word in zip(table, ["KIND", "not a", "in progress"], strict=True)
+        line.index(word)
+        for line, word in zip(table, ["KIND", "NOT OPENED", "in progress"], strict=True)
     }
     assert len(kind_columns) == 1
 

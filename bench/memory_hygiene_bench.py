@@ -1,7 +1,7 @@
 """The cost of serve's allocator settings (server/memory.py), against a run without.
 
 `sealdrop serve --local-only` is started alternately with the settings (as always in
-production) and without them (SEALDROP_MEMORY_HYGIENE=1 skips its restart under
+production) and without them (SEALDROP_MEMORY_HYGIENE=off skips its restart under
 them), three times each, in one run. Each server gets one 64 MiB upload and then 100
 small submissions, one after the other, by curl; the server's CPU seconds (utime +
 stime of the master and workers, /proc/PID/stat) and the wall time are taken, and
@@ -55,7 +55,7 @@ def one_run(hygiene: bool, big: Path, small: Path) -> tuple[float, float, float,
     (work / "spool").mkdir(mode=0o700)
     public = work / "reviewer.pub"
     public.write_text(encode_public_key(PrivateKey.generate().public_key) + "\n")
-    extra = {} if hygiene else {"SEALDROP_MEMORY_HYGIENE": "1"}
+    extra = {} if hygiene else {"SEALDROP_MEMORY_HYGIENE": "off"}
     argv = ["--local-only", "--spool", str(work / "spool"), "--public-key", str(public)]
     server = Served([*argv, "--listen", "127.0.0.1:0"], work, env=serve_env(extra))
     try:

@@ -8,6 +8,7 @@ import subprocess
 
 import stem
 
+from ..child_env import child_env, find_program
 from ..onion.errors import OnionError
 from .findings import Finding, ok, problem, problem_from_message
 
@@ -119,5 +120,10 @@ def check_tor_control(control: str, password: str | None = None) -> list[Finding
 def _run_tor(tor_cmd: str, option: str) -> subprocess.CompletedProcess[str]:
     """``tor OPTION``'s output; tor answers these without starting."""
     return subprocess.run(
-        [tor_cmd, option], capture_output=True, text=True, timeout=TOR_VERSION_TIMEOUT, check=False
+        [find_program(tor_cmd), option],
+        capture_output=True,
+        text=True,
+        timeout=TOR_VERSION_TIMEOUT,
+        check=False,
+        env=child_env(),
     )

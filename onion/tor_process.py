@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..child_env import child_env
 from .errors import TorNotInstalled, TorStartFailed
 from .keys import ensure_private_dir
 
@@ -90,6 +91,7 @@ class TorProcess:
                 stdin=subprocess.PIPE,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
+                env=child_env(),  # not serve's allocator settings (child_env.py)
                 start_new_session=True,  # a Ctrl-C meant for sealdrop reaches us first
             )
         finally:

@@ -127,6 +127,8 @@ def _from_editor(advice: str) -> str:
         draft = Path(folder) / "reply.txt"
         draft.write_text(_EDITOR_TEMPLATE + f"# {advice}\n", encoding="utf-8")
         try:
+            # The reviewer's own environment: their editor needs TERM, HOME, the locale
+            # (child_env.py says why every other program gets a fixed one).
             subprocess.run([*shlex.split(editor), str(draft)], check=True)
         except (OSError, subprocess.CalledProcessError) as err:
             raise ReplyRefused(

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..child_env import child_env
+
 BWRAP = "bwrap"
 INSIDE = "/work"
 INSTALL_HINT = (
@@ -96,7 +98,7 @@ class Sandbox:
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            env={"PATH": "/usr/bin:/bin"},
+            env=child_env(),
             start_new_session=True,
         )
         try:

@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from sealdrop.child_env import child_env
+
 # No default authorities, and no network at all: nothing public is ever contacted.
 OFFLINE_TORRC: tuple[tuple[str, str], ...] = (
     ("DisableNetwork", "1"),
@@ -90,7 +92,11 @@ class OfflineTor:
         log = open(self.data_dir / "test-tor.log", "ab")  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                [self.binary, "-f", "-"], stdin=subprocess.PIPE, stdout=log, stderr=log
+                [self.binary, "-f", "-"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                env=child_env(),  # as sealdrop's own tor: not the test's allocator settings
             )
         finally:
             log.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import stem.control
 
+from sealdrop.child_env import child_env
 from sealdrop.onion import OnionError
 from sealdrop.onion.control import connect
 from sealdrop.tests.tor_local import free_port, tor_binary
@@ -99,6 +100,7 @@ class Node:
                 stdin=subprocess.DEVNULL,
                 stdout=early,
                 stderr=subprocess.STDOUT,
+                env=child_env(),  # as sealdrop's own tor: not the test's allocator settings
             )
 
     def stop(self) -> None:

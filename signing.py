@@ -9,17 +9,17 @@ like `reviewer.key`) stays offline; `reply-signing.pub` goes to the server (sett
 setting may also name a folder of such `.pub` files, one per reviewer who answers
 (as `public_key_file` may for reviewer keys); a reply signed by any of them is shown.
 
-Text forms (docs/FORMAT.md, "Signed reply files"):
+Text forms (docs/FORMAT.md, "Signed reply files"): those of the reviewer's key files
+under their own prefix and header (keys.REPLY_SIGNING_KEYS), read and written by the
+same code (keys/public.py, keys/secret.py), the sealed secret being the 32-byte
+Ed25519 seed:
 
     reply-signing.pub   "sealdrop-sig1" || base32(pk || BLAKE2b-32(pk, person "sealdrop-sig1")[:4])
-    reply-signing.key   SIGNING_KEY_HEADER / "public key: " line / key line as in reviewer.key,
-                        the sealed secret being the 32-byte Ed25519 seed
+    reply-signing.key   SIGNING_KEY_HEADER / "public key: " line / key line as in reviewer.key
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 from pathlib import Path
 
@@ -28,30 +28,21 @@ from nacl.signing import SigningKey, VerifyKey
 
 from .keys import (
     DEFAULT_KEY_NAME,
-    PUBLIC_KEY_LABEL,
-    SIGNING_KEY_HEADER,
     KdfCost,
-    KeyChecksumMismatch,
     KeyFileError,
     KeyFileInaccessible,
-    KeyPairMismatch,
-    MalformedKey,
-    key_file_lines,
-    labelled_key,
     looks_like_secret_key,
-    open_secret,
     read_key_text,
-    seal_secret,
 )
 from .keys.files import create_key_pair_files, refuse_existing_files
+from .keys.public import decode_public_text, encode_public_text
+from .keys.secret import check_pair, decode_secret_text, encode_secret_text
+from .keys.text import REPLY_SIGNING_KEYS
 
-SIGNING_PUBLIC_PREFIX = "sealdrop-sig1"
-SIGNING_PUBLIC_FILENAME = "reply-signing.pub"
-SIGNING_SECRET_FILENAME = "reply-signing.key"
+SIGNING_PUBLIC_PREFIX = REPLY_SIGNING_KEYS.prefix
+SIGNING_PUBLIC_FILENAME = REPLY_SIGNING_KEYS.public_filename
+SIGNING_SECRET_FILENAME = REPLY_SIGNING_KEYS.secret_filename
 MAX_SIGNING_KEYS = 16
-_CHECKSUM_BYTES = 4
-_BODY_CHARS = 58  # ceil((32 + 4) * 8 / 5)
-_BASE32_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 
 
 class SigningKeyError(KeyFileError):
@@ -62,63 +53,25 @@ class SigningKeyError(KeyFileError):
 
 
 def encode_signing_public_key(key: VerifyKey) -> str:
-    raw = bytes(key)
-    body = base64.b32encode(raw + _checksum(raw)).decode("ascii").rstrip("=").lower()
-    return SIGNING_PUBLIC_PREFIX + body
+    return encode_public_text(REPLY_SIGNING_KEYS, bytes(key))
 
 
 def decode_signing_public_key(text: str, source: str) -> VerifyKey:
     """Parse the one-line text form strictly; `source` names it in errors."""
-    lines = key_file_lines(text, source)
-    line = lines[0] if len(lines) == 1 else "\n".join(lines)
-    again = f"copy the whole line from {SIGNING_PUBLIC_FILENAME} (made by sealdrop keygen) again"
-    if not line.startswith(SIGNING_PUBLIC_PREFIX):
-        raise MalformedKey(
-            f"{source} is not a reply-signing public key: it must be one line starting "
-            f"with {SIGNING_PUBLIC_PREFIX!r}; {again}"
-        )
-    body = line[len(SIGNING_PUBLIC_PREFIX) :]
-    if len(body) != _BODY_CHARS or not set(body) <= _BASE32_ALPHABET:
-        raise MalformedKey(f"{source} is a damaged reply-signing public key; {again}")
-    decoded = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
-    raw, checksum = decoded[:32], decoded[32:]
-    if checksum != _checksum(raw) or encode_signing_public_key(VerifyKey(raw)) != line:
-        raise KeyChecksumMismatch(f"{source} fails its checksum; {again}")
-    return VerifyKey(raw)
+    return VerifyKey(decode_public_text(REPLY_SIGNING_KEYS, text, source))
 
 
 def encode_signing_secret_key(key: SigningKey, passphrase: str, cost: KdfCost) -> str:
-    return (
-        f"{SIGNING_KEY_HEADER}\n"
-        f"{PUBLIC_KEY_LABEL}{encode_signing_public_key(key.verify_key)}\n"
-        f"{seal_secret(bytes(key), passphrase, cost)}\n"
+    return encode_secret_text(
+        REPLY_SIGNING_KEYS, bytes(key.verify_key), bytes(key), passphrase, cost
     )
 
 
 def decode_signing_secret_key(text: str, passphrase: str, source: str) -> SigningKey:
-    lines = key_file_lines(text, source)
-    if len(lines) != 3 or lines[0] != SIGNING_KEY_HEADER:
-        raise MalformedKey(
-            f"{source} is not a reply-signing key file (its first line is not "
-            f"{SIGNING_KEY_HEADER!r}); give the {SIGNING_SECRET_FILENAME} made by "
-            "sealdrop keygen"
-        )
-    labelled = labelled_key(lines[1])
-    if labelled is None:
-        raise MalformedKey(f"{source} is damaged; restore it from your backup")
-    public = decode_signing_public_key(labelled, source)
-    key = SigningKey(open_secret(lines[2], passphrase, source))
-    if key.verify_key != public:
-        raise KeyPairMismatch(
-            f"{source} names a public key that does not belong to its secret key: the "
-            "file was edited; restore it from your backup"
-        )
+    public, seed = decode_secret_text(REPLY_SIGNING_KEYS, text, passphrase, source)
+    key = SigningKey(seed)
+    check_pair(bytes(key.verify_key) == public, source)
     return key
-
-
-def _checksum(raw: bytes) -> bytes:
-    person = SIGNING_PUBLIC_PREFIX.encode("ascii")
-    return hashlib.blake2b(raw, digest_size=32, person=person).digest()[:_CHECKSUM_BYTES]
 
 
 # --- files ------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The reviewer's secret key file: format line, public key line, sealed key line.
+"""Secret key files: format line, public key line, sealed key line.
 
-The X25519 secret key is held in a SecretBox under an Argon2id key derived from
-the reviewer's passphrase, with the costs stored in the file and bounded before
-any derivation. Pure: text and passphrase in, key out.
+The 32-byte secret (the reviewer's X25519 key, or the reply-signing Ed25519 seed of
+signing.py, each under its own `KeyKind` header) is held in a SecretBox under an
+Argon2id key derived from the reviewer's passphrase, with the costs stored in the
+file and bounded before any derivation. Pure: text and passphrase in, key out.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from .errors import (
     UnsupportedKeyVersion,
     WrongPassphrase,
 )
-from .public import decode_public_key_from, encode_public_key
+from .public import decode_public_text, encode_public_text
 from .text import (
+    KEY_KINDS,
     PUBLIC_KEY_LABEL,
-    PUBLIC_KEY_PREFIX,
-    SECRET_KEY_FILENAME,
-    SECRET_KEY_HEADER,
+    REVIEWER_KEYS,
     SECRET_KEY_MARKER,
-    SIGNING_KEY_HEADER,
+    KeyKind,
     key_file_lines,
     labelled_key,
 )
@@ -111,18 +111,36 @@ def seal_secret(secret: bytes, passphrase: str, cost: KdfCost) -> str:
 
 
 def encode_secret_key(key: PrivateKey, passphrase: str, cost: KdfCost) -> str:
-    """The text of a secret key file: header line, public key line, sealed key line."""
-    return (
-        f"{SECRET_KEY_HEADER}\n"
-        f"{PUBLIC_KEY_LABEL}{encode_public_key(key.public_key)}\n"
-        f"{seal_secret(bytes(key), passphrase, cost)}\n"
-    )
+    """The text of a reviewer secret key file."""
+    return encode_secret_text(REVIEWER_KEYS, bytes(key.public_key), bytes(key), passphrase, cost)
 
 
 def decode_secret_key(text: str, passphrase: str, source: str) -> PrivateKey:
-    """Parse and decrypt a secret key file's text; `source` names it in errors."""
+    """Parse and decrypt a reviewer secret key file's text; `source` names it in errors."""
+    public, secret = decode_secret_text(REVIEWER_KEYS, text, passphrase, source)
+    key = PrivateKey(secret)
+    check_pair(bytes(key.public_key) == public, source)
+    return key
+
+
+def encode_secret_text(
+    kind: KeyKind, public: bytes, secret: bytes, passphrase: str, cost: KdfCost
+) -> str:
+    """The text of a `kind` secret key file: header line, public key line, sealed key line."""
+    return (
+        f"{kind.header}\n"
+        f"{PUBLIC_KEY_LABEL}{encode_public_text(kind, public)}\n"
+        f"{seal_secret(secret, passphrase, cost)}\n"
+    )
+
+
+def decode_secret_text(
+    kind: KeyKind, text: str, passphrase: str, source: str
+) -> tuple[bytes, bytes]:
+    """The public key bytes a `kind` secret key file names, and the 32-byte secret it
+    seals; the caller checks that they are a pair (`check_pair`), which only it can."""
     lines = key_file_lines(text, source)
-    _check_header(lines[0] if lines else "", source)
+    _check_header(kind, lines[0] if lines else "", source)
     labelled = labelled_key(lines[1]) if len(lines) == 3 else None
     if labelled is None:
         raise MalformedKey(
@@ -130,19 +148,22 @@ def decode_secret_key(text: str, passphrase: str, source: str) -> PrivateKey:
             f"{PUBLIC_KEY_LABEL!r} line, key line); restore it from your backup"
         )
     try:
-        public_key = decode_public_key_from(labelled, "")
+        public = decode_public_text(kind, labelled, "")
     except (MalformedKey, KeyChecksumMismatch):
         raise MalformedKey(
             f"{source} is damaged: its {PUBLIC_KEY_LABEL!r} line is not a valid public "
             f"key; restore it from your backup"
         ) from None
-    secret = PrivateKey(open_secret(lines[2], passphrase, source))
-    if secret.public_key != public_key:
+    return public, open_secret(lines[2], passphrase, source)
+
+
+def check_pair(matches: bool, source: str) -> None:
+    """KeyPairMismatch unless the opened secret's public key is the one the file names."""
+    if not matches:
         raise KeyPairMismatch(
             f"{source} names a public key that does not belong to its secret key: the "
             f"file was edited; restore it from your backup"
         )
-    return secret
 
 
 def open_secret(line: str, passphrase: str, source: str) -> bytes:
@@ -172,18 +193,19 @@ def open_secret(line: str, passphrase: str, source: str) -> bytes:
         ) from None
 
 
-def _check_header(header: str, source: str) -> None:
-    if header == SECRET_KEY_HEADER:
+def _check_header(kind: KeyKind, header: str, source: str) -> None:
+    if header == kind.header:
         return
-    if header == SIGNING_KEY_HEADER:
+    other = next((k for k in KEY_KINDS if header == k.header), None)
+    if other is not None:
         raise MalformedKey(
-            f"{source} is the reply-signing key; opening needs the reviewer secret key "
-            f"file ({SECRET_KEY_FILENAME})"
+            f"{source} is the {other.secret_name} file; this needs the {kind.secret_name} "
+            f"file ({kind.secret_filename})"
         )
-    if header.startswith(PUBLIC_KEY_PREFIX):
+    if any(header.startswith(k.prefix) for k in KEY_KINDS):
         raise IsPublicKey(
-            f"{source} is the public key; opening needs the secret key file "
-            f"({SECRET_KEY_FILENAME}) from the offline machine"
+            f"{source} is a public key; this needs the secret key file "
+            f"({kind.secret_filename}) from the offline machine"
         )
     if header.startswith(SECRET_KEY_MARKER):
         raise UnsupportedKeyVersion(
@@ -191,8 +213,8 @@ def _check_header(header: str, source: str) -> None:
             f"know ({header!r}); upgrade sealdrop on the reviewer machine"
         )
     raise MalformedKey(
-        f"{source} is not a sealdrop secret key file (its first line is not "
-        f"{SECRET_KEY_HEADER!r}); give the {SECRET_KEY_FILENAME} made by `sealdrop keygen`"
+        f"{source} is not a {kind.secret_name} file (its first line is not "
+        f"{kind.header!r}); give the {kind.secret_filename} made by `sealdrop keygen`"
     )
 
 

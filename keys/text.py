@@ -5,9 +5,15 @@ ASCII only, LF or CRLF line endings, SP and HT the only blanks, and the
 ``public key: `` label with exactly one space. The reviewer's key files
 (keys/public.py, keys/secret.py) and the reply-signing files (signing.py) all
 read their text through `key_file_lines`.
+
+Both pairs share one layout too, told apart by a `KeyKind`: its prefix begins the
+public line and personalises its checksum, and its header begins the secret file,
+so one kind's text is never read as the other's.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .errors import MalformedKey
 
@@ -21,8 +27,44 @@ DEFAULT_KEY_NAME = "reviewer"
 PUBLIC_KEY_FILENAME = DEFAULT_KEY_NAME + ".pub"
 SECRET_KEY_FILENAME = DEFAULT_KEY_NAME + ".key"
 SECRET_KEY_MARKER = "sealdrop secret key"
+SIGNING_PUBLIC_PREFIX = "sealdrop-sig1"
 # The only whitespace a key file may hold: around a line, never inside a key.
 BLANKS = " \t"
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """One kind of key pair's texts: the 32-byte public key as `prefix` and base32, the
+    secret file under `header`; the names say which in messages."""
+
+    prefix: str
+    header: str
+    owner: str  # "a reviewer SECRET key"
+    public_name: str  # "not a sealdrop public key"
+    secret_name: str  # "not a sealdrop secret key file"
+    public_filename: str
+    secret_filename: str
+
+
+REVIEWER_KEYS = KeyKind(
+    prefix=PUBLIC_KEY_PREFIX,
+    header=SECRET_KEY_HEADER,
+    owner="reviewer",
+    public_name="sealdrop public key",
+    secret_name="sealdrop secret key",
+    public_filename=PUBLIC_KEY_FILENAME,
+    secret_filename=SECRET_KEY_FILENAME,
+)
+REPLY_SIGNING_KEYS = KeyKind(
+    prefix=SIGNING_PUBLIC_PREFIX,
+    header=SIGNING_KEY_HEADER,
+    owner="reply-signing",
+    public_name="reply-signing public key",
+    secret_name="reply-signing key",
+    public_filename="reply-signing.pub",
+    secret_filename="reply-signing.key",
+)
+KEY_KINDS = (REVIEWER_KEYS, REPLY_SIGNING_KEYS)
 
 
 def looks_like_secret_key(text_or_bytes: str | bytes) -> bool:

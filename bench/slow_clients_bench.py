@@ -85,6 +85,8 @@ MAX_UNSENT = 256 * 1024
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 SAMPLE_INTERVAL = 0.5
+FULL = {"heads": 2000, "bodies": 500, "tries": 20, "hold": 75.0, "ramp": 5.0}
+QUICK = {"heads": 200, "bodies": 50, "tries": 5, "hold": 20.0, "ramp": 2.0}
 BOUNDARY = "sealdropSlowBench5b1e"
 
 
@@ -1178,16 +1180,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Slow clients against sealdrop serve, its previous setup and OnionShare."
     )
-    parser.add_argument("--heads", type=int, default=2000, help="trickling request heads")
-    parser.add_argument("--bodies", type=int, default=500, help="trickling request bodies")
+    parser.add_argument("--heads", type=int, help="trickling request heads (2000)")
+    parser.add_argument("--bodies", type=int, help="trickling request bodies (500)")
     parser.add_argument(
         "--body-rate", type=int, default=BODY_RATE, help=f"bytes/s per body ({BODY_RATE})"
     )
-    parser.add_argument("--ramp", type=float, default=5.0, help="seconds to open them all")
-    parser.add_argument(
-        "--hold", type=float, default=75.0, help="seconds the load holds after the ramp"
-    )
-    parser.add_argument("--tries", type=int, default=20, help="GET / and 1 MB submissions")
+    parser.add_argument("--ramp", type=float, help="seconds to open them all (5)")
+    parser.add_argument("--hold", type=float, help="seconds the load holds after the ramp (75)")
+    parser.add_argument("--tries", type=int, help="GET / and 1 MB submissions (20)")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds per try")
     parser.add_argument(
         "--no-reconnect",
@@ -1211,14 +1211,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dir", help="where the temporary folder goes (default $TMPDIR)")
     parser.add_argument("--load-config", help=argparse.SUPPRESS)  # the load process itself
     args = parser.parse_args(argv)
-    if args.quick:
-        args.heads, args.bodies, args.tries, args.hold, args.ramp = 200, 50, 5, 20.0, 2.0
+    # --quick changes the defaults only: `--quick --bodies 0` is a quick run without bodies.
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     unknown = set(args.servers) - {"this", "previous", "onionshare"}
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     if args.body_rate * BODY_INTERVAL < 1 or args.tries < 1 or args.hold <= 0:
         parser.error("--body-rate, --tries and --hold must be positive")
+    if args.heads < 0 or args.bodies < 0 or args.ramp < 0:
+        parser.error("--heads, --bodies and --ramp cannot be negative")
     if args.body_rate * (args.ramp + args.hold + 60) >= BODY_CONTENT_LENGTH:
         parser.error("--body-rate too high: a trickling body would end within the run")
     return args

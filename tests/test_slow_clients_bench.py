@@ -32,6 +32,7 @@ def test_quick_and_default_arguments() -> None:
     quick = bench.parse_args(["--quick", "--servers", "this", "--no-reconnect"])
     assert (quick.heads, quick.bodies, quick.tries, quick.hold) == (200, 50, 5, 20.0)
     assert quick.servers == ["this"] and not quick.reconnect
+    assert bench.parse_args(["--quick", "--bodies", "0"]).bodies == 0
 
 
 @pytest.mark.parametrize(

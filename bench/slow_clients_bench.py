@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,6 +135,22 @@ def memory_kib(pids: Sequence[int]) -> tuple[int, int]:
     rss = sum(proc_kib(Path(f"/proc/{pid}/status"), "VmRSS") for pid in pids)
     pss = sum(proc_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss") for pid in pids)
     return rss, pss
+
+
+def accept_queue(port: int, table: Path = Path("/proc/net/tcp")) -> int:
+    """Connections the kernel has completed on 127.0.0.1:`port` that the server has not
+    accepted yet: a listening socket's rx_queue in /proc/net/tcp is its accept queue.
+    The load counts these as open, but the server does not hold them: they only wait."""
+    wanted = f"0100007F:{port:04X}"
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4 and fields[1] == wanted and fields[3] == "0A":  # LISTEN
+            return int(fields[4].split(":")[1], 16)
+    return 0
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -603,13 +620,15 @@ def scheduled_tries(
 
 class MemorySampler:
     """Total RSS and PSS of a server's process group every SAMPLE_INTERVAL seconds,
-    from a thread, while in a `with` block; keeps the maxima and the most processes."""
+    from a thread, while in a `with` block; keeps the maxima, the most processes and the
+    longest accept queue."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.rss_kib = 0
         self.pss_kib = 0
         self.processes = 0
+        self.queued = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -628,6 +647,7 @@ class MemorySampler:
             self.rss_kib = max(self.rss_kib, rss)
             self.pss_kib = max(self.pss_kib, pss)
             self.processes = max(self.processes, len(pids))
+            self.queued = max(self.queued, accept_queue(self.server.port))
             self._stop.wait(SAMPLE_INTERVAL)
 
 
@@ -707,6 +727,7 @@ class Row:
     rss_kib: int = 0
     pss_kib: int = 0
     processes: int = 0
+    queued: int = 0  # the longest accept queue: connected, not yet taken by the server
     stored: str = ""  # what the server kept of the acknowledged submissions
 
     def seconds(self, which: str) -> list[float]:
@@ -761,6 +782,7 @@ def measure(setup: Setup, args: argparse.Namespace, work: Path) -> Row:
                 row.final = load.stop() or {}
         held(row, during)
         row.rss_kib, row.pss_kib, row.processes = memory.rss_kib, memory.pss_kib, memory.processes
+        row.queued = memory.queued
     finally:
         server.stop()
     return row
@@ -1018,16 +1040,17 @@ def details(rows: Sequence[Row]) -> str:
         load = f"load process {final.get('load_cpu_s')} CPU s, {final.get('load_maxrss_kib')} KiB"
         lines.append(
             f"{row.name}: open at the first try {row.heads_at_start} heads, "
-            f"{row.bodies_at_start} bodies; {describe(final, 'heads')}; "
+            f"{row.bodies_at_start} bodies, up to {row.queued} of all in the accept queue "
+            f"(not taken by the server); {describe(final, 'heads')}; "
             f"{describe(final, 'bodies')}; idle RSS {row.idle_rss_kib / 1024:.1f} MiB, "
             f"PSS {row.idle_pss_kib / 1024:.1f} MiB; with the load alone (before the first "
             f"try) RSS {row.load_rss_kib / 1024:.1f} MiB, PSS {row.load_pss_kib / 1024:.1f} MiB; "
             f"{row.processes} processes at most; "
             f"{load}" + (f"; {row.stored}" if row.stored else "")
         )
-        failed = [t.detail for t in row.pages + row.submissions if not t.ok]
+        failed = Counter(t.detail for t in row.pages + row.submissions if not t.ok)
         if failed:
-            lines.append(f"  failures: {', '.join(sorted(set(failed)))}")
+            lines.append("  failures: " + ", ".join(f"{n} x {d}" for d, n in failed.items()))
     return "\n".join(lines)
 
 
@@ -1135,6 +1158,7 @@ def as_json(rows: Sequence[Row], args: argparse.Namespace, found: dict[str, floa
                 "load_only_rss_mib": row.load_rss_kib / 1024,
                 "load_only_pss_mib": row.load_pss_kib / 1024,
                 "held": [row.heads_min, row.bodies_min],
+                "accept_queue_max": row.queued,
                 "at_start": [row.heads_at_start, row.bodies_at_start],
                 "load": row.final,
                 "loadavg": row.loadavg_before,
@@ -1165,7 +1189,8 @@ def run_one(name: str, work: Path, key: Path, args: argparse.Namespace) -> Row:
     print(f"[{time.strftime('%H:%M:%S')}] {name} (loadavg {uptime()})", file=sys.stderr)
     try:
         if name == "this":
-            return measure(sealdrop_setup("this", REPO, work, key, args), args, work)
+            checkout = args.checkout.resolve()
+            return measure(sealdrop_setup("this", checkout, work, key, args), args, work)
         if name == "previous":
             with baseline_checkout(args.baseline_ref, work) as checkout:
                 return measure(sealdrop_setup("previous", checkout, work, key, args), args, work)
@@ -1195,7 +1220,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="do not reopen a slow connection the server closed",
     )
-    parser.add_argument("--baseline-ref", default=DEFAULT_BASELINE_REF)
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=REPO,
+        help="the checkout measured as `this` (default: the one this script is in), "
+        "e.g. a worktree whose change has not landed; it runs with this venv",
+    )
+    parser.add_argument(
+        "--baseline-ref",
+        default=DEFAULT_BASELINE_REF,
+        help=f"the git ref measured as `previous` (default {DEFAULT_BASELINE_REF})",
+    )
     parser.add_argument(
         "--servers",
         default="this,previous,onionshare",

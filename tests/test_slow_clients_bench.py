@@ -8,6 +8,8 @@ import asyncio
 import json
 import os
 import re
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,27 @@ def test_memory_of_a_process_group() -> None:
     rss, pss = bench.memory_kib([os.getpid()])
     assert rss > 1024 and 0 < pss <= rss
     assert bench.memory_kib([2**22 + 1]) == (0, 0)  # gone: counts nothing
+
+
+def test_the_accept_queue_is_read_from_a_listening_socket(tmp_path: Path) -> None:
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000800 00:00000000 00000000\n"
+        "   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000\n"
+    )
+    assert bench.accept_queue(0x1F90, table) == 2048
+    assert bench.accept_queue(80, table) == 0
+    with socket.socket() as listener:
+        listener.bind((bench.HOST, 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        clients = [socket.create_connection((bench.HOST, port)) for _ in range(3)]
+        try:
+            assert bench.accept_queue(port) == 3
+        finally:
+            for client in clients:
+                client.close()
 
 
 def test_bodies_are_spread_among_heads() -> None:

@@ -584,6 +584,31 @@ def test_open_shows_the_language_and_reply_says_to_answer_in_it(
     assert "Answer in ar (Arabic, العربية)" in capsys.readouterr().err
 
 
+def test_every_language_is_read_while_the_app_is_built_not_by_a_worker(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gunicorn builds the app in its master and forks: what is read then is shared, and a
+    # worker's first page in a language reads no catalog and no locale file.
+    import babel.localedata
+    import babel.support
+
+    from sealdrop.app import create_app
+
+    app = create_app(settings)
+
+    def no_more_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read after the app was built")
+
+    monkeypatch.setattr(babel.support.Translations, "load", no_more_reading)
+    monkeypatch.setattr(babel.localedata, "resolve_locale_filename", no_more_reading)
+    client = app.test_client()
+    for tag in SHIPPED:
+        page = client.get(f"/{tag}/")
+        assert page.status_code == 200
+        assert f'<html lang="{tag}"' in page.get_data(as_text=True)
+    assert "Envoyer des informations en sécurité" in client.get("/fr/").get_data(as_text=True)
+
+
 def test_a_missing_catalog_stops_start_up_rather_than_show_english(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

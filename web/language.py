@@ -55,15 +55,16 @@ def size_text(size: int) -> str:
     """A size as `units.human_size` writes it, in the page's language: ``1,5 Gio``."""
     number, unit = in_largest_unit(size)
     shown = format_decimal(number, format="#,##0.#")
-    # One msgid per unit, so a translator can write the unit as the language does.
+    # One msgid per unit, so a translator can write the unit as the language does;
+    # only the one shown is looked up.
     texts = {
-        "TiB": gettext("%(number)s TiB", number=shown),
-        "GiB": gettext("%(number)s GiB", number=shown),
-        "MiB": gettext("%(number)s MiB", number=shown),
-        "KiB": gettext("%(number)s KiB", number=shown),
-        "B": gettext("%(number)s bytes", number=shown),
+        "TiB": lambda: gettext("%(number)s TiB", number=shown),
+        "GiB": lambda: gettext("%(number)s GiB", number=shown),
+        "MiB": lambda: gettext("%(number)s MiB", number=shown),
+        "KiB": lambda: gettext("%(number)s KiB", number=shown),
+        "B": lambda: gettext("%(number)s bytes", number=shown),
     }
-    return str(texts[unit])
+    return str(texts[unit]())
 
 
 def day_text(iso_day: str) -> str:
@@ -175,3 +176,24 @@ def register_languages(app: Flask, languages: Languages) -> None:
         ngettext=lambda one, many, n: translations().ungettext(one, many, n),
         newstyle=True,
     )
+    load_every_language(app, languages)
+
+
+def load_every_language(app: Flask, languages: Languages) -> None:
+    """Read each offered language's catalog and CLDR data now, while the app is built.
+
+    gunicorn builds the app once in its master and forks the workers (preload_app), so
+    what is read here is shared by every worker, a replacement one too, instead of being
+    read again by each worker on its first page in each language (docs/PERFORMANCE.md,
+    "Translated pages"). Only plain data is made: Flask-Babel's catalog cache and Babel's
+    locale data, dictionaries of strings; no lock, thread or file stays open.
+    """
+    for lang in languages.offered:
+        # The prefix picks the language (`current_language`) without routing or a view.
+        with app.test_request_context(f"/{lang.tag}/"):
+            get_translations()
+            # The locale data a page reads: the language list's names and directions,
+            # numbers (`size_text`, the limits) and a reply's day.
+            _ = lang.name, lang.direction
+            format_decimal(1.5)
+            format_date(date(2026, 1, 1), format="long")

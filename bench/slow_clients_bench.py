@@ -621,14 +621,15 @@ def scheduled_tries(
 class MemorySampler:
     """Total RSS and PSS of a server's process group every SAMPLE_INTERVAL seconds,
     from a thread, while in a `with` block; keeps the maxima, the most processes and the
-    longest accept queue."""
+    accept queue's samples. RSS and PSS are read a few milliseconds apart, so while
+    64 MiB derivations come and go the PSS maximum can exceed the RSS one."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.rss_kib = 0
         self.pss_kib = 0
         self.processes = 0
-        self.queued = 0
+        self.queued: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -647,7 +648,7 @@ class MemorySampler:
             self.rss_kib = max(self.rss_kib, rss)
             self.pss_kib = max(self.pss_kib, pss)
             self.processes = max(self.processes, len(pids))
-            self.queued = max(self.queued, accept_queue(self.server.port))
+            self.queued.append(accept_queue(self.server.port))
             self._stop.wait(SAMPLE_INTERVAL)
 
 
@@ -727,7 +728,9 @@ class Row:
     rss_kib: int = 0
     pss_kib: int = 0
     processes: int = 0
-    queued: int = 0  # the longest accept queue: connected, not yet taken by the server
+    # The accept queue (connected, not yet taken by the server): longest and median.
+    queued: int = 0
+    queued_median: int = 0
     stored: str = ""  # what the server kept of the acknowledged submissions
 
     def seconds(self, which: str) -> list[float]:
@@ -782,7 +785,8 @@ def measure(setup: Setup, args: argparse.Namespace, work: Path) -> Row:
                 row.final = load.stop() or {}
         held(row, during)
         row.rss_kib, row.pss_kib, row.processes = memory.rss_kib, memory.pss_kib, memory.processes
-        row.queued = memory.queued
+        row.queued = max(memory.queued, default=0)
+        row.queued_median = int(percentile(memory.queued, 0.5)) if memory.queued else 0
     finally:
         server.stop()
     return row
@@ -1040,8 +1044,8 @@ def details(rows: Sequence[Row]) -> str:
         load = f"load process {final.get('load_cpu_s')} CPU s, {final.get('load_maxrss_kib')} KiB"
         lines.append(
             f"{row.name}: open at the first try {row.heads_at_start} heads, "
-            f"{row.bodies_at_start} bodies, up to {row.queued} of all in the accept queue "
-            f"(not taken by the server); {describe(final, 'heads')}; "
+            f"{row.bodies_at_start} bodies; in the accept queue (not taken by the server) up "
+            f"to {row.queued}, median {row.queued_median}; {describe(final, 'heads')}; "
             f"{describe(final, 'bodies')}; idle RSS {row.idle_rss_kib / 1024:.1f} MiB, "
             f"PSS {row.idle_pss_kib / 1024:.1f} MiB; with the load alone (before the first "
             f"try) RSS {row.load_rss_kib / 1024:.1f} MiB, PSS {row.load_pss_kib / 1024:.1f} MiB; "
@@ -1159,6 +1163,7 @@ def as_json(rows: Sequence[Row], args: argparse.Namespace, found: dict[str, floa
                 "load_only_pss_mib": row.load_pss_kib / 1024,
                 "held": [row.heads_min, row.bodies_min],
                 "accept_queue_max": row.queued,
+                "accept_queue_median": row.queued_median,
                 "at_start": [row.heads_at_start, row.bodies_at_start],
                 "load": row.final,
                 "loadavg": row.loadavg_before,

@@ -2,7 +2,8 @@
 
 One run starts, one after the other and each alone on the machine:
 
-- ``this``: ``python -m sealdrop serve --local-only`` from this checkout;
+- ``this``: ``python -m sealdrop serve --local-only`` from this checkout (or
+  ``--checkout PATH``, e.g. a worktree not landed yet);
 - ``previous``: the same command from ``--baseline-ref`` (default ``adbedb2``, the last
   commit before the worker-model change), checked out with ``git worktree add
   --detach`` into a temporary folder and run with the same venv (a folder holding a
@@ -54,7 +55,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HOST = "127.0.0.1"
-MIB = 1024 * 1024
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_BASELINE_REF = "adbedb2"
@@ -269,10 +269,10 @@ class Trickle(asyncio.Protocol):
             self.transport.abort()  # reset: thousands of FIN_WAITs would outlive the run
 
 
-def head_pieces() -> tuple[bytes, Iterator[bytes]]:
+def head_pieces(config: LoadConfig) -> tuple[bytes, Iterator[bytes]]:
     """A GET whose head never ends: its first line and Host, then a header one byte at
     a time (far below gunicorn's 8190-byte field limit over any hold)."""
-    first = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nX-Trickle: ".encode()
+    first = f"GET {config.head_path} HTTP/1.1\r\nHost: {HOST}\r\nX-Trickle: ".encode()
 
     def rest() -> Iterator[bytes]:
         while True:
@@ -398,7 +398,9 @@ def start_connections(
                 config, bodies, lambda: body_pieces(config), BODY_INTERVAL, delay, stop, live
             )
         else:
-            work = slow_connection(config, heads, head_pieces, HEAD_INTERVAL, delay, stop, live)
+            work = slow_connection(
+                config, heads, lambda: head_pieces(config), HEAD_INTERVAL, delay, stop, live
+            )
         tasks.append(asyncio.ensure_future(work))
     return tasks
 

@@ -153,3 +153,35 @@ def test_the_load_holds_reopens_and_closes_every_connection(
         assert re.search(rb"Content-Length: 67108864\r\n", data)
         # The head, the file part's head and at least one piece (1,200 bytes every 2 s).
         assert b'name="files"; filename="trickle.bin"' in data and data.count(b"b") >= 1200
+
+
+def test_a_visit_that_gets_no_answer_counts_as_the_whole_timeout() -> None:
+    with socket.socket() as listener:  # listens, never answers: a queued visitor
+        listener.bind((bench.HOST, 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        result = bench.visit(port, bench.get_request(), 0.3, (200,))
+    assert not result.ok and result.seconds == 0.3 and result.detail == "TimeoutError"
+
+
+def test_a_visit_reads_the_whole_answer_and_checks_it() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"
+
+    async def scenario() -> list[bench.Try]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, bench.HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return [
+                await asyncio.to_thread(bench.visit, port, bench.get_request(), 5, (200,), marker)
+                for marker in (b"world", b"receipt")
+            ]
+
+    found, missing = asyncio.run(scenario())
+    assert found.ok and found.seconds < 5 and found.detail == "status 200, 11 bytes"
+    assert not missing.ok and missing.seconds == 5

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,17 @@ def test_no_canary_on_disk_and_no_revealing_response(
     result.write()
 
 
+@pytest.fixture(scope="module")
+def refusing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
+    """One server for every malformed request below: gunicorn refuses each on its own
+    connection and keeps no state from it, so a fresh server per case only added its
+    start and stop (about 2 s each). Its folder is under the session's temporary root,
+    where the canary scan above looks."""
+    service = Service.create(tmp_path_factory.mktemp("refusals") / "service")
+    with running(service) as server:
+        yield server
+
+
 @pytest.mark.parametrize(
     "template",
     [
@@ -188,13 +200,11 @@ def test_no_canary_on_disk_and_no_revealing_response(
     ids=["method", "version", "request-line", "header-name", "header-value", "coding"],
 )
 def test_the_servers_own_error_pages_do_not_echo_the_request(
-    tmp_path: Path, template: bytes
+    refusing_server: RealServer, template: bytes
 ) -> None:
     # gunicorn answers requests it cannot parse itself, before the app sees them.
     marker = canary()
-    service = Service.create(tmp_path / "service")
-    with running(service) as server:
-        response = exchange(server.port, template.replace(b"MARK", marker.encode()))
+    response = exchange(refusing_server.port, template.replace(b"MARK", marker.encode()))
     assert response.status_code in (400, 501)
     assert marker.encode() not in response.body
     assert not revealing(response)

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -126,12 +127,17 @@ def test_the_upload_target_fails_when_a_split_changes_the_outcome(
         target.one_input(seed)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
-def test_fuzzing_finds_no_crash(tmp_path: Path, target: Target) -> None:
-    if importlib.util.find_spec("atheris") is None:
-        pytest.skip("atheris is not installed: pip install -e '.[test]' (fuzz run not done)")
-    corpus = tmp_path / "corpus"
+@dataclass
+class FuzzRun:
+    """One target's timed run, started in the background."""
+
+    process: subprocess.Popen[bytes]
+    log: Path  # its standard error: libFuzzer's progress and final stats
+    before: set[Path]
+    result: Result
+
+
+def start_fuzzing(target: Target, corpus: Path, log: Path) -> FuzzRun:
     corpus.mkdir()
     for index, seed in enumerate(load_target(target).seeds()):
         (corpus / f"seed-{index}").write_bytes(seed)
@@ -141,31 +147,70 @@ def test_fuzzing_finds_no_crash(tmp_path: Path, target: Target) -> None:
         load=f"atheris, {FUZZ_SECONDS} s",
         faults=target.faults,
     )
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(target.script),
-            f"-max_total_time={FUZZ_SECONDS}",
-            "-rss_limit_mb=1024",
-            "-timeout=10",
-            "-max_len=8192",
-            f"-artifact_prefix={target.crashes}/",
-            "-print_final_stats=1",
-            str(corpus),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=FUZZ_SECONDS + 120,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    stats = [line for line in run.stderr.splitlines() if line.startswith("stat::")]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(target.script),
+                f"-max_total_time={FUZZ_SECONDS}",
+                "-rss_limit_mb=1024",
+                "-timeout=10",
+                "-max_len=8192",
+                f"-artifact_prefix={target.crashes}/",
+                "-print_final_stats=1",
+                str(corpus),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+    return FuzzRun(process, log, before, result)
+
+
+@pytest.fixture(scope="module")
+def fuzz_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, FuzzRun]]:
+    """Every selected target's timed run, all started at once: each is one process
+    for a fixed wall time, so side by side they take the time of one (one core each on
+    a two-core machine) rather than their sum."""
+    if importlib.util.find_spec("atheris") is None:
+        pytest.skip("atheris is not installed: pip install -e '.[test]' (fuzz run not done)")
+    selected = [
+        item.callspec.params["target"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.originalname == "test_fuzzing_finds_no_crash"
+    ]
+    runs: dict[str, FuzzRun] = {}
+    try:
+        for target in TARGETS:
+            if target in selected:
+                folder = tmp_path_factory.mktemp(f"fuzz_{target.name}")
+                runs[target.name] = start_fuzzing(target, folder / "corpus", folder / "stderr")
+        yield runs
+    finally:
+        for run in runs.values():
+            if run.process.poll() is None:
+                run.process.kill()  # only when a test ended before its run did
+            run.process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
+def test_fuzzing_finds_no_crash(target: Target, fuzz_runs: dict[str, FuzzRun]) -> None:
+    run = fuzz_runs[target.name]
+    returncode = run.process.wait(timeout=FUZZ_SECONDS + 120)
+    stderr = run.log.read_text(errors="replace")
+    result = run.result
+    stats = [line for line in stderr.splitlines() if line.startswith("stat::")]
     runs = next((line.split()[-1] for line in stats if "number_of_executed_units" in line), "?")
     result.bad_inputs = int(runs) if runs.isdigit() else 0
     kept = len(kept_inputs(target))
     result.notes = [f"{kept} kept crash inputs replayed by the regression test"]
     result.write()
-    new = sorted(set(kept_inputs(target)) - before)
-    assert run.returncode == 0 and not new, (
+    new = sorted(set(kept_inputs(target)) - run.before)
+    assert returncode == 0 and not new, (
         f"the fuzzer found a crash; kept as {[p.name for p in new]} in {target.crashes}: "
-        f"commit it with the fix\n{run.stderr[-3000:]}"
+        f"commit it with the fix\n{stderr[-3000:]}"
     )

@@ -31,6 +31,7 @@ import pytest
 
 from .conftest import message_and_files
 from .test_deploy import dockerfile_instructions, dockerignore_excludes
+from .test_quickstart import make_demo_keys_cheaply
 
 ROOT = Path(__file__).resolve().parent.parent
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)/$", re.M)
@@ -103,7 +104,10 @@ def clone() -> Iterator[Path]:
 
 def run_demo_and_open_a_submission(checkout: Path) -> str:
     """./scripts/run in `checkout`, loopback only: one submission, then the printed
-    `sealdrop open` hint, run as an operator would. Returns what scripts/run printed."""
+    `sealdrop open` hint, run as an operator would. Returns what scripts/run printed.
+    The demo keys are made ahead at the test-only cost: what they are made of is not
+    what this checks, only that the files land in `demo/`."""
+    make_demo_keys_cheaply(checkout)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
     env.update(SEALDROP_LOCAL_ONLY="1", SEALDROP_VENV=sys.prefix, SEALDROP_LISTEN="127.0.0.1:0")
     log = checkout.parent / "run.log"

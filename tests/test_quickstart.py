@@ -245,6 +245,21 @@ def first_command(
     return Running(argv, clone, run_env(reuse_venv))
 
 
+def make_demo_keys_cheaply(checkout: Path) -> None:
+    """The demo keys ./scripts/run would make in `checkout`, at the test-only cost, so
+    that it finds them and makes none: for tests about something else than the key's
+    making (Argon2id at the sensitive cost is 3-5 s for each of its two pairs, and as
+    much again to open with it). The first test below makes them for real."""
+    offline = checkout / "demo" / "offline-reviewer"
+    offline.mkdir(mode=0o700, parents=True)
+    passphrase = offline / "passphrase.txt"
+    passphrase.write_text(secrets.token_urlsafe(24) + "\n")
+    passphrase.chmod(0o600)
+    keygen = [sys.executable, "-m", "sealdrop", "keygen", "--out", str(offline)]
+    env = {**run_env(reuse_venv=True), "SEALDROP_PASSPHRASE": passphrase.read_text().strip()}
+    subprocess.run([*keygen, "--kdf-cost", "min"], env=env, check=True, capture_output=True)
+
+
 def install_as_the_first_command_would(clone: Path) -> float:
     """scripts/bootstrap in the clone: a new .venv with the package, the real install
     path (outside the namespace: pip may need the network). Returns its seconds."""
@@ -336,6 +351,7 @@ def test_the_first_command_prints_the_onion_url_without_any_network(
 def test_without_tor_the_first_command_falls_back_to_loopback_only_and_says_so(
     fresh_clone: Path, offline_namespace: str
 ) -> None:
+    make_demo_keys_cheaply(fresh_clone)
     # tor hidden in a private mount namespace, as on a machine without it where
     # bootstrap could not install it.
     tor = tor_binary()

@@ -82,7 +82,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def browser(service: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Chromium for the module's tests, against the module's `service` (whichever
+    fixture of that name the module has). It asks for the service only to be started
+    after it and so quit before it is stopped: the server, stopped while chromium
+    still holds a kept-alive connection, waits for it to time out (5 s)."""
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(profile: Path) -> Iterator[Any]:
+    """Debian's chromium, JavaScript off and nothing but loopback reachable."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service as DriverService
 
@@ -106,7 +117,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "--blink-settings=scriptEnabled=false",
         # Anything not on loopback goes to a closed port: the browser cannot reach out.
         "--proxy-server=socks5://127.0.0.1:9",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     options.add_experimental_option(

@@ -23,7 +23,7 @@ from nacl.signing import SigningKey
 from sealdrop import codename, keys, replies
 
 from .conftest import signed_reply
-from .test_browser import browser  # noqa: F401 (a fixture)
+from .test_browser import chromium
 
 pytestmark = pytest.mark.browser
 
@@ -68,6 +68,15 @@ def hostile_site() -> Iterator[Callable[[str], str]]:
         server.server_close()
 
 
+@pytest.fixture
+def browser(start_server: Callable[..., Any], tmp_path: Path) -> Iterator[Any]:
+    """test_browser.py's chromium, for this one test. It asks for `start_server` only
+    to be quit before the servers it starts are stopped: a server stopped while
+    chromium still holds a kept-alive connection waits for it to time out (5 s)."""
+    with chromium(tmp_path / "chromium-profile") as driver:
+        yield driver
+
+
 def click_and_wait(driver: Any, selector: str) -> str:
     """Click `selector` and return the next page's h1 once it has loaded."""
     old = driver.find_element(By.TAG_NAME, "html")
@@ -80,7 +89,7 @@ def click_and_wait(driver: Any, selector: str) -> str:
 
 
 def test_a_hostile_page_cannot_post_to_the_service(
-    browser: Any,  # noqa: F811 (the imported fixture)
+    browser: Any,
     start_server: Callable[..., Any],
     reply_signer: SigningKey,
     reply_signing_pub: Path,

@@ -33,6 +33,8 @@ from .web.static import register_static_files
 SWEEPER = "sealdrop.sweeper"
 # Where `serve` finds the labels of the reviewer keys, to say at start what it seals to.
 REVIEWER_KEYS = "sealdrop.reviewer_keys"
+# What each worker process runs once its event loop is set up (server.worker).
+WORKER_STARTS = "sealdrop.worker_starts"
 
 
 class StartupRefused(Exception):
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> Flask:
     register_languages(app, languages)
     register_error_handlers(app, counters)
     app.extensions[REVIEWER_KEYS] = tuple(r.label for r in reviewers)
+    app.extensions[WORKER_STARTS] = [codenames.queue.renew_lock] if codenames else []
     app.extensions[SWEEPER] = Sweeper(
         spool,
         settings.sweep_interval_seconds,

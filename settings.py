@@ -303,17 +303,27 @@ class Settings:
         fix="give the seconds an upload may send nothing before it is dropped (1 to 86400)",
         meaning="An upload that sends nothing for this long is dropped (what had arrived "
         "is kept, marked cut, like any upload cut off): a stalled client must not hold a "
-        "worker thread for ever. Tor circuits can stall for a minute, so keep it generous.",
+        "connection for ever. Tor circuits can stall for a minute, so keep it generous.",
     )
     head_timeout_seconds: int = setting(
         60,
         parse=_Count(1, 600),
-        fix="give the seconds a request head may take from its first byte (1 to 600; "
-        "at least 20 for Tor)",
+        fix="give the seconds a request head may take (1 to 600; at least 20 for Tor)",
         meaning="A request's head (its first line and headers, a few hundred bytes) must "
-        "arrive within this many seconds of its first byte, or the connection is closed: "
-        "a client sending it a byte at a time must not hold a worker thread. Far above "
-        "what a slow Tor circuit needs.",
+        "arrive within this many seconds of the connection opening (or of the previous "
+        "answer on a kept-alive connection), or the connection is closed without an "
+        "answer: a client sending its head a byte at a time, or nothing, must not hold a "
+        "connection for as long as it likes. Far above what a slow Tor circuit needs.",
+    )
+    max_connections: int = setting(
+        8000,
+        parse=_Count(100, 1_000_000),
+        fix="give a number of connections (100 to 1000000)",
+        meaning="Connections the service holds at once, shared among its worker "
+        "processes; beyond it new ones wait in the kernel's queue. Each waiting "
+        "connection costs a few kilobytes (docs/PERFORMANCE.md, \"Slow clients\"), and "
+        "one open file: `serve` raises its open-file limit to fit and refuses to start "
+        "when the system's hard limit is lower (raise LimitNOFILE, or lower this).",
     )
     body_min_rate: int = setting(
         500,
@@ -322,7 +332,7 @@ class Settings:
         "(0 to 1000000; 0 turns the floor off)",
         meaning="An upload that brings fewer than this many bytes a second over the last "
         "`body_rate_window_seconds` is dropped (what had arrived is kept, marked cut): a "
-        "client trickling bytes must not hold a worker thread. 0: no floor. A Tor upload "
+        "client trickling bytes must not hold a connection. 0: no floor. A Tor upload "
         "at 20 KB/s with 60 s stalls is far above the default.",
     )
     body_rate_window_seconds: int = setting(
@@ -403,8 +413,7 @@ class Settings:
     codename_queue_length: int = setting(
         32,
         parse=_Count(1, 96),
-        fix="give a number of waiting codename entries (1 to 96: fewer than a worker's "
-        "128 threads)",
+        fix="give a number of waiting codename entries (1 to 96)",
         meaning="Codename entries (the replies page) that may wait for a derivation slot "
         'in one worker process; one more gets a calm "try again" page (429) at once. '
         "Uploads are not counted: they always wait.",

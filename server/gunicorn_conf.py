@@ -1,19 +1,20 @@
 """gunicorn's configuration for sealdrop, chosen for sources on slow Tor circuits.
 
-``gthread`` workers: an upload over Tor holds its connection for minutes or hours, so
-each connection gets a thread and the form still loads while uploads run; the worker's
-``timeout`` is then only a heartbeat and never cuts a long upload. 2 workers x 128
-threads, with ``worker_connections`` capped to the threads plus a few kept-alive
-slots, so trickling clients cannot take every thread of one worker while visitors
-queue on it. Each worker limits glibc's malloc arenas and has glibc overwrite every
-block it frees (`prepare_worker`; serve also starts Python so, server.memory), and is
-replaced after `recycle_after_requests` requests (with jitter) once the uploads it
-holds have finished, a replacement serving meanwhile, so that what a source's
-requests left in its memory does not stay there (docs/RELIABILITY.md, "Plaintext in
-memory"). No access log; the error log withholds request data (`logs.RedactingLogger`).
+Event-loop workers (server.worker: gunicorn's gevent worker): an upload over Tor holds
+its connection for minutes or hours and an attacker can open thousands of connections
+that trickle their requests, so a waiting connection must cost kilobytes, not a
+thread. 2 workers share `max_connections`; the head deadline and the body's rate floor
+close the connections that are only there to hold a place; the worker's ``timeout``
+is only a heartbeat and never cuts a long upload. Each worker limits glibc's malloc
+arenas and has glibc overwrite every block it frees (`prepare_worker`; serve also
+starts Python so, server.memory), and is replaced after `recycle_after_requests`
+requests (with jitter) once the uploads it holds have finished, a replacement serving
+meanwhile, so that what a source's requests left in its memory does not stay there
+(docs/RELIABILITY.md, "Plaintext in memory"). No access log; the error log withholds
+request data (`logs.RedactingLogger`).
 
 Why these numbers, with the measurements behind them: docs/PERFORMANCE.md, "The web
-server's configuration", and docs/RELIABILITY.md.
+server's configuration" and "Slow clients", and docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from ..units import MiB
 from .logs import RedactingLogger, counting_logger
 from .memory import FREED_BYTE
 from .patches import hide_error_details
+from .worker import worker_class as event_loop_worker
 
 WORKERS = 2
-THREADS = 128
 # glibc mallopt parameters (malloc.h) and the values `prepare_worker` sets.
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -46,8 +47,9 @@ RECYCLE_DRAIN_SECONDS = 24 * 3600
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 4 * MiB
 HEARTBEAT_TIMEOUT = 60
+# Non-zero: connections are kept alive between requests. How long one may then stay
+# idle is the head deadline's (the next head must be complete within it).
 KEEPALIVE = 5
-KEEPALIVE_SLOTS = 4
 SHM = Path("/dev/shm")
 # The signals that stop a worker (gunicorn: TERM graceful, INT and QUIT quick).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
@@ -57,8 +59,6 @@ def gunicorn_options(
     settings: Settings,
     *,
     workers: int = WORKERS,
-    threads: int = THREADS,
-    worker_class: str = "gthread",
     when_ready: Callable[[Any], None] | None = None,
     on_exit: Callable[[Any], None] | None = None,
     counters: FailureCounters | None = None,
@@ -73,14 +73,11 @@ def gunicorn_options(
 
     options: dict[str, Any] = {
         "bind": [settings.listen.bind],
-        "worker_class": worker_class,
+        "worker_class": event_loop_worker(settings.codename_max_concurrent),
         "workers": workers,
-        "threads": threads,
-        # Connections a worker holds at once (kept-alive ones included): its threads and
-        # a few idle kept-alive ones, no more. A worker whose threads are all held then
-        # stops accepting, and a new visitor goes to a worker with a thread free rather
-        # than wait on a full one (measured: docs/PERFORMANCE.md).
-        "worker_connections": threads + KEEPALIVE_SLOTS,
+        # Connections one worker holds at once; a full worker stops accepting and the
+        # others take the new ones.
+        "worker_connections": max(1, settings.max_connections // workers),
         "timeout": HEARTBEAT_TIMEOUT,
         "max_requests": settings.recycle_after_requests,
         "max_requests_jitter": settings.recycle_after_requests // 2,
@@ -125,12 +122,12 @@ def gunicorn_options(
 def prepare_worker(
     server: Any, worker: Any, refusal_pages: Mapping[int, bytes] | None = None
 ) -> None:
-    """gunicorn's ``post_fork`` hook: runs in each new worker before its threads start."""
+    """gunicorn's ``post_fork`` hook: runs in each new worker before its loop starts."""
     keep_stop_signals(server, worker)
     limit_malloc_arenas()
     hide_error_details(refusal_pages)
     # This worker's copy of the configuration only: when it is replaced after
-    # max_requests, gthread drains its connections for graceful_timeout and then drops
+    # max_requests, it drains its connections for graceful_timeout and then drops
     # them, which would cut a long upload. The arbiter keeps its own 30 s.
     worker.cfg.set("graceful_timeout", RECYCLE_DRAIN_SECONDS)
 
@@ -177,7 +174,7 @@ def _queued_signals(server: Any) -> list[int]:
 
 def ask_for_replacement(worker: Any, req: Any) -> None:
     """gunicorn's ``pre_request`` hook: when this request makes the worker retire
-    (max_requests; gthread counts it before the app runs), ask the arbiter for one more
+    (max_requests; the worker counts it before the app runs), ask the arbiter for one more
     worker (SIGTTIN) at once. The retiring worker stops accepting but may hold uploads
     for a long time (RECYCLE_DRAIN_SECONDS): without a replacement the service would
     run a worker short meanwhile, and with every worker retiring accept nothing."""

@@ -147,10 +147,11 @@ HEAD_DEADLINE = "sealdrop_head_deadline"
 
 
 def limit_request_heads(seconds: float) -> None:
-    """A request head must be complete within `seconds` of its first byte (setting
-    head_timeout_seconds), like Apache's mod_reqtimeout ``header=``: a client sending
-    its head a byte at a time, or nothing after its first bytes, no longer holds a
-    thread for as long as it likes. The connection is closed without an answer (as
+    """A request head must be complete within `seconds` of the moment gunicorn starts
+    reading it (setting head_timeout_seconds): the connection's opening, or the
+    previous answer on a kept-alive connection. Like Apache's mod_reqtimeout
+    ``header=``: a client sending its head a byte at a time, or nothing, no longer
+    holds a connection for as long as it likes. The connection is closed without an answer (as
     gunicorn closes one whose client went away); nothing of the request is logged.
     Works with `watch_body_pieces`' socket reader, which must be installed too.
     Called in the master before workers fork."""

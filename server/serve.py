@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
 from ..settings import Settings, SettingsError, from_command_line
 from ..web.errors import server_refusal_pages
-from .gunicorn_conf import gunicorn_options
+from .gunicorn_conf import WORKERS, gunicorn_options
 from .memory import with_memory_hygiene
 from .patches import (
     hide_server_header,
@@ -71,6 +72,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except (SettingsError, StartupRefused) as err:
         print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
+    if problem := fit_open_files(settings.max_connections):
+        print(f"sealdrop serve: {problem}", file=sys.stderr)
+        return EXIT_REFUSED
     labels = app.extensions[REVIEWER_KEYS]
     print(
         f"sealdrop serve: each submission is sealed to {len(labels)} reviewer "
@@ -107,6 +111,34 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
     return 0
+
+
+# Open files a worker needs besides its connections: the listening socket, gunicorn's
+# pipes and heartbeat file, logs, catalogs, the spool's folders, tor's control socket.
+OTHER_OPEN_FILES = 256
+
+
+def open_files_needed(max_connections: int, workers: int = WORKERS) -> int:
+    """Open files one worker needs at most: each connection, and the spool file of
+    each connection that is an upload, plus the rest."""
+    return 2 * -(-max_connections // workers) + OTHER_OPEN_FILES
+
+
+def fit_open_files(max_connections: int) -> str:
+    """Raise this process's open-file limit (the workers inherit it) to what
+    `max_connections` needs; a message naming the fix if the hard limit is lower."""
+    needed = open_files_needed(max_connections)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        return (
+            f"max_connections {max_connections} needs {needed} open files per worker "
+            f"process, but the system allows at most {hard}: raise the limit "
+            f"(LimitNOFILE={needed} in the systemd unit, or `ulimit -Hn`), or lower "
+            "max_connections (setting max_connections / SEALDROP_MAX_CONNECTIONS)"
+        )
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return ""
 
 
 def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:

@@ -38,6 +38,7 @@ from typing import NoReturn
 from nacl.public import PublicKey
 
 from .. import durable
+from ..blocking import off_loop
 from ..crypto import RECIPIENTS_VERSION, PayloadSealer, check_recipients
 from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
@@ -271,6 +272,10 @@ class Spool:
         in a SOURCE record inside the sealed payload, nowhere else; with `language`
         (the pages' BCP 47 tag) a LANGUAGE record, likewise sealed and nowhere else.
         """
+        # Statting, creating, locking and writing: never on a worker's event loop.
+        return off_loop(self._begin, source, language)
+
+    def _begin(self, source: SourceIdentity | None, language: str | None) -> Submission:
         self.ensure_reserve()
         name = sealed_name(random_name())
         final = self.directory / name
@@ -351,6 +356,8 @@ class Submission:
     Memory stays bounded by a few chunks whatever the upload's size: every piece
     goes through the record writer and the sealer straight to the file.
     Leaving the ``with`` block without `commit` aborts: nothing is left behind.
+    Each step that seals or writes runs off a worker's event loop (blocking.off_loop):
+    the calling request waits for it, the worker's other connections do not.
     """
 
     def __init__(
@@ -397,20 +404,20 @@ class Submission:
     def add_message(self, text: str) -> None:
         """Add the source's message; may be called several times, before any attachment."""
         self._require_open()
-        self._payload.message(text)
+        off_loop(self._payload.message, text)
 
     def begin_attachment(self, name: str, media_type: str) -> None:
         self._require_open()
-        self._payload.begin_attachment(name, media_type)
+        off_loop(self._payload.begin_attachment, name, media_type)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes to the open attachment."""
         self._require_open()
-        self._payload.attachment_data(data)
+        off_loop(self._payload.attachment_data, data)
 
     def end_attachment(self) -> None:
         self._require_open()
-        self._payload.end_attachment()
+        off_loop(self._payload.end_attachment)
 
     @property
     def holds_content(self) -> bool:
@@ -420,7 +427,7 @@ class Submission:
     def commit(self) -> str:
         """Finish, fsync and publish the spool file; return the receipt once it is durable."""
         self._require_open()
-        return self._publish()
+        return off_loop(self._publish)
 
     def commit_partial(self, *, in_message: bool = False) -> bool:
         """Keep what arrived of an upload the client cut off; False if nothing had.
@@ -436,8 +443,8 @@ class Submission:
         if not self._payload.holds_content:
             self.abort()
             return False
-        self._payload.cut(in_message)
-        self._publish()
+        off_loop(self._payload.cut, in_message)
+        off_loop(self._publish)
         return True
 
     def _publish(self) -> str:

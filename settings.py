@@ -321,7 +321,7 @@ class Settings:
         fix="give a number of connections (100 to 1000000)",
         meaning="Connections the service holds at once, shared among its worker "
         "processes; beyond it new ones wait in the kernel's queue. Each waiting "
-        "connection costs a few kilobytes (docs/PERFORMANCE.md, \"Slow clients\"), and "
+        'connection costs a few kilobytes (docs/PERFORMANCE.md, "Slow clients"), and '
         "one open file: `serve` raises its open-file limit to fit and refuses to start "
         "when the system's hard limit is lower (raise LimitNOFILE, or lower this).",
     )

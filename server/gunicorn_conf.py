@@ -32,6 +32,8 @@ from ..units import MiB
 from .logs import RedactingLogger, counting_logger
 from .memory import FREED_BYTE
 from .patches import hide_error_details
+from .recycling import Recycling
+from .worker import ARBITER_GRACE_SECONDS
 from .worker import worker_class as event_loop_worker
 
 WORKERS = 2
@@ -39,11 +41,6 @@ WORKERS = 2
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 _M_PERTURB = -6
-# A worker being replaced (recycle_after_requests) stops accepting and waits this long
-# for the requests it holds: longer than any upload can take under body_idle_seconds
-# and max_body_bytes at Tor's slowest useful rate, so none is cut. The arbiter's own
-# graceful_timeout still bounds a stop or restart of the whole service.
-RECYCLE_DRAIN_SECONDS = 24 * 3600
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 4 * MiB
 HEARTBEAT_TIMEOUT = 60
@@ -71,6 +68,7 @@ def gunicorn_options(
     def post_fork(server: Any, worker: Any) -> None:
         prepare_worker(server, worker, refusal_pages)
 
+    recycling = Recycling(postpone=max(1, settings.recycle_after_requests // 5))
     options: dict[str, Any] = {
         "bind": [settings.listen.bind],
         "worker_class": event_loop_worker(settings.codename_max_concurrent),
@@ -81,7 +79,10 @@ def gunicorn_options(
         "timeout": HEARTBEAT_TIMEOUT,
         "max_requests": settings.recycle_after_requests,
         "max_requests_jitter": settings.recycle_after_requests // 2,
-        "graceful_timeout": 30,
+        # The arbiter's bound on a stop of the whole service, after which it kills the
+        # workers; theirs (server.worker, STOP_GRACE_SECONDS) ends within it, uploads
+        # in progress kept as cut.
+        "graceful_timeout": ARBITER_GRACE_SECONDS,
         "keepalive": KEEPALIVE,
         # The request line is a method and one of our few short paths.
         "limit_request_line": 2048,
@@ -106,8 +107,8 @@ def gunicorn_options(
         "http_protocols": "h1",
         "proc_name": "sealdrop",
         "post_fork": post_fork,
-        "pre_request": ask_for_replacement,
-        "child_exit": settle_worker_count,
+        "pre_request": recycling.pre_request,
+        "child_exit": recycling.child_exit,
     }
     if SHM.is_dir() and os.access(SHM, os.W_OK):
         # The heartbeat file holds no data; on tmpfs its updates never touch a disk.
@@ -126,10 +127,6 @@ def prepare_worker(
     keep_stop_signals(server, worker)
     limit_malloc_arenas()
     hide_error_details(refusal_pages)
-    # This worker's copy of the configuration only: when it is replaced after
-    # max_requests, it drains its connections for graceful_timeout and then drops
-    # them, which would cut a long upload. The arbiter keeps its own 30 s.
-    worker.cfg.set("graceful_timeout", RECYCLE_DRAIN_SECONDS)
 
 
 def keep_stop_signals(server: Any, worker: Any) -> None:
@@ -170,24 +167,6 @@ def _queued_signals(server: Any) -> list[int]:
         except queue.Empty:
             break
     return taken
-
-
-def ask_for_replacement(worker: Any, req: Any) -> None:
-    """gunicorn's ``pre_request`` hook: when this request makes the worker retire
-    (max_requests; the worker counts it before the app runs), ask the arbiter for one more
-    worker (SIGTTIN) at once. The retiring worker stops accepting but may hold uploads
-    for a long time (RECYCLE_DRAIN_SECONDS): without a replacement the service would
-    run a worker short meanwhile, and with every worker retiring accept nothing."""
-    if worker.nr + 1 >= worker.max_requests and not getattr(worker, "_replacing", False):
-        worker._replacing = True
-        os.kill(worker.ppid, signal.SIGTTIN)
-
-
-def settle_worker_count(server: Any, worker: Any) -> None:
-    """gunicorn's ``child_exit`` hook, in the arbiter: a worker left; if a replacement
-    was added for it (`ask_for_replacement`), go back to the configured count."""
-    if server.num_workers > server.cfg.workers:
-        server.num_workers -= 1
 
 
 def limit_malloc_arenas() -> None:

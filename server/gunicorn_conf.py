@@ -44,8 +44,8 @@ _M_PERTURB = -6
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 4 * MiB
 HEARTBEAT_TIMEOUT = 60
-# Non-zero: connections are kept alive between requests. How long one may then stay
-# idle is the head deadline's (the next head must be complete within it).
+# Seconds a kept-alive connection may wait for its next request's first byte
+# (server.patches.limit_request_heads; non-zero: connections are kept alive).
 KEEPALIVE = 5
 SHM = Path("/dev/shm")
 # The signals that stop a worker (gunicorn: TERM graceful, INT and QUIT quick).

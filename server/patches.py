@@ -124,9 +124,9 @@ def watch_body_pieces() -> None:
         return
 
     def chunk(self: Any, size_hint: int | None = None) -> bytes:
-        deadline: float | None = getattr(self, HEAD_DEADLINE, None)
-        if deadline is not None:
-            return _head_piece(self, original, size_hint, deadline)
+        head_limits: tuple[float, float | None] | None = getattr(self, HEAD_DEADLINE, None)
+        if head_limits is not None:
+            return _head_piece(self, original, size_hint, head_limits)
         floor: RateFloor | None = getattr(self, BODY_WATCHER, None)
         if floor is None:
             data: bytes = original(self, size_hint)
@@ -141,20 +141,26 @@ def watch_body_pieces() -> None:
     SocketUnreader.sealdrop_watchable = True
 
 
-# The attribute of gunicorn's socket reader holding the time its request head must be
-# complete by (set while gunicorn parses a head: `limit_request_heads`).
+# The attribute of gunicorn's socket reader holding, while gunicorn parses a request
+# head, when it must be complete by and (None once a byte came) when its first byte
+# must have come by (`limit_request_heads`).
 HEAD_DEADLINE = "sealdrop_head_deadline"
+# The attribute that marks a socket reader whose connection has had a request already.
+_KEPT_ALIVE = "sealdrop_kept_alive"
 
 
-def limit_request_heads(seconds: float) -> None:
+def limit_request_heads(seconds: float, idle_seconds: float) -> None:
     """A request head must be complete within `seconds` of the moment gunicorn starts
     reading it (setting head_timeout_seconds): the connection's opening, or the
     previous answer on a kept-alive connection. Like Apache's mod_reqtimeout
     ``header=``: a client sending its head a byte at a time, or nothing, no longer
-    holds a connection for as long as it likes. The connection is closed without an answer (as
-    gunicorn closes one whose client went away); nothing of the request is logged.
-    Works with `watch_body_pieces`' socket reader, which must be installed too.
-    Called in the master before workers fork."""
+    holds a connection for as long as it likes. On a kept-alive connection the next
+    request's first byte must also come within `idle_seconds` (gunicorn's keepalive),
+    so an idle connection is not held for the whole deadline (and a worker being
+    replaced is not kept waiting on it). The connection is closed without an answer
+    (as gunicorn closes one whose client went away); nothing of the request is
+    logged. Works with `watch_body_pieces`' socket reader, which must be installed
+    too. Called in the master before workers fork."""
     from gunicorn.http.message import Request
 
     original = Request.parse
@@ -162,20 +168,28 @@ def limit_request_heads(seconds: float) -> None:
         return
 
     def parse(self: Any, unreader: Any) -> Any:
-        setattr(unreader, HEAD_DEADLINE, time.monotonic() + seconds)
+        now = time.monotonic()
+        first_byte_by = now + idle_seconds if getattr(unreader, _KEPT_ALIVE, False) else None
+        setattr(unreader, HEAD_DEADLINE, (now + seconds, first_byte_by))
         try:
             return original(self, unreader)
         finally:
             setattr(unreader, HEAD_DEADLINE, None)
+            setattr(unreader, _KEPT_ALIVE, True)
 
     parse._sealdrop_head_deadline = True  # type: ignore[attr-defined]
     Request.parse = parse
 
 
-def _head_piece(reader: Any, receive: Any, size_hint: int | None, deadline: float) -> bytes:
+def _head_piece(
+    reader: Any, receive: Any, size_hint: int | None, limits: tuple[float, float | None]
+) -> bytes:
     """The next piece of a request head, or b"" (gunicorn then closes the connection)
     once its deadline has passed; a silent client is waited for until then only."""
-    remaining = deadline - time.monotonic()
+    deadline, first_byte_by = limits
+    remaining = (deadline if first_byte_by is None else min(deadline, first_byte_by)) - (
+        time.monotonic()
+    )
     if remaining <= 0:
         return b""
     sock = reader.sock
@@ -183,9 +197,11 @@ def _head_piece(reader: Any, receive: Any, size_hint: int | None, deadline: floa
     try:
         sock.settimeout(remaining if prior is None else min(prior, remaining))
         data: bytes = receive(reader, size_hint)
-        return data
     except TimeoutError:
         return b""
     finally:
         with contextlib.suppress(OSError):
             sock.settimeout(prior)
+    if data and first_byte_by is not None:
+        setattr(reader, HEAD_DEADLINE, (deadline, None))
+    return data

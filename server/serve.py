@@ -25,7 +25,7 @@ from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
 from ..settings import Settings, SettingsError, from_command_line
 from ..web.errors import server_refusal_pages
-from .gunicorn_conf import WORKERS, gunicorn_options
+from .gunicorn_conf import KEEPALIVE, WORKERS, gunicorn_options
 from .memory import with_memory_hygiene
 from .patches import (
     hide_server_header,
@@ -164,7 +164,7 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
     hide_server_header()
     honour_connection_close()
     watch_body_pieces()
-    limit_request_heads(settings.head_timeout_seconds)
+    limit_request_heads(settings.head_timeout_seconds, KEEPALIVE)
     options = gunicorn_options(
         settings,
         when_ready=when_ready,

@@ -65,10 +65,12 @@ def gunicorn_options(
     `counters` counts what the error log withholds (workers' deaths); `refusal_pages`
     are our pages for the requests gunicorn refuses itself (patches)."""
 
+    recycling = Recycling(settings.recycle_after_requests)
+
     def post_fork(server: Any, worker: Any) -> None:
         prepare_worker(server, worker, refusal_pages)
+        recycling.post_fork(server, worker)
 
-    recycling = Recycling(postpone=max(1, settings.recycle_after_requests // 5))
     options: dict[str, Any] = {
         "bind": [settings.listen.bind],
         "worker_class": event_loop_worker(settings.codename_max_concurrent),
@@ -77,8 +79,8 @@ def gunicorn_options(
         # others take the new ones.
         "worker_connections": max(1, settings.max_connections // workers),
         "timeout": HEARTBEAT_TIMEOUT,
-        "max_requests": settings.recycle_after_requests,
-        "max_requests_jitter": settings.recycle_after_requests // 2,
+        # Workers are recycled by server.recycling, which counts requests as they end.
+        "max_requests": 0,
         # The arbiter's bound on a stop of the whole service, after which it kills the
         # workers; theirs (server.worker, STOP_GRACE_SECONDS) ends within it, uploads
         # in progress kept as cut.
@@ -107,7 +109,7 @@ def gunicorn_options(
         "http_protocols": "h1",
         "proc_name": "sealdrop",
         "post_fork": post_fork,
-        "pre_request": recycling.pre_request,
+        "post_request": recycling.post_request,
         "child_exit": recycling.child_exit,
     }
     if SHM.is_dir() and os.access(SHM, os.W_OK):

@@ -1,59 +1,75 @@
 """Replacing a worker after `recycle_after_requests`, with at most one retiring at once.
 
-A worker that reaches its request count (gunicorn's max_requests, with jitter) stops
-accepting and finishes what it holds before it exits, so that what a source's
-requests left in its memory goes with it (docs/RELIABILITY.md, "Plaintext in
-memory"); a replacement is asked for at once (SIGTTIN), so the service never runs a
-worker short. A retiring worker may hold an upload for hours (a source on a slow
-circuit, RECYCLE_DRAIN_SECONDS), and so may an attacker trickling bodies just above
-the rate floor. Each retiring worker is a whole process (tens of MiB), so without a
-cap a flood of slow uploads, each counted as a request, would make worker after
-worker retire and fill the memory with them. At most MAX_RETIRING workers retire at
-once: a worker reaching its count while another still retires keeps serving, and
-looks again every `postpone` requests. Under such a flood recycling waits; what each
-request leaves in memory is still overwritten when freed (server.memory).
+A worker that has *finished* its share of requests (`recycle_after_requests` plus a
+random 0 to half as many more, drawn for each worker) stops accepting and finishes
+what it holds before it exits, so that what a source's requests left in its memory
+goes with it (docs/RELIABILITY.md, "Plaintext in memory"); a replacement is asked for
+at once (SIGTTIN), so the service never runs a worker short. Requests are counted as
+they end, not as they begin: a request's leftovers exist once it was handled, and
+counting beginnings would let a flood of uploads that never end (trickled just
+above the rate floor) make worker after worker retire.
 
-The count of retiring workers lives in memory shared by the arbiter and its
-workers (made in the arbiter before any worker forks): a worker takes a place
-before it asks for its replacement, the arbiter gives it back when a worker beyond
-the configured number exits.
+A retiring worker may hold an upload for hours (a source on a slow circuit,
+server.worker.RECYCLE_DRAIN_SECONDS), and so may an attacker. Each retiring worker is
+a whole process (tens of MiB), so at most MAX_RETIRING retire at once: a worker that
+reaches its count while another still retires keeps serving and looks again at each
+request it finishes. Under such a flood recycling waits; what each request leaves in
+memory is still overwritten when freed (server.memory).
+
+The count of retiring workers lives in memory shared by the arbiter and its workers
+(made in the arbiter before any worker forks): a worker takes a place before it asks
+for its replacement, the arbiter gives it back when a worker beyond the configured
+number exits.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
 import signal
 from typing import Any
 
 MAX_RETIRING = 1
+# The attributes a worker carries: the requests it serves before retiring, those it
+# has finished, and whether it has retired.
+_LIMIT = "sealdrop_recycle_after"
+_DONE = "sealdrop_requests_done"
+_RETIRED = "sealdrop_retired"
 
 
 class Recycling:
-    """gunicorn hooks (`pre_request` in a worker, `child_exit` in the arbiter)."""
+    """gunicorn hooks: `post_fork` and `post_request` in a worker, `child_exit` in the
+    arbiter."""
 
-    def __init__(self, postpone: int) -> None:
+    def __init__(self, after_requests: int) -> None:
+        self._after = after_requests
         # Created in the arbiter: forked workers share the value and its lock.
         self._retiring = multiprocessing.get_context("fork").Value("i", 0)
-        self._postpone = max(1, postpone)
 
     @property
     def retiring(self) -> int:
-        """Workers retiring now (what the tests look at)."""
+        """Workers retiring now."""
         return int(self._retiring.value)
 
-    def pre_request(self, worker: Any, req: Any) -> None:
-        """When this request would make `worker` retire (gunicorn counts it right
-        after this hook), ask for its replacement if a retiring place is free, or
-        postpone its retirement by `postpone` requests."""
-        if getattr(worker, "_replacing", False) or worker.nr + 1 < worker.max_requests:
+    def post_fork(self, server: Any, worker: Any) -> None:
+        """Draw this worker's share: `after_requests` plus 0 to half as many more, so
+        that workers started together do not all retire together."""
+        setattr(worker, _LIMIT, self._after + secrets.randbelow(self._after // 2 + 1))
+        setattr(worker, _DONE, 0)
+
+    def post_request(self, worker: Any, req: Any, environ: Any, resp: Any) -> None:
+        """A request ended; retire once the share is done and a retiring place is free."""
+        done = getattr(worker, _DONE, 0) + 1
+        setattr(worker, _DONE, done)
+        if getattr(worker, _RETIRED, False) or done < getattr(worker, _LIMIT, done + 1):
             return
         with self._retiring.get_lock():
             if self._retiring.value >= MAX_RETIRING:
-                worker.max_requests = worker.nr + 1 + self._postpone
-                return
+                return  # another is retiring: look again after the next request
             self._retiring.value += 1
-        worker._replacing = True
+        setattr(worker, _RETIRED, True)
+        worker.alive = False  # stops accepting; its loop ends once what it holds is done
         os.kill(worker.ppid, signal.SIGTTIN)
 
     def child_exit(self, server: Any, worker: Any) -> None:

@@ -40,7 +40,7 @@ from sealdrop.tests.reliability import (
     running,
 )
 
-SLOW_CLIENTS = 200
+SLOW_CLIENTS = 1000
 TRICKLE_PAUSE = 0.5  # one byte every half second: far below any real Tor upload
 HOLD = 4.0  # how long the trickling goes on before the normal client submits
 NORMAL_BOUND = 5.0  # seconds: the stated bound for the normal submission

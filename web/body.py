@@ -29,7 +29,7 @@ READ_SIZE = 1024 * 1024
 # fills it. Every upload in progress holds its buffer as long as it lasts, and a source
 # or an attacker sending slowly never needs more (tests/test_slow_clients.py; the
 # figures are in docs/PERFORMANCE.md).
-FIRST_READ_SIZE = 64 * 1024
+FIRST_READ_SIZE = 16 * 1024
 # RateFloor remembers how much had arrived at most this many times per window.
 RATE_MARKS_PER_WINDOW = 16
 # The attribute of gunicorn's socket reader that server.patches.watch_body_pieces

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -43,16 +43,38 @@ def off_loop(work: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     """`work(*args, **kwargs)` in one of the pool's threads when called on a worker's
     event loop (the calling greenlet waits, the others run); otherwise a plain call.
     What `work` raises is raised here."""
+    return start_off_loop(work, *args, **kwargs).wait()
+
+
+class Pending(Generic[_R]):
+    """Work started by `start_off_loop`; `wait` gives its result or raises its error."""
+
+    def __init__(self, running: Any = None, result: Any = None) -> None:
+        self._running = running
+        self._result = result
+
+    def wait(self) -> _R:
+        if self._running is not None:
+            running, self._running = self._running, None
+            try:
+                self._result = running.get()
+            except BaseException:
+                # The waiting greenlet was interrupted (a worker killing its connections
+                # at the end of a stop), or `work` failed: either way the thread is done
+                # with it only once `running` is ready. Wait for that before the caller's
+                # cleanup closes what it uses (a file descriptor another file could reuse).
+                running.wait()
+                raise
+        result: _R = self._result
+        return result
+
+
+def start_off_loop(work: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> Pending[_R]:
+    """Start `work(*args, **kwargs)` in one of the pool's threads and return at once,
+    when called on a worker's event loop: its result or error comes from
+    `Pending.wait`, which the caller must call. Otherwise run it now: what it raises
+    is raised here."""
     loop = _loop
-    if loop is None or loop.thread_ident() != loop.thread:
-        return work(*args, **kwargs)
-    done = loop.pool.spawn(work, *args, **kwargs)
-    try:
-        result: _R = done.get()
-    except BaseException:
-        # The waiting greenlet was interrupted (a worker killing its connections at the
-        # end of a stop): the thread still runs `work`. Let it end before the caller's
-        # cleanup closes what it uses (a file descriptor another file could reuse).
-        done.wait()
-        raise
-    return result
+    if loop is not None and loop.thread_ident() == loop.thread:
+        return Pending(running=loop.pool.spawn(work, *args, **kwargs))
+    return Pending(result=work(*args, **kwargs))

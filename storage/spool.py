@@ -24,6 +24,7 @@ Nothing here logs, and no message names a source, a content or a time.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -38,7 +39,7 @@ from typing import NoReturn
 from nacl.public import PublicKey
 
 from .. import durable
-from ..blocking import off_loop
+from ..blocking import Pending, off_loop, start_off_loop
 from ..crypto import RECIPIENTS_VERSION, PayloadSealer, check_recipients
 from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
@@ -49,6 +50,10 @@ from ..spool_names import POOL_DIR, is_part, part_name, random_name, sealed_name
 POOL_SIZE = 64
 # How much may be written between two checks of the free space against the reserve.
 RESERVE_CHECK_INTERVAL = 8 * 1024 * 1024
+# An attachment piece this large or larger is sealed while the next arrives
+# (Submission.write): an upload read fast comes in 1 MiB pieces, one trickling in
+# small ones, which are not worth a copy and would each hold a buffer.
+PIPELINED_PIECE = 64 * 1024
 _RECEIPT_GROUPS = 4
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -357,7 +362,10 @@ class Submission:
     goes through the record writer and the sealer straight to the file.
     Leaving the ``with`` block without `commit` aborts: nothing is left behind.
     Each step that seals or writes runs off a worker's event loop (blocking.off_loop):
-    the calling request waits for it, the worker's other connections do not.
+    the calling request waits for it, the worker's other connections do not. A large
+    piece of an attachment is copied to a buffer of the submission's own and sealed
+    while the next piece arrives (`write`); every other step waits for it first, and
+    its error, if any, is raised by the next step.
     """
 
     def __init__(
@@ -380,6 +388,10 @@ class Submission:
         self._state = "open"
         self._bytes_written = 0
         self._unchecked_bytes = 0
+        # The piece being sealed while the next arrives, and the buffer holding it.
+        self._in_flight: Pending[None] | None = None
+        self._in_flight_view: memoryview | None = None
+        self._spare = bytearray()
         self._sealer = PayloadSealer(spool._recipients, version=RECIPIENTS_VERSION)
         self._file_write(self._sealer.header)
         self._payload = PayloadWriter(self._seal, day, receipt, source, language)
@@ -387,6 +399,7 @@ class Submission:
     @property
     def bytes_written(self) -> int:
         """Sealed bytes on disk so far (header included)."""
+        self._finish_in_flight()
         return self._bytes_written
 
     def __enter__(self) -> Submission:
@@ -403,30 +416,45 @@ class Submission:
 
     def add_message(self, text: str) -> None:
         """Add the source's message; may be called several times, before any attachment."""
-        self._require_open()
+        self._before_next_step()
         off_loop(self._payload.message, text)
 
     def begin_attachment(self, name: str, media_type: str) -> None:
-        self._require_open()
+        self._before_next_step()
         off_loop(self._payload.begin_attachment, name, media_type)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append bytes to the open attachment."""
-        self._require_open()
-        off_loop(self._payload.attachment_data, data)
+        """Append bytes to the open attachment. A piece of PIPELINED_PIECE bytes or
+        more is copied and, on a worker's event loop, sealed while the caller reads the
+        next one: `data` may be reused as soon as this returns, and an error sealing it
+        is raised by the next call."""
+        self._before_next_step()
+        size = len(memoryview(data))
+        if size < PIPELINED_PIECE:
+            off_loop(self._payload.attachment_data, data)
+            return
+        if len(self._spare) < size:
+            _zero(self._spare)
+            self._spare = bytearray(size)
+        view = memoryview(self._spare)[:size]
+        view[:] = data
+        self._in_flight_view = view
+        self._in_flight = start_off_loop(self._payload.attachment_data, view)
 
     def end_attachment(self) -> None:
-        self._require_open()
+        self._before_next_step()
         off_loop(self._payload.end_attachment)
 
     @property
     def holds_content(self) -> bool:
         """True once a byte of message text or attachment data was sealed."""
+        self._finish_in_flight()
         return self._payload.holds_content
 
     def commit(self) -> str:
         """Finish, fsync and publish the spool file; return the receipt once it is durable."""
-        self._require_open()
+        self._before_next_step()
+        _zero(self._spare)
         return off_loop(self._publish)
 
     def commit_partial(self, *, in_message: bool = False) -> bool:
@@ -439,7 +467,8 @@ class Submission:
         aborted. Call it only when the *client* went away: a refused or failed upload
         must be aborted instead.
         """
-        self._require_open()
+        self._before_next_step()
+        _zero(self._spare)
         if not self._payload.holds_content:
             self.abort()
             return False
@@ -477,6 +506,15 @@ class Submission:
 
     def abort(self) -> None:
         """Discard the submission. Safe at any point, any number of times; never raises."""
+        # The piece in flight uses the file: let it end (its error no longer matters).
+        with contextlib.suppress(Exception):
+            self._finish_in_flight()
+        _zero(self._spare)
+        self._abort_now()
+
+    def _abort_now(self) -> None:
+        """`abort` without waiting for the piece in flight: for the steps themselves
+        (one of which may be that piece) when they fail."""
         if self._state in ("committed", "aborted"):
             return
         self._state = "aborted"
@@ -489,6 +527,21 @@ class Submission:
             _blur_directory_times(self._spool.directory, self._day)
         except OSError:
             pass  # the times are a precaution; abort must not raise
+
+    def _before_next_step(self) -> None:
+        """Wait for the piece in flight (raising its error), then check the state."""
+        self._finish_in_flight()
+        self._require_open()
+
+    def _finish_in_flight(self) -> None:
+        pending, self._in_flight = self._in_flight, None
+        view, self._in_flight_view = self._in_flight_view, None
+        try:
+            if pending is not None:
+                pending.wait()
+        finally:
+            if view is not None:
+                view.release()
 
     def _require_open(self) -> None:
         if self._state != "open":
@@ -519,12 +572,17 @@ class Submission:
             try:
                 self._spool.ensure_reserve()
             except StorageError:
-                self.abort()
+                self._abort_now()
                 raise
 
     def _fail(self, err: OSError, doing: str) -> NoReturn:
-        self.abort()
+        self._abort_now()
         raise _storage_error(err, doing, self._spool.directory) from None
+
+
+def _zero(buffer: bytearray) -> None:
+    """Overwrite a buffer that held a source's plaintext."""
+    buffer[:] = bytes(len(buffer))
 
 
 def _storage_error(err: OSError, doing: str, directory: Path) -> StorageError:

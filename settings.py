@@ -315,6 +315,16 @@ class Settings:
         "answer: a client sending its head a byte at a time, or nothing, must not hold a "
         "connection for as long as it likes. Far above what a slow Tor circuit needs.",
     )
+    stop_grace_seconds: int = setting(
+        15,
+        parse=_Count(0, 600),
+        fix="give the seconds uploads may take to finish when the service stops (0 to 600)",
+        meaning="When the service is told to stop (SIGTERM), uploads still arriving get "
+        "this many seconds to finish; then each is ended and what had arrived is sealed "
+        "and kept, marked cut, as if the source's connection had broken. Keep the "
+        "service manager's stop timeout above this plus 15 s (systemd's default 90 s "
+        "is).",
+    )
     max_connections: int = setting(
         8000,
         parse=_Count(100, 1_000_000),

@@ -33,7 +33,7 @@ from .logs import RedactingLogger, counting_logger
 from .memory import FREED_BYTE
 from .patches import hide_error_details
 from .recycling import Recycling
-from .worker import ARBITER_GRACE_SECONDS
+from .worker import arbiter_grace
 from .worker import worker_class as event_loop_worker
 
 WORKERS = 2
@@ -73,7 +73,9 @@ def gunicorn_options(
 
     options: dict[str, Any] = {
         "bind": [settings.listen.bind],
-        "worker_class": event_loop_worker(settings.codename_max_concurrent),
+        "worker_class": event_loop_worker(
+            settings.codename_max_concurrent, settings.stop_grace_seconds
+        ),
         "workers": workers,
         # Connections one worker holds at once; a full worker stops accepting and the
         # others take the new ones.
@@ -82,9 +84,9 @@ def gunicorn_options(
         # Workers are recycled by server.recycling, which counts requests as they end.
         "max_requests": 0,
         # The arbiter's bound on a stop of the whole service, after which it kills the
-        # workers; theirs (server.worker, STOP_GRACE_SECONDS) ends within it, uploads
+        # workers; theirs (server.worker, stop_grace_seconds) ends within it, uploads
         # in progress kept as cut.
-        "graceful_timeout": ARBITER_GRACE_SECONDS,
+        "graceful_timeout": arbiter_grace(settings.stop_grace_seconds),
         "keepalive": KEEPALIVE,
         # The request line is a method and one of our few short paths.
         "limit_request_line": 2048,

@@ -1,4 +1,4 @@
-"""The three places sealdrop changes gunicorn's behaviour, each for a source's safety.
+"""The places sealdrop changes gunicorn's behaviour, each for a source's safety.
 
 gunicorn offers no setting for any of them, so each wraps one gunicorn function, once
 (a second call does nothing), before workers fork or in each new worker. Tests against
@@ -11,8 +11,9 @@ rather than silently undoing the patch.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -104,10 +105,33 @@ def honour_connection_close() -> None:
     wsgi.Response.process_headers = process_headers
 
 
+class _Input:
+    ended = False
+
+
+_input = _Input()
+
+
+def _inputs_ended() -> bool:
+    return _input.ended
+
+
+def end_every_input(connections: Iterable[socket.socket]) -> None:
+    """From now on every socket reader of this process reports the end of what its
+    client sends, as if each client had stopped sending: an upload keeps what arrived
+    (what gunicorn's reader already held included), marked cut; a request head still
+    arriving is dropped. `connections` are shut down for reading, which wakes each
+    read waiting on one (server.worker, when the service stops)."""
+    _input.ended = True
+    for connection in connections:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RD)
+
+
 def watch_body_pieces() -> None:
     """Report each piece gunicorn's socket reader receives to the body's RateFloor
     (web.body.watch_socket_reads sets it per request), and end the body once the
-    floor is broken.
+    floor is broken; and end every body at once after `end_every_input`.
 
     gunicorn's body reads block until the whole size asked for has come, so only the
     socket reader sees a trickle as it arrives. Once the floor is tripped the reader
@@ -124,6 +148,16 @@ def watch_body_pieces() -> None:
         return
 
     def chunk(self: Any, size_hint: int | None = None) -> bytes:
+        if _inputs_ended():
+            return b""
+        try:
+            return piece(self, size_hint)
+        except OSError:
+            if _inputs_ended():  # the read was woken by end_every_input's shutdown
+                return b""
+            raise
+
+    def piece(self: Any, size_hint: int | None) -> bytes:
         head_limits: tuple[float, float | None] | None = getattr(self, HEAD_DEADLINE, None)
         if head_limits is not None:
             return _head_piece(self, original, size_hint, head_limits)

@@ -19,10 +19,10 @@ server.patches applies unchanged), with these differences:
   before the loop serves anything;
 - its own end (`run`): a worker being replaced (server.recycling) finishes every
   request it holds, for up to RECYCLE_DRAIN_SECONDS, so no upload is cut; a worker
-  told to stop (the whole service stopping: SIGTERM) gives them STOP_GRACE_SECONDS,
-  then ends every connection's input, so that each upload still arriving is sealed
-  and kept as cut (web.upload, like a source whose connection broke) instead of
-  being killed with the process and lost.
+  told to stop (the whole service stopping: SIGTERM) gives them
+  `stop_grace_seconds`, then ends every connection's input, so that each upload
+  still arriving is sealed and kept as cut (web.upload, like a source whose
+  connection broke) instead of being killed with the process and lost.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from ..app import WORKER_STARTS
 from ..blocking import run_off_loop_in
+from .patches import end_every_input
 
 # Threads for off-loop work, beyond the codename derivations' slots: uploads sealing
 # and committing at once. More would only queue for the same cores.
@@ -50,12 +51,12 @@ UPLOAD_THREADS = 8
 # upload can take under body_idle_seconds and max_body_bytes at Tor's slowest useful
 # rate, so none is cut.
 RECYCLE_DRAIN_SECONDS = 24 * 3600
-# A worker told to stop waits this long for its requests to finish, then ends their
-# input, then waits CUT_SECONDS for the uploads among them to be sealed and committed
-# as cut; the arbiter kills what is left after ARBITER_GRACE_SECONDS.
-STOP_GRACE_SECONDS = 15
+# A worker told to stop waits `stop_grace_seconds` (a setting) for its requests to
+# finish, then ends their input, then waits CUT_SECONDS for the uploads among them to
+# be sealed and committed as cut; the arbiter kills what is left ARBITER_MARGIN
+# seconds after that (`arbiter_grace`).
 CUT_SECONDS = 10
-ARBITER_GRACE_SECONDS = STOP_GRACE_SECONDS + CUT_SECONDS + 5
+ARBITER_MARGIN = 5
 # How often the draining loop tells the arbiter it is alive and looks again.
 TICK_SECONDS = 1.0
 
@@ -63,8 +64,10 @@ TICK_SECONDS = 1.0
 class SealdropWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker, as the module docstring says."""
 
-    # Set by `worker_class` from the settings: derivation slots + UPLOAD_THREADS.
+    # Set by `worker_class` from the settings: derivation slots + UPLOAD_THREADS, and
+    # the seconds a stop waits for uploads.
     pool_threads = 2 + UPLOAD_THREADS
+    stop_grace_seconds = 15.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,7 +126,7 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
         while any(len(pool) for pool in pools):
             now = time.monotonic()
             if self.stop_requested_at is not None:
-                if now - self.stop_requested_at >= STOP_GRACE_SECONDS:
+                if now - self.stop_requested_at >= self.stop_grace_seconds:
                     break
             elif now - started >= RECYCLE_DRAIN_SECONDS:
                 break
@@ -133,9 +136,7 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
             return
         # What each client has sent is all it sends: reads see the end, an upload
         # keeps what arrived (marked cut), a request head still arriving is dropped.
-        for connection in list(self._connections):
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RD)
+        end_every_input(list(self._connections))
         ending = time.monotonic()
         while any(len(pool) for pool in pools) and time.monotonic() - ending < CUT_SECONDS:
             self.notify()
@@ -144,10 +145,20 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
             pool.kill(timeout=1)
 
 
-def worker_class(derivation_slots: int) -> type[Any]:
-    """The worker class with its pool sized for `derivation_slots` at once."""
+def worker_class(derivation_slots: int, stop_grace_seconds: float) -> type[Any]:
+    """The worker class with its pool sized for `derivation_slots` at once, giving
+    uploads `stop_grace_seconds` when the service stops."""
     return type(
         "SealdropWorker",
         (SealdropWorker,),
-        {"pool_threads": derivation_slots + UPLOAD_THREADS, "__module__": __name__},
+        {
+            "pool_threads": derivation_slots + UPLOAD_THREADS,
+            "stop_grace_seconds": float(stop_grace_seconds),
+            "__module__": __name__,
+        },
     )
+
+
+def arbiter_grace(stop_grace_seconds: float) -> float:
+    """gunicorn's graceful_timeout for the arbiter: after it, it kills the workers."""
+    return stop_grace_seconds + CUT_SECONDS + ARBITER_MARGIN

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import threading
 import time
@@ -333,3 +334,37 @@ def test_a_cut_follow_up_is_kept_and_filed_with_its_source(
     assert manifest["source"]["kind"] == "follow-up"
     assert manifest["partial"]["cut_in"] == "attachment"
     assert (source / order[1] / "files" / "bill.pdf.partial").read_bytes() == opened.files[0][1]
+
+
+def test_stopping_the_service_keeps_an_upload_in_progress_as_cut(
+    start_server: Callable[..., Any], spool_dir: Path, reviewer_key: PrivateKey
+) -> None:
+    """SIGTERM to the service while an upload is arriving: it is given
+    stop_grace_seconds to finish, then ended, and what had arrived is sealed and kept,
+    marked cut (server.worker). Before, the arbiter killed the worker after its
+    graceful_timeout and the upload was lost, its .part removed at the next start.
+    Meanwhile the service takes no new connection."""
+    grace = 2
+    server = start_server(env={**LIMITS, "SEALDROP_STOP_GRACE_SECONDS": str(grace)})
+    form = make_form(random.Random(7))
+    sent = form.files[0][3] + len(form.files[0][1]) // 2  # half way through the first file
+    sock = socket.create_connection((server.host, server.port), timeout=60)
+    try:
+        sock.sendall(head(server, form) + form.body.body[:sent])
+        (part,) = wait_for(lambda: parts(spool_dir), "the upload's .part file")
+        time.sleep(0.5)  # what was sent has been read: the connection stays open, silent
+        stopping = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        time.sleep(grace / 2)
+        with pytest.raises(OSError):  # no longer listening
+            socket.create_connection((server.host, server.port), timeout=2).close()
+        assert server.process.wait(timeout=60) == 0
+        stopped_after = time.monotonic() - stopping
+    finally:
+        sock.close()
+
+    assert grace <= stopped_after < grace + 10, stopped_after
+    assert not parts(spool_dir)
+    kept = spool_dir / part.removesuffix(".part")
+    shortfall = check_prefix(form, sent, open_sealed(kept, reviewer_key))
+    assert shortfall <= HELD_BACK

@@ -8,7 +8,7 @@ PROBLEM already says what to do).
 
 What is checked: the settings (read by `settings.from_command_line`, as ``serve``
 reads them), whether the head deadline and the upload rate floor spare a slow Tor circuit
-(checks/uploads.py),
+and whether the open-file limit allows max_connections (checks/uploads.py),
 whether the codename queue drains within its wait at the configured Argon2id cost
 (checks/codenames.py), the reviewer public key, that no reviewer
 SECRET key lies anywhere the server can read (next to the public key or the config
@@ -45,7 +45,7 @@ from .secret_keys import (
 from .targets import Targets
 from .tor import check_tor_control, check_tor_program
 from .traces import check_failure_counts, check_noatime, check_reply_owners
-from .uploads import check_body_rate, check_head_timeout
+from .uploads import check_body_rate, check_head_timeout, check_open_files
 
 __all__ = ["Finding", "Targets", "check_all", "check_targets", "run_check"]
 
@@ -87,6 +87,7 @@ def check_all(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[Find
     if settings is not None:
         yield check_head_timeout(settings)
         yield check_body_rate(settings)
+        yield check_open_files(settings)
         yield from check_codename_queue(settings)
 
 

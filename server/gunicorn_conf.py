@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..connections import WORKERS, per_worker
 from ..settings import Settings
 from ..storage.counters import FailureCounters
 from ..units import MiB
@@ -36,7 +37,6 @@ from .recycling import Recycling
 from .worker import arbiter_grace
 from .worker import worker_class as event_loop_worker
 
-WORKERS = 2
 # glibc mallopt parameters (malloc.h) and the values `prepare_worker` sets.
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -79,7 +79,7 @@ def gunicorn_options(
         "workers": workers,
         # Connections one worker holds at once; a full worker stops accepting and the
         # others take the new ones.
-        "worker_connections": max(1, settings.max_connections // workers),
+        "worker_connections": per_worker(settings.max_connections, workers),
         "timeout": HEARTBEAT_TIMEOUT,
         # Workers are recycled by server.recycling, which counts requests as they end.
         "max_requests": 0,

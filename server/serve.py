@@ -20,12 +20,13 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from ..app import REVIEWER_KEYS, SWEEPER, StartupRefused, create_app
+from ..connections import OPEN_FILES_FIX, open_files_needed, open_files_problem
 from ..onion.errors import OnionError
 from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
 from ..settings import Settings, SettingsError, from_command_line
 from ..web.errors import server_refusal_pages
-from .gunicorn_conf import KEEPALIVE, WORKERS, gunicorn_options
+from .gunicorn_conf import KEEPALIVE, gunicorn_options
 from .memory import with_memory_hygiene
 from .patches import (
     hide_server_header,
@@ -113,29 +114,13 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# Open files a worker needs besides its connections: the listening socket, gunicorn's
-# pipes and heartbeat file, logs, catalogs, the spool's folders, tor's control socket.
-OTHER_OPEN_FILES = 256
-
-
-def open_files_needed(max_connections: int, workers: int = WORKERS) -> int:
-    """Open files one worker needs at most: each connection, and the spool file of
-    each connection that is an upload, plus the rest."""
-    return 2 * -(-max_connections // workers) + OTHER_OPEN_FILES
-
-
 def fit_open_files(max_connections: int) -> str:
     """Raise this process's open-file limit (the workers inherit it) to what
     `max_connections` needs; a message naming the fix if the hard limit is lower."""
-    needed = open_files_needed(max_connections)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        return (
-            f"max_connections {max_connections} needs {needed} open files per worker "
-            f"process, but the system allows at most {hard}: raise the limit "
-            f"(LimitNOFILE={needed} in the systemd unit, or `ulimit -Hn`), or lower "
-            "max_connections (setting max_connections / SEALDROP_MAX_CONNECTIONS)"
-        )
+    if problem := open_files_problem(max_connections, hard):
+        return f"{problem}: {OPEN_FILES_FIX}"
+    needed = open_files_needed(max_connections)
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     return ""

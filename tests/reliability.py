@@ -320,7 +320,7 @@ class RealServer:
     """gunicorn serving sealdrop on a free loopback port, in its own process group."""
 
     def __init__(self, service: Service, settings: Mapping[str, str] | None = None) -> None:
-        from sealdrop.server.gunicorn_conf import WORKERS
+        from sealdrop.connections import WORKERS
 
         self.service = service
         self.workers = WORKERS

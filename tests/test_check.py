@@ -27,7 +27,7 @@ from sealdrop.checks.tor import (
     version_finding,
 )
 from sealdrop.checks.traces import check_failure_counts, check_noatime, check_reply_owners
-from sealdrop.checks.uploads import check_body_rate, check_head_timeout
+from sealdrop.checks.uploads import check_body_rate, check_head_timeout, check_open_files
 from sealdrop.cli import main
 from sealdrop.keys import KdfCost, encode_public_key, encode_secret_key, load_public_key
 from sealdrop.onion.keys import KEY_FILE, load_or_create_service_key
@@ -681,6 +681,18 @@ def test_the_upload_rate_floor_is_checked_against_a_stalling_tor_upload(tmp_path
 
 def test_a_head_deadline_too_short_for_tor_is_warned_about(tmp_path: Path) -> None:
     default = check_head_timeout(codename_settings(tmp_path))
-    assert default.line() == "OK request head deadline: 60 s from its first byte"
+    assert default.line() == "OK request head deadline: 60 s from the connection's opening"
     short = check_head_timeout(codename_settings(tmp_path, head_timeout_seconds="5"))
     assert short.warning and "raise head_timeout_seconds to 20" in short.fix
+
+
+def test_the_open_file_limit_is_checked_against_max_connections(tmp_path: Path) -> None:
+    # 8000 connections over 2 workers: 4000 each, a socket and a spool file each, + 256.
+    low = check_open_files(codename_settings(tmp_path), hard_limit=1024)
+    assert not low.ok
+    assert "max_connections 8000 needs 8256 open files per worker process" in low.text
+    assert "LimitNOFILE" in low.fix and "lower max_connections" in low.fix
+    enough = check_open_files(codename_settings(tmp_path), hard_limit=8256)
+    assert enough.ok and "needs 8256 open files" in enough.text
+    fewer = check_open_files(codename_settings(tmp_path, max_connections="500"), hard_limit=1024)
+    assert fewer.ok

@@ -9,6 +9,7 @@ import logging
 import os
 import queue
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -397,6 +398,25 @@ def test_serve_refuses_bad_settings_with_exit_2_and_no_traceback(
     assert wide.returncode == 2
     assert "not a loopback address" in wide.stderr
     assert "Traceback" not in wide.stderr
+
+
+def test_serve_refuses_an_open_file_limit_below_max_connections(
+    spool_dir: Path, public_key_file: Path
+) -> None:
+    """A hard limit of 1024 open files cannot hold the default 8000 connections: serve
+    says so and how to fix it, rather than fail later with "too many open files"."""
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    argv = [*sealdrop_command("serve", "--local-only"), "--spool", str(spool_dir)]
+    argv += ["--public-key", str(public_key_file), "--listen", "127.0.0.1:0"]
+    refused = subprocess.run(
+        argv, capture_output=True, text=True, env=clean_env(), timeout=60, preexec_fn=low_limit
+    )
+    assert refused.returncode == 2
+    assert "max_connections 8000 needs 8256 open files" in refused.stderr
+    assert "LimitNOFILE" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_serve_publishing_on_tor_refuses_without_a_state_folder(

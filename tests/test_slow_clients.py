@@ -1,17 +1,16 @@
-"""200 connections trickling bytes (half slow headers, half slow bodies) while a normal
+"""1000 connections trickling bytes (half slow headers, half slow bodies) while a normal
 client submits: the submission completes within a stated bound and the server's memory
 stays bounded.
 
 What this measured on the project's 2-core machine is in docs/RELIABILITY.md and
-docs/PERFORMANCE.md: with 2 workers x 32 threads the 200 trickling connections held
-every thread and the normal client got no answer at all within 15 s; with 2 x 128
-threads it was served in milliseconds. The memory bound (64 MiB for 200 connections,
-about 320 KiB each) is what a trickling client may cost: a thread's stack and state,
-not a whole read buffer per connection. It bounds the service's PSS, not its summed
-RSS: the slow bodies' requests can make a worker retire (recycle_after_requests) while
-it holds them, and the replacement forked meanwhile shares most of its pages with the
-master, which summed RSS would count twice (docs/PERFORMANCE.md, "Worker recycling's
-memory").
+docs/PERFORMANCE.md ("Slow clients"). With a thread per connection (gthread, 2 workers
+x 32 threads) 200 trickling connections held every thread and the normal client got
+no answer at all within 15 s; 2 x 128 threads only moved the bar to 256. In the event
+loop (server.worker) a waiting connection costs a greenlet and its buffers, about
+40 KiB of PSS, so the 1000 here, four times what the threads could hold, fit in the
+64 MiB bound. It bounds the service's PSS, not its summed RSS, which counts every
+page a worker shares with the master once per process (docs/PERFORMANCE.md, "Worker
+recycling's memory").
 """
 
 from __future__ import annotations
@@ -77,7 +76,7 @@ class Trickler:
 
 
 @pytest.mark.slow
-def test_a_normal_submission_gets_through_200_trickling_connections(tmp_path: Path) -> None:
+def test_a_normal_submission_gets_through_1000_trickling_connections(tmp_path: Path) -> None:
     service = Service.create(tmp_path / "service")
     markers = [canary() for _ in range(SLOW_CLIENTS)]
     normal_marker = canary()

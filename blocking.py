@@ -57,16 +57,29 @@ class Pending(Generic[_R]):
         if self._running is not None:
             running, self._running = self._running, None
             try:
-                self._result = running.get()
+                succeeded, outcome = running.get()
             except BaseException:
                 # The waiting greenlet was interrupted (a worker killing its connections
-                # at the end of a stop), or `work` failed: either way the thread is done
-                # with it only once `running` is ready. Wait for that before the caller's
-                # cleanup closes what it uses (a file descriptor another file could reuse).
+                # at the end of a stop): the thread is done with `work` only once
+                # `running` is ready. Wait for that before the caller's cleanup closes
+                # what it uses (a file descriptor another file could reuse).
                 running.wait()
                 raise
+            if not succeeded:
+                raise outcome
+            self._result = outcome
         result: _R = self._result
         return result
+
+
+def _outcome(work: Callable[..., Any], args: Any, kwargs: Any) -> tuple[bool, Any]:
+    """Run `work` in a pool thread and hand back its result or its exception. Nothing
+    may escape: gevent's pool would print the traceback of an exception raised in a
+    thread to stderr, and a traceback can quote what a source sent."""
+    try:
+        return True, work(*args, **kwargs)
+    except BaseException as error:
+        return False, error
 
 
 def start_off_loop(work: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> Pending[_R]:
@@ -76,5 +89,5 @@ def start_off_loop(work: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) 
     is raised here."""
     loop = _loop
     if loop is not None and loop.thread_ident() == loop.thread:
-        return Pending(running=loop.pool.spawn(work, *args, **kwargs))
+        return Pending(running=loop.pool.spawn(_outcome, work, args, kwargs))
     return Pending(result=work(*args, **kwargs))

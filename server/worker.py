@@ -103,6 +103,11 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
 
     def _prepare_loop(self) -> None:
         hub = get_hub()
+        # gevent prints the traceback of an error that escapes a greenlet or a pool
+        # thread to stderr, where it could quote what a source sent. Connections' errors
+        # go to gunicorn's handler (our redacting logger) and off-loop work hands its
+        # errors back (blocking.py); nothing else may print one.
+        hub.exception_stream = None
         hub.threadpool.maxsize = self.pool_threads
         native_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
         run_off_loop_in(hub.threadpool, native_ident(), native_ident)

@@ -35,6 +35,9 @@ def run_on_loop(code: str, tmp_path: Path) -> str:
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
+    # Nothing printed: gevent would print the traceback of an error escaping a pool
+    # thread, and a traceback can quote what a source sent.
+    assert done.stderr == ""
     return done.stdout
 
 

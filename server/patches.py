@@ -116,6 +116,24 @@ def _inputs_ended() -> bool:
     return _input.ended
 
 
+# Socket readers parsing a request head of which no byte has come yet: connections
+# that hold no request (limit_request_heads keeps it), and the attribute that marks
+# one `close_idle_connections` ended.
+_awaiting_first_byte: set[Any] = set()
+_ENDED_IDLE = "sealdrop_ended_idle"
+
+
+def close_idle_connections() -> None:
+    """End every connection of this process waiting for a request's first byte: a new
+    connection that has sent nothing yet, or a kept-alive one between requests (a
+    worker stopping or being replaced: they hold nothing to finish, and waiting for
+    them would keep the worker up to the head deadline)."""
+    for reader in list(_awaiting_first_byte):
+        setattr(reader, _ENDED_IDLE, True)
+        with contextlib.suppress(OSError):
+            reader.sock.shutdown(socket.SHUT_RD)
+
+
 def end_every_input(connections: Iterable[socket.socket]) -> None:
     """From now on every socket reader of this process reports the end of what its
     client sends, as if each client had stopped sending: an upload keeps what arrived
@@ -148,12 +166,13 @@ def watch_body_pieces() -> None:
         return
 
     def chunk(self: Any, size_hint: int | None = None) -> bytes:
-        if _inputs_ended():
+        if _inputs_ended() or getattr(self, _ENDED_IDLE, False):
             return b""
         try:
             return piece(self, size_hint)
         except OSError:
-            if _inputs_ended():  # the read was woken by end_every_input's shutdown
+            # A read woken by the shutdown of end_every_input or close_idle_connections.
+            if _inputs_ended() or getattr(self, _ENDED_IDLE, False):
                 return b""
             raise
 
@@ -205,9 +224,11 @@ def limit_request_heads(seconds: float, idle_seconds: float) -> None:
         now = time.monotonic()
         first_byte_by = now + idle_seconds if getattr(unreader, _KEPT_ALIVE, False) else None
         setattr(unreader, HEAD_DEADLINE, (now + seconds, first_byte_by))
+        _awaiting_first_byte.add(unreader)
         try:
             return original(self, unreader)
         finally:
+            _awaiting_first_byte.discard(unreader)
             setattr(unreader, HEAD_DEADLINE, None)
             setattr(unreader, _KEPT_ALIVE, True)
 
@@ -236,6 +257,8 @@ def _head_piece(
     finally:
         with contextlib.suppress(OSError):
             sock.settimeout(prior)
-    if data and first_byte_by is not None:
-        setattr(reader, HEAD_DEADLINE, (deadline, None))
+    if data:
+        _awaiting_first_byte.discard(reader)
+        if first_byte_by is not None:
+            setattr(reader, HEAD_DEADLINE, (deadline, None))
     return data

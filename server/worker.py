@@ -42,7 +42,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from ..app import WORKER_STARTS
 from ..blocking import run_off_loop_in
-from .patches import end_every_input
+from .patches import close_idle_connections, end_every_input
 
 # Threads for off-loop work, beyond the codename derivations' slots: uploads sealing
 # and committing at once. More would only queue for the same cores.
@@ -97,7 +97,7 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
             self.notify()
             gevent.sleep(TICK_SECONDS)
         for server in servers:
-            server.close()  # stop accepting; held connections go on
+            server.close()  # stop accepting; held requests go on
         pools = [server.pool for server in servers]
         self._drain(pools)
 
@@ -129,6 +129,9 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
         """Wait for the held requests as the module docstring says; end the rest."""
         started = time.monotonic()
         while any(len(pool) for pool in pools):
+            # Connections holding no request go at once; a kept-alive one that a
+            # request just ended joins them (the worker no longer keeps any alive).
+            close_idle_connections()
             now = time.monotonic()
             if self.stop_requested_at is not None:
                 if now - self.stop_requested_at >= self.stop_grace_seconds:

@@ -139,3 +139,31 @@ def test_the_read_buffer_is_zeroed_after_the_body(
         assert cut is None, "a cut body was stored"
     [reader] = readers
     assert b"secret" not in reader.buffer and reader.buffer == bytes(len(reader.buffer))
+
+
+def test_read_ahead_brings_the_bytes_asked_for_before_anything_is_framed() -> None:
+    reader = BodyReader(io.BytesIO(BODY), len(BODY), 1 << 30, held_room=100)
+    reader.read_ahead(64 * 1024)
+    assert reader.filled == 64 * 1024 and reader.received == 64 * 1024
+    assert bytes(reader.buffer[: reader.filled]) == BODY[: 64 * 1024]
+    short = BodyReader(io.BytesIO(b"tiny body"), 9, 1 << 30, held_room=100)
+    short.read_ahead(64 * 1024)  # the body ends first: what there is
+    assert bytes(short.buffer[: short.filled]) == b"tiny body"
+
+
+def test_a_client_gone_during_read_ahead_keeps_what_arrived_for_the_next_read() -> None:
+    """The source's keys are derived after read_ahead: a client that goes meanwhile
+    must still have what it sent sealed (and kept, cut), so the bytes stay at hand and
+    the next read raises ClientGone."""
+    stream = Failing(BODY[:5000], ClientDisconnected())
+    reader = BodyReader(stream, len(BODY), 1 << 30, held_room=100)
+    reader.read_ahead(64 * 1024)
+    assert bytes(reader.buffer[: reader.filled]) == BODY[:5000]
+    with pytest.raises(ClientGone):
+        reader.read()
+
+
+def test_read_ahead_over_the_limit_is_refused() -> None:
+    reader = BodyReader(io.BytesIO(BODY), None, 10_000, held_room=100)
+    with pytest.raises(BodyTooLarge):
+        reader.read_ahead(64 * 1024)

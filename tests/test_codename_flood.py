@@ -11,6 +11,7 @@ and an upload could be refused after its body had been sent.
 
 from __future__ import annotations
 
+import socket
 import statistics
 import threading
 import time
@@ -233,3 +234,65 @@ def _shown_codename(page: bytes) -> str:
     match = re.search(rb'<p class="codename"[^>]*>([^<]+)</p>', page)
     assert match, page[:500]
     return html.unescape(match.group(1).decode("utf-8"))
+
+
+TRICKLERS = 200
+TRICKLE_RATE = 600  # bytes a second each: above the body rate floor, never cut
+
+
+@pytest.mark.slow
+def test_uploads_held_open_take_no_derivation_ahead_of_a_source(
+    tmp_path: Path, reply_signing_pub: Path
+) -> None:
+    """200 first submissions whose bodies trickle at 600 B/s (above the rate floor)
+    while a source sends 1 MB, at the default Argon2id cost: the source is answered
+    at once. Each trickling upload asks for its derivation only once its body has
+    brought web.derivations.DERIVE_AFTER_BYTES; before, each took one as soon as its
+    head arrived, and 200 of them (about 0.1-0.25 s of Argon2id each, 4 at a time) kept
+    the source waiting for tens of seconds."""
+    service = Service.create(tmp_path / "service")
+    state, replies_dir = service.root / "state", service.root / "replies"
+    for folder in (state, replies_dir):
+        folder.mkdir(mode=0o700)
+    settings = {
+        "SEALDROP_STATE_DIR": str(state),
+        "SEALDROP_REPLIES_DIR": str(replies_dir),
+        "SEALDROP_REPLY_SIGNING_KEY_FILE": str(reply_signing_pub),
+    }
+    marker = canary()
+    with running(service, settings) as server:
+        preamble, ctype = multipart("held open", [("held.bin", b"")])
+        preamble = preamble[: preamble.rindex(b"\r\n--")]  # the file part never ends
+        head = (
+            f"POST /submit HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
+        ).encode()
+        held = []
+        for _ in range(TRICKLERS):
+            sock = socket.create_connection((HOST, server.port), timeout=10)
+            sock.sendall(head + preamble)
+            held.append(sock)
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.wait(1.0):
+                for sock in held:
+                    sock.sendall(b"t" * TRICKLE_RATE)
+
+        trickler = threading.Thread(target=trickle)
+        trickler.start()
+        try:
+            body, ctype = multipart(marker, [("source.bin", b"s" * 1_000_000)])
+            started = time.monotonic()
+            answer = post_multipart(server.port, body, ctype, timeout=60)
+            answered_in = time.monotonic() - started
+        finally:
+            stop.set()
+            trickler.join()
+            for sock in held:
+                sock.close()
+        assert answer.status_code == 200 and answer.receipt, answer.body[:300]
+        assert _shown_codename(answer.body)
+    assert answered_in < 3.0, f"the source waited {answered_in:.1f} s behind held uploads"
+    (stored,) = [p for p in service.sealed() if marker in open_sealed(p, service.key).message]
+    assert open_sealed(stored, service.key).receipt == answer.receipt

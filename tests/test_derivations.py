@@ -44,6 +44,29 @@ def test_uploads_go_before_visits_and_first_submissions_before_follow_ups() -> N
     assert order == [first, later_first, follow, visit]
 
 
+def test_among_uploads_of_a_kind_the_one_whose_body_came_fastest_goes_first() -> None:
+    """An upload's rank is the seconds its body took to bring DERIVE_AFTER_BYTES: a
+    client trickling its body waits behind sources sending theirs, whatever came
+    first; equal ranks keep arrival order, and a follow-up stays behind every first
+    submission however fast. A visit's rank is ignored."""
+    queue = DerivationQueue(slots=1, visit_queue=8, visit_wait=30)
+    holder = queue.join(FIRST)
+    trickled = queue.join(FIRST, rank=110.0)
+    quick_follow = queue.join(FOLLOW, rank=0.0)
+    sent = queue.join(FIRST, rank=1.5)
+    also_sent = queue.join(FIRST, rank=1.5)
+    tiny = queue.join(FIRST, rank=0.01)
+    visit = queue.join(VISIT, rank=-5.0)
+    order = []
+    for _ in range(6):
+        queue.leave(holder)
+        waiting = (trickled, quick_follow, sent, also_sent, tiny, visit)
+        (holder,) = [t for t in waiting if t.granted and not t.left]
+        order.append(holder)
+    assert order == [tiny, sent, also_sent, trickled, quick_follow, visit]
+    assert visit.rank == 0.0
+
+
 def test_visits_run_in_all_slots_but_one_the_last_is_kept_for_uploads() -> None:
     queue = DerivationQueue(slots=3, visit_queue=8, visit_wait=30)
     visits = [queue.join(VISIT) for _ in range(4)]

@@ -128,6 +128,8 @@ class BodyReader:
         self.filled = 0
         self.received = 0
         self._readinto = getattr(stream, "readinto", None)
+        # The client went away during `read_ahead`: raised by the next `read`.
+        self._gone: ClientGone | None = None
 
     def read(self) -> int:
         """Read more behind what is held; return how many bytes came (0: the body's end).
@@ -135,9 +137,34 @@ class BodyReader:
         Raises ClientGone if the client went away (BodyTooSlow, one of them, if it
         sends slower than its floor), BodyTooLarge over the limit.
         """
+        if self._gone is not None:
+            raise self._gone
         if self.filled > self._held_room:
             raise AssertionError("more held back than the framing's bound")
-        target = memoryview(self.buffer)[self.filled : self.filled + self._read_size]
+        count = self._receive(self._read_size)
+        if count == self._read_size < READ_SIZE:
+            self._grow()
+        return count
+
+    def read_ahead(self, size: int) -> None:
+        """Before the bytes at hand are framed: read until `size` of them are at hand
+        or the body ends. If the client goes meanwhile, what arrived stays at hand and
+        the next `read` raises ClientGone (so it is still sealed and kept, cut); a
+        body over the limit raises BodyTooLarge here."""
+        if len(self.buffer) < size + self._held_room:
+            larger = bytearray(size + self._held_room)
+            larger[: self.filled] = memoryview(self.buffer)[: self.filled]
+            _zero(self.buffer)
+            self.buffer = larger
+        try:
+            while self.filled < size and self._receive(size - self.filled):
+                pass
+        except ClientGone as gone:
+            self._gone = gone
+
+    def _receive(self, size: int) -> int:
+        """Read at most `size` bytes behind those at hand; the checks of `read`."""
+        target = memoryview(self.buffer)[self.filled : self.filled + size]
         try:
             count = self._read_into(target)
         except ClientDisconnected:
@@ -159,8 +186,6 @@ class BodyReader:
             raise ClientGone("body cut short")
         if count and floor is not None and not floor.watched:
             floor.check(self.received)
-        if count == self._read_size < READ_SIZE:
-            self._grow()
         return count
 
     def consume(self, used: int) -> None:

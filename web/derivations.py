@@ -6,8 +6,12 @@ Requests that find every slot taken wait in a queue instead of being refused:
 - An *upload* (a first submission, then a follow-up) is never refused for lack of a
   slot: its body is already on its way (a browser sends it with the head), and a
   refusal would throw away what the source sent. Uploads go first, first submissions
-  before follow-ups, each kind in arrival order; their wait is bounded by the
-  worker's threads times one derivation.
+  before follow-ups. An upload asks for its slot only once its body has brought
+  DERIVE_AFTER_BYTES or ended (the bytes wait, in memory, for the source's keys: the
+  SOURCE record is sealed before them), and among uploads of a kind the one whose
+  body took the least time to do so goes first (its rank), then arrival order. A
+  client holding an upload open while trickling its body so waits behind every
+  source actually sending, and one only opening uploads never asks at all.
 - A *visit* (the replies page, a deletion: a small form) waits at most `visit_wait`
   seconds, and at most `visit_queue` visits wait at once; beyond that it gets the calm
   429 page at once (`DerivationsBusy`). With two or more slots, visits run in all but
@@ -29,6 +33,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+# An upload's body must bring this much (or end) before it asks for a derivation: a
+# source's form and the start of a file over Tor in a second or two, a client
+# trickling 600 bytes a second in nearly two minutes.
+DERIVE_AFTER_BYTES = 64 * 1024
 
 
 class DerivationsBusy(Exception):
@@ -55,6 +64,9 @@ class Ticket:
 
     kind: Kind
     order: int
+    # Among uploads of a kind, a lower rank goes first (the seconds its body took to
+    # show it is arriving: `DERIVE_AFTER_BYTES`); arrival order breaks ties.
+    rank: float = 0.0
     granted: bool = False
     left: bool = field(default=False, repr=False)
 
@@ -87,9 +99,9 @@ class DerivationQueue:
         self._orders = itertools.count()
 
     @contextmanager
-    def slot(self, kind: Kind) -> Iterator[None]:
+    def slot(self, kind: Kind, rank: float = 0.0) -> Iterator[None]:
         """Hold a derivation slot for the block; DerivationsBusy only for a visit."""
-        ticket = self.join(kind)
+        ticket = self.join(kind, rank)
         try:
             self.wait(ticket)
             yield
@@ -105,16 +117,16 @@ class DerivationQueue:
             assert not self._waiting and not self._running, "renewed while in use"
         self._changed = threading.Condition()
 
-    def join(self, kind: Kind) -> Ticket:
+    def join(self, kind: Kind, rank: float = 0.0) -> Ticket:
         """Take a place in the queue, or DerivationsBusy if it is a visit and
         `visit_queue` visits already wait. The ticket may be granted at once."""
         with self._changed:
             waiting_visits = sum(1 for t in self._waiting if t.kind is Kind.VISIT)
             if kind is Kind.VISIT and waiting_visits >= self.visit_queue:
                 raise DerivationsBusy("the derivation queue is full")
-            ticket = Ticket(kind, next(self._orders))
+            ticket = Ticket(kind, next(self._orders), rank if kind.is_upload else 0.0)
             self._waiting.append(ticket)
-            self._waiting.sort(key=lambda t: (t.kind, t.order))
+            self._waiting.sort(key=lambda t: (t.kind, t.rank, t.order))
             self._dispatch()
             return ticket
 

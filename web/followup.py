@@ -42,7 +42,7 @@ from ..records.source import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
 from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
-from .derivations import DerivationQueue, DerivationsBusy, Kind
+from .derivations import DERIVE_AFTER_BYTES, DerivationQueue, DerivationsBusy, Kind
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
 from .language import current_language
 from .refusals import MalformedUpload, UploadLimits
@@ -79,16 +79,17 @@ class Codenames:
         word_list()  # a changed word list must stop start-up, not fail a source later
         return cls(load_installation_salt(settings.state_dir), cost, queue)
 
-    def derive(self, codename: str, kind: Kind) -> SourceKeys:
-        """Derive once a slot is free (web.derivations: DerivationsBusy only for a visit)."""
-        with self.queue.slot(kind):
+    def derive(self, codename: str, kind: Kind, rank: float = 0.0) -> SourceKeys:
+        """Derive once a slot is free (web.derivations: DerivationsBusy only for a visit;
+        `rank` orders uploads of a kind)."""
+        with self.queue.slot(kind, rank):
             # A quarter of a second of CPU on purpose: never on the event loop.
             return off_loop(derive, codename, self.salt, self.cost)
 
-    def new_source(self) -> tuple[str, SourceIdentity]:
+    def new_source(self, rank: float = 0.0) -> tuple[str, SourceIdentity]:
         """A fresh codename for a first submission, and the identity it stands for."""
         codename = new_codename()
-        keys = self.derive(codename, Kind.FIRST_SUBMISSION)
+        keys = self.derive(codename, Kind.FIRST_SUBMISSION, rank)
         return codename, SourceIdentity.for_key(FIRST_CONTACT, bytes(keys.reply_public_key))
 
 
@@ -167,19 +168,21 @@ def _register_follow_up(
             return error_page(SERVICE_UNAVAILABLE)
         boundary = boundary_from(request.mimetype, request.mimetype_params)
         with UploadBody(request.stream, boundary, request.content_length, limits) as body:
-            source = _follow_up_source(
-                codenames, body.first_field(CODENAME_FIELD, MAX_CODENAME_BYTES)
-            )
+            codename = _typed_codename(body.first_field(CODENAME_FIELD, MAX_CODENAME_BYTES))
+            # Never refused for lack of a slot: the rest of the body is on its way.
+            rank = body.read_ahead(DERIVE_AFTER_BYTES)
+            keys = codenames.derive(codename, Kind.FOLLOW_UP, rank)
+            source = SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))
             with spool.begin(source, current_language().tag) as submission:
                 body.seal_into(submission)
                 receipt = submission.commit()
         return render_template("received.html", receipt=receipt, follow_up=True)
 
 
-def _follow_up_source(codenames: Codenames, typed: bytearray) -> SourceIdentity:
-    """Whom a follow-up comes from, by the codename it sent (zeroed once read)."""
+def _typed_codename(typed: bytearray) -> str:
+    """The codename a follow-up sent (its bytes zeroed once read)."""
     try:
-        codename = normalise_codename(typed.decode("utf-8"))
+        return normalise_codename(typed.decode("utf-8"))
     except (UnicodeDecodeError, BadCodename):
         # The form sends the codename the replies page was shown with: only a
         # hand-made request gets here, and it gets the generic refusal (400, after
@@ -187,9 +190,6 @@ def _follow_up_source(codenames: Codenames, typed: bytearray) -> SourceIdentity:
         raise MalformedUpload("the follow-up's codename is not valid") from None
     finally:
         typed[:] = bytes(len(typed))
-    # Never refused for lack of a slot: the rest of the body is already on its way.
-    keys = codenames.derive(codename, Kind.FOLLOW_UP)
-    return SourceIdentity.for_key(FOLLOW_UP, bytes(keys.reply_public_key))
 
 
 def _small_form() -> dict[str, str]:

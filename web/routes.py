@@ -14,11 +14,12 @@ from flask import Flask, Response, render_template, request
 
 from ..settings import Settings
 from ..storage.spool import Spool
+from .derivations import DERIVE_AFTER_BYTES
 from .errors import SERVICE_UNAVAILABLE, error_page
 from .followup import Codenames, register_followup_routes
 from .language import current_language
 from .refusals import UploadLimits
-from .upload import boundary_from, stream_upload
+from .upload import UploadBody, boundary_from
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,16 @@ def register_routes(
         if not settings.accepting:
             return error_page(SERVICE_UNAVAILABLE)
         boundary = boundary_from(request.mimetype, request.mimetype_params)
-        codename, source = None, None
-        if codenames is not None:
-            # Waits for a derivation slot ahead of every other kind, and is never
-            # refused for lack of one: the body is already on its way (web.derivations).
-            codename, source = codenames.new_source()
-        with spool.begin(source, current_language().tag) as submission:
-            stream_upload(
-                request.stream, boundary, request.content_length, submission, upload_limits
-            )
-            receipt = submission.commit()
+        with UploadBody(request.stream, boundary, request.content_length, upload_limits) as body:
+            codename, source = None, None
+            if codenames is not None:
+                # Waits for a derivation slot ahead of every other kind, once the body
+                # shows it is arriving, and is never refused for lack of one: the body
+                # is on its way (web.derivations).
+                rank = body.read_ahead(DERIVE_AFTER_BYTES)
+                codename, source = codenames.new_source(rank)
+            with spool.begin(source, current_language().tag) as submission:
+                body.seal_into(submission)
+                receipt = submission.commit()
         # Only now, with the file fsync'd and renamed, is the source told it arrived.
         return render_template("received.html", receipt=receipt, codename=codename)

@@ -18,6 +18,7 @@ that the browser shows the answer, is web.discard.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import IO
 
 from flask import has_request_context, request
@@ -77,6 +78,13 @@ class UploadBody:
         self._body.wipe()
         if self._floor is not None:
             self._floor.unwatch()
+
+    def read_ahead(self, size: int) -> float:
+        """Read until `size` bytes of the body are at hand or it ends, before anything
+        is sealed; return how many seconds that took (web.body.BodyReader.read_ahead)."""
+        started = time.monotonic()
+        self._body.read_ahead(size)
+        return time.monotonic() - started
 
     def first_field(self, name: str, max_bytes: int) -> bytearray:
         """The value of the body's first part, which must be the field `name` of at most

@@ -54,17 +54,27 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sealdrop.bench.checkouts import (
+    DEFAULT_BASELINE_REF,
+    REPO,
+    WrongCheckout,
+    baseline_checkout,
+    check_import,
+    sealdrop_env,
+)
+from sealdrop.bench.harness import (
+    CONTENT_TYPE,
+    ONIONSHARE_REQUIREMENT,
+    ONIONSHARE_VENV,
+    find_onionshare,
+    install_onionshare,
+    loadavg,
+    multipart,
+    onionshare_version,
+    part_head,
+)
+
 HOST = "127.0.0.1"
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-DEFAULT_BASELINE_REF = "adbedb2"
-ONIONSHARE_REQUIREMENT = "onionshare-cli==2.7"
-ONIONSHARE_VENV = Path.home() / ".cache" / "sealdrop-bench" / "onionshare"
-ONIONSHARE_CANDIDATES = [
-    ONIONSHARE_VENV / "bin" / "onionshare-cli",
-    HERE / ".venv-onionshare" / "bin" / "onionshare-cli",
-    Path("/tmp/venv-onionshare/bin/onionshare-cli"),
-]
 # The issue's bounds for "this" (issue 13, "Done when").
 P99_BOUND = 1.0
 RSS_BOUND_MIB = 256.0
@@ -88,7 +98,6 @@ STOP_TIMEOUT = 20.0
 SAMPLE_INTERVAL = 0.5
 FULL = {"heads": 2000, "bodies": 500, "tries": 20, "hold": 75.0, "ramp": 5.0}
 QUICK = {"heads": 200, "bodies": 50, "tries": 5, "hold": 20.0, "ramp": 2.0}
-BOUNDARY = "sealdropSlowBench5b1e"
 
 
 # --- small helpers (tested in tests/test_slow_clients_bench.py) ---------------------------
@@ -162,37 +171,12 @@ def raise_nofile() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-def multipart(fields: Sequence[tuple[str, str | None, bytes]]) -> bytes:
-    """A multipart/form-data body (boundary BOUNDARY), as a browser sends the form."""
-    pieces: list[bytes] = []
-    for name, filename, content in fields:
-        pieces.append(part_head(name, filename))
-        pieces += [content, b"\r\n"]
-    pieces.append(f"--{BOUNDARY}--\r\n".encode())
-    return b"".join(pieces)
-
-
-def part_head(name: str, filename: str | None) -> bytes:
-    disposition = f'form-data; name="{name}"'
-    if filename is not None:
-        disposition += f'; filename="{filename}"\r\nContent-Type: application/octet-stream'
-    return f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
-
-
 def post_head(path: str, length: int) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n"
-        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Type: {CONTENT_TYPE}\r\n"
         f"Content-Length: {length}\r\n\r\n"
     ).encode()
-
-
-def uptime() -> str:
-    """The machine's load averages: the machine is shared, so every figure gets them."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 # --- the load process ----------------------------------------------------------------------
@@ -761,7 +745,7 @@ def measure(setup: Setup, args: argparse.Namespace, work: Path) -> Row:
     """Start the server, put the load on it, make the tries while it holds, and keep the
     load on for the whole hold even when the tries end early (memory is sampled and a
     head deadline, if any, can act all along); then stop everything."""
-    row = Row(setup.name, loadavg_before=uptime())
+    row = Row(setup.name, loadavg_before=loadavg())
     server = Server(setup.command, setup.env, setup.cwd, work / f"{setup.name}.log", setup.pattern)
     try:
         row.idle_rss_kib, row.idle_pss_kib = memory_kib(server.pids())
@@ -833,14 +817,12 @@ def sealdrop_setup(
     holding only a `sealdrop` symlink to the checkout goes first on PYTHONPATH, ahead of
     the venv's editable install (whose finder comes after the path)."""
     root = work / name
-    path_dir, spool = root / "pythonpath", root / "spool"
-    for folder in (path_dir, spool, root / "state", root / "replies", root / "tmp"):
+    spool = root / "spool"
+    for folder in (spool, root / "state", root / "replies", root / "tmp"):
         folder.mkdir(parents=True, mode=0o700)
-    (path_dir / "sealdrop").symlink_to(checkout)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    env = sealdrop_env(checkout, root / "pythonpath")
     env.update(
         {
-            "PYTHONPATH": str(path_dir),
             "SEALDROP_PUBLIC_KEY_FILE": str(key),
             "SEALDROP_REPLY_SIGNING_KEY_FILE": str(key.with_name("reply-signing.pub")),
             "SEALDROP_SPOOL_DIR": str(spool),
@@ -874,27 +856,12 @@ def sealdrop_setup(
     )
 
 
-def check_import(env: dict[str, str], checkout: Path, cwd: Path) -> None:
-    """Refuse to measure the wrong code: `import sealdrop` with `env` must be `checkout`."""
-    found = subprocess.run(
-        [sys.executable, "-c", "import sealdrop; print(sealdrop.__file__)"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    if Path(found).resolve() != (checkout / "__init__.py").resolve():
-        raise NotRun(f"import sealdrop gives {found or 'nothing'}, not {checkout}")
-
-
 def make_key(work: Path) -> Path:
     """A reviewer key pair from this checkout's `sealdrop keygen` (cheapest KDF: the
     private key is never used); both servers get its public half."""
     out = work / "offline"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+    env = sealdrop_env(REPO, work / "keygen-path")
     env["SEALDROP_PASSPHRASE"] = "slow clients bench"
-    env["PYTHONPATH"] = str(_pythonpath_for(REPO, work / "keygen-path"))
     subprocess.run(
         [sys.executable, "-m", "sealdrop", "keygen", "--out", str(out), "--kdf-cost", "min"],
         env=env,
@@ -903,66 +870,6 @@ def make_key(work: Path) -> Path:
         capture_output=True,
     )
     return out / "reviewer.pub"
-
-
-def _pythonpath_for(checkout: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / "sealdrop"
-    if not link.exists():
-        link.symlink_to(checkout)
-    return folder
-
-
-@contextlib.contextmanager
-def baseline_checkout(ref: str, work: Path) -> Iterator[Path]:
-    """`ref` checked out (detached) in a worktree under `work`, removed afterwards."""
-    path = work / "baseline-checkout"
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), ref],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
-
-
-def find_onionshare(given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    on_path = shutil.which("onionshare-cli")
-    for candidate in [*ONIONSHARE_CANDIDATES, *([Path(on_path)] if on_path else [])]:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def install_onionshare() -> None:
-    """OnionShare in a venv of its own: its Flask, Werkzeug and gevent pins must never
-    touch the project's venv, and it is no dependency of the project."""
-    if not (ONIONSHARE_VENV / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(ONIONSHARE_VENV)], check=True)
-    subprocess.run(
-        [str(ONIONSHARE_VENV / "bin" / "pip"), "install", "-q", ONIONSHARE_REQUIREMENT],
-        check=True,
-    )
-
-
-def onionshare_version(executable: Path) -> str:
-    python = executable.parent / "python"
-    result = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('onionshare-cli'))"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip() or "?"
 
 
 def onionshare_setup(work: Path, args: argparse.Namespace) -> Setup:
@@ -1193,7 +1100,7 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 
 def run_one(name: str, work: Path, key: Path, args: argparse.Namespace) -> Row:
-    print(f"[{time.strftime('%H:%M:%S')}] {name} (loadavg {uptime()})", file=sys.stderr)
+    print(f"[{time.strftime('%H:%M:%S')}] {name} (loadavg {loadavg()})", file=sys.stderr)
     try:
         if name == "this":
             checkout = args.checkout.resolve()
@@ -1202,7 +1109,7 @@ def run_one(name: str, work: Path, key: Path, args: argparse.Namespace) -> Row:
             with baseline_checkout(args.baseline_ref, work) as checkout:
                 return measure(sealdrop_setup("previous", checkout, work, key, args), args, work)
         return measure(onionshare_setup(work, args), args, work)
-    except (NotRun, subprocess.CalledProcessError, OSError) as error:
+    except (NotRun, WrongCheckout, subprocess.CalledProcessError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"  {name} not run: {error}", file=sys.stderr)
         return Row(name, not_run=reason)

@@ -1,29 +1,39 @@
 """Upload throughput of the real server over loopback, against a sink and OnionShare.
 
-Three servers are started in one run, one after the other, each alone on the machine:
+Four servers are measured in one run:
 
-- ``sealdrop``: ``python -m sealdrop serve --local-only`` (the real gunicorn config),
-  a fresh reviewer key and spool;
+- ``sealdrop``: ``python -m sealdrop serve --local-only`` (the real gunicorn config) of
+  the checkout this script is in, a fresh reviewer key and spool;
+- ``previous``: the same command from ``--baseline-ref`` (default ``adbedb2``, the last
+  commit before the event-loop workers), checked out in a temporary ``git worktree`` and
+  run with this venv (bench/checkouts.py). It runs at the same time as ``sealdrop`` and
+  the two take turns, round by round (this, previous; then previous, this; ...), so the
+  machine's noise falls on both alike: issue 13 wants the upload throughput and the
+  peak RSS within 10 % of it in the same run;
 - ``sink``: `bench/sink_app.py`, a Flask app under the same gunicorn config that reads
   the body in 1 MiB pieces and discards it: the ceiling for any app on this stack;
 - ``onionshare``: ``onionshare-cli --local-only --receive --public`` (from PyPI, in its
   own venv; see bench/README.md), which writes what it receives to a folder. It refuses
   bodies of 1 GiB or more, so it gets 1000 MiB when the size is 1 GiB or more.
 
-Each gets one large ``curl -F`` upload (MB/s), with the server's CPU seconds (utime +
-stime of the master and workers, from /proc/PID/stat, over the upload) and peak RSS
-(VmHWM of each process, since its start). Then 50 concurrent clients each send a 1 MB
-submission (``--rounds`` times): submissions per second, p50/p99 latency.
+The sink and OnionShare run alone, one after the other, before and after the pair.
+Each server gets ``--repeat`` large ``curl -F`` uploads (MB/s, best kept), with the
+server's CPU seconds (utime + stime of the master and workers, from /proc/PID/stat,
+over the upload) and peak RSS (VmHWM of each process, since its start, read after the
+large uploads). Then ``--repeat`` bursts (best kept): 50 concurrent clients each send
+``--rounds`` 1 MB submissions: submissions per second, p50/p99 latency.
 
     .venv/bin/python bench/upload_bench.py            # 1 GiB
     .venv/bin/python bench/upload_bench.py --quick    # 64 MiB, one round
 
-A measurement, not a test: a table, the ratios against the targets, one JSON line last.
+A measurement, not a test: a table, the ratios against the targets and against
+``previous`` (PASS/FAIL for issue 13), one JSON line last.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -34,24 +44,34 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from sealdrop.bench.checkouts import (
+    DEFAULT_BASELINE_REF,
+    REPO,
+    WrongCheckout,
+    baseline_checkout,
+    check_import,
+    sealdrop_env,
+    without_settings,
+)
+from sealdrop.bench.harness import CONTENT_TYPE, find_onionshare, loadavg, multipart
 
 MIB = 1024 * 1024
 ONIONSHARE_MAX = 1000 * MIB  # OnionShare refuses a body of 1 GiB or more.
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HERE = Path(__file__).resolve().parent
-ONIONSHARE_CANDIDATES = [
-    HERE / ".venv-onionshare" / "bin" / "onionshare-cli",
-    Path("/tmp/venv-onionshare/bin/onionshare-cli"),
-]
 RSS_LIMIT_MIB = 48
 # (name, numerator, denominator, target): MB/s over MB/s.
 TARGETS = [
     ("sealdrop / onionshare", "sealdrop", "onionshare", 3.0),
     ("sealdrop / sink", "sealdrop", "sink", 0.35),
 ]
+# Issue 13: against the previous worker setup, in the same run, throughput may lose and
+# peak RSS may gain at most 10 %.
+PREVIOUS_SLACK = 0.10
 START_TIMEOUT = 60.0
 
 
@@ -91,11 +111,14 @@ class Target:
     name: str
     uploads: list[Upload] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)  # each process's VmHWM, large uploads
-    rss_burst_mib: list[float] = field(default_factory=list)  # the same after the burst
-    burst: Burst | None = None
+    rss_burst_mib: list[float] = field(default_factory=list)  # the same after the bursts
+    bursts: list[Burst] = field(default_factory=list)
 
     def best(self) -> Upload:
         return max(self.uploads, key=lambda upload: upload.mb_s)
+
+    def best_burst(self) -> Burst:
+        return max(self.bursts, key=lambda burst: burst.per_second)
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -135,11 +158,18 @@ def peak_rss_mib(pid: int) -> float:
 class Server:
     """A server process started for the benchmark; its URL read from its output."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log: Path, pattern: str) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], log: Path, pattern: str, cwd: Path
+    ) -> None:
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -184,22 +214,7 @@ def curl_upload(server: Server, path: str, fields: list[str]) -> tuple[int, floa
     return int(status), float(seconds), int(float(size))
 
 
-def multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
-    boundary = "----sealdropBench7f3a9c"
-    pieces: list[bytes] = []
-    for name, filename, content in fields:
-        disposition = f'form-data; name="{name}"'
-        if filename is not None:
-            disposition += f'; filename="{filename}"\r\nContent-Type: application/octet-stream'
-        pieces += [f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode(), content]
-        pieces.append(b"\r\n")
-    pieces.append(f"--{boundary}--\r\n".encode())
-    return b"".join(pieces), f"multipart/form-data; boundary={boundary}"
-
-
-def burst(
-    server: Server, path: str, body: bytes, content_type: str, clients: int, rounds: int
-) -> Burst:
+def burst(server: Server, path: str, body: bytes, clients: int, rounds: int) -> Burst:
     """`clients` threads, each sending `rounds` submissions one after the other."""
     latencies: list[float] = []
     failures = 0
@@ -214,7 +229,7 @@ def burst(
             ok = False
             connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
             try:
-                connection.request("POST", path, body=body, headers={"Content-Type": content_type})
+                connection.request("POST", path, body=body, headers={"Content-Type": CONTENT_TYPE})
                 response = connection.getresponse()
                 response.read()
                 ok = response.status in (200, 302)
@@ -256,16 +271,6 @@ def make_input(path: Path, size: int) -> None:
             index += 1
 
 
-def find_onionshare(given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    on_path = shutil.which("onionshare-cli")
-    for candidate in [*ONIONSHARE_CANDIDATES, *([Path(on_path)] if on_path else [])]:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def clear(folder: Path) -> None:
     for entry in folder.iterdir():
         if entry.is_dir():
@@ -274,32 +279,91 @@ def clear(folder: Path) -> None:
             entry.unlink()
 
 
-def measure(
-    target: Target,
-    server: Server,
-    path: str,
-    fields: list[str],
-    expected: int,
-    repeat: int,
-    burst_body: tuple[bytes, str],
-    clients: int,
-    rounds: int,
-    after_each: Iterator[None] | None,
-) -> None:
-    for _ in range(repeat):
-        os.sync()
-        pids = server.pids()
-        before = cpu_seconds(pids)
-        status, seconds, sent = curl_upload(server, path, fields)
-        used = cpu_seconds(pids) - before
-        if status not in (200, 302) or sent < expected:
-            raise RuntimeError(f"{target.name}: status {status}, {sent} bytes sent")
-        target.uploads.append(Upload(sent, seconds, status, used))
-        if after_each is not None:
-            next(after_each)
-    target.rss_mib = [peak_rss_mib(pid) for pid in server.pids()]
-    target.burst = burst(server, path, burst_body[0], burst_body[1], clients, rounds)
-    target.rss_burst_mib = [peak_rss_mib(pid) for pid in server.pids()]
+@dataclass
+class Measured:
+    """One server under measurement and what it is sent."""
+
+    target: Target
+    server: Server
+    path: str
+    fields: list[str]  # the large upload, as `curl -F` arguments
+    expected: int  # bytes the large upload must send
+    burst_body: bytes
+    # Checks what the server stored for `n` acknowledged submissions, then removes it.
+    stored: Callable[[int], None] = lambda n: None
+
+
+def turns(measured: Sequence[Measured], round_: int) -> Sequence[Measured]:
+    """Whose turn first in `round_`: the order flips each round, so neither of two
+    servers measured together always comes right after the other's disk writes."""
+    return measured if round_ % 2 == 0 else list(reversed(measured))
+
+
+def measure(measured: Sequence[Measured], args: argparse.Namespace) -> None:
+    """`--repeat` rounds of one large upload to each server in turn, the peak RSS of
+    each, then `--repeat` rounds of one burst each in turn. The bursts come last: they
+    make the workers recycle, which would lose the large uploads' peaks."""
+    for round_ in range(args.repeat):
+        for one in turns(measured, round_):
+            os.sync()
+            pids = one.server.pids()
+            before = cpu_seconds(pids)
+            status, seconds, sent = curl_upload(one.server, one.path, one.fields)
+            used = cpu_seconds(pids) - before
+            if status not in (200, 302) or sent < one.expected:
+                raise RuntimeError(f"{one.target.name}: status {status}, {sent} bytes sent")
+            one.target.uploads.append(Upload(sent, seconds, status, used))
+            one.stored(1)
+    for one in measured:
+        one.target.rss_mib = [peak_rss_mib(pid) for pid in one.server.pids()]
+    for round_ in range(args.repeat):
+        for one in turns(measured, round_):
+            os.sync()
+            result = burst(one.server, one.path, one.burst_body, args.clients, args.rounds)
+            one.target.bursts.append(result)
+            one.stored(result.submissions)
+    for one in measured:
+        one.target.rss_burst_mib = [peak_rss_mib(pid) for pid in one.server.pids()]
+
+
+def sealdrop_server(
+    name: str, checkout: Path, work: Path, key: Path, source: Path, size: int
+) -> tuple[Server, Measured]:
+    """`sealdrop serve --local-only` of `checkout`, run with this venv (bench/checkouts.py)."""
+    root = work / name
+    spool = root / "spool"
+    spool.mkdir(parents=True, mode=0o700)
+    env = sealdrop_env(checkout, root / "pythonpath")
+    env["SEALDROP_MAX_BODY_BYTES"] = str(max(2 * 1024**3, size + 64 * MIB))
+    env["SEALDROP_RESERVE_BYTES"] = "0"
+    check_import(env, checkout, root)
+    command = [
+        sys.executable,
+        "-m",
+        "sealdrop",
+        "serve",
+        "--local-only",
+        "--spool",
+        str(spool),
+        "--public-key",
+        str(key),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    server = Server(command, env, root / "server.log", r"http://127\.0\.0\.1:\d+/", root)
+
+    def stored(acknowledged: int) -> None:
+        sealed = [p for p in spool.iterdir() if p.name.endswith(".sealed")]
+        if len(sealed) != acknowledged:
+            raise RuntimeError(
+                f"{name}: {len(sealed)} sealed files for {acknowledged} acknowledged submissions"
+            )
+        clear(spool)
+
+    body = multipart([("message", None, b"bench"), ("files", "f.bin", os.urandom(1_000_000))])
+    fields = ["message=bench", f"files=@{source};type=application/octet-stream"]
+    target = Target(name)
+    return server, Measured(target, server, "/submit", fields, size, body, stored)
 
 
 def run(args: argparse.Namespace) -> dict[str, Target]:
@@ -317,7 +381,7 @@ def run(args: argparse.Namespace) -> dict[str, Target]:
                 shutil.copyfileobj(whole, part)
                 part.truncate(onion_size)
         burst_file = os.urandom(1_000_000)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEALDROP_")}
+        env = without_settings()
 
         # The sink: same gunicorn configuration, no work.
         sink = Server(
@@ -325,88 +389,18 @@ def run(args: argparse.Namespace) -> dict[str, Target]:
             env,
             work / "sink.log",
             r"http://127\.0\.0\.1:\d+/",
+            work,
         )
         try:
             target = results.setdefault("sink", Target("sink"))
             body = multipart([("message", None, b"bench"), ("files", "f.bin", burst_file)])
             fields = ["message=bench", f"files=@{source};type=application/octet-stream"]
-            measure(
-                target,
-                sink,
-                "/submit",
-                fields,
-                size,
-                args.repeat,
-                body,
-                args.clients,
-                args.rounds,
-                None,
-            )
+            measure([Measured(target, sink, "/submit", fields, size, body)], args)
         finally:
             sink.stop()
 
-        # sealdrop itself.
-        spool, key = work / "spool", work / "reviewer.pub"
-        spool.mkdir(mode=0o700)
-        from nacl.public import PrivateKey
-
-        from sealdrop.keys import encode_public_key
-
-        key.write_text(encode_public_key(PrivateKey.generate().public_key) + "\n")
-        sealdrop_env = {
-            **env,
-            "SEALDROP_MAX_BODY_BYTES": str(max(2 * 1024**3, size + 64 * MIB)),
-            "SEALDROP_RESERVE_BYTES": "0",
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "sealdrop",
-            "serve",
-            "--local-only",
-            "--spool",
-            str(spool),
-            "--public-key",
-            str(key),
-            "--listen",
-            "127.0.0.1:0",
-        ]
-        server = Server(command, sealdrop_env, work / "sealdrop.log", r"http://127\.0\.0\.1:\d+/")
-
-        def clear_spool() -> Iterator[None]:
-            while True:
-                done = [p for p in spool.iterdir() if p.name.endswith(".sealed")]
-                if len(done) != 1:
-                    raise RuntimeError(f"sealdrop: expected one sealed file, found {done}")
-                clear(spool)
-                yield
-
-        try:
-            target = results.setdefault("sealdrop", Target("sealdrop"))
-            body = multipart([("message", None, b"bench"), ("files", "f.bin", burst_file)])
-            fields = ["message=bench", f"files=@{source};type=application/octet-stream"]
-            measure(
-                target,
-                server,
-                "/submit",
-                fields,
-                size,
-                args.repeat,
-                body,
-                args.clients,
-                args.rounds,
-                clear_spool(),
-            )
-            sealed = len(list(spool.glob("*.sealed")))
-            assert target.burst is not None
-            if sealed != target.burst.submissions:
-                raise RuntimeError(
-                    f"sealdrop: {sealed} sealed files for "
-                    f"{target.burst.submissions} acknowledged submissions"
-                )
-            clear(spool)
-        finally:
-            server.stop()
+        # sealdrop itself, and the previous version of it, taking turns.
+        run_sealdrop(args, work, source, results)
 
         # OnionShare's receive mode.
         onionshare = find_onionshare(args.onionshare)
@@ -426,28 +420,24 @@ def run(args: argparse.Namespace) -> dict[str, Target]:
                 "--data-dir",
                 str(received),
             ]
-            server = Server(command, env, work / "onionshare.log", r"http://127\.0\.0\.1:\d+")
-
-            def clear_received() -> Iterator[None]:
-                while True:
-                    clear(received)
-                    yield
-
+            server = Server(command, env, work / "onionshare.log", r"http://127\.0\.0\.1:\d+", work)
             try:
                 target = results.setdefault("onionshare", Target("onionshare"))
                 body = multipart([("file[]", "f.bin", burst_file), ("text", None, b"")])
                 fields = [f"file[]=@{onion_source};type=application/octet-stream", "text="]
                 measure(
-                    target,
-                    server,
-                    "/upload",
-                    fields,
-                    onion_size,
-                    args.repeat,
-                    body,
-                    args.clients,
-                    args.rounds,
-                    clear_received(),
+                    [
+                        Measured(
+                            target,
+                            server,
+                            "/upload",
+                            fields,
+                            onion_size,
+                            body,
+                            lambda n: clear(received),
+                        )
+                    ],
+                    args,
                 )
             finally:
                 server.stop()
@@ -456,10 +446,57 @@ def run(args: argparse.Namespace) -> dict[str, Target]:
     return results
 
 
-def report(results: dict[str, Target], args: argparse.Namespace) -> None:
+def run_sealdrop(
+    args: argparse.Namespace, work: Path, source: Path, results: dict[str, Target]
+) -> None:
+    """`sealdrop` (this checkout) and, unless --no-previous, `previous` (--baseline-ref)
+    both started, then measured in turns."""
+    from nacl.public import PrivateKey
+
+    from sealdrop.keys import encode_public_key
+
+    key = work / "reviewer.pub"
+    key.write_text(encode_public_key(PrivateKey.generate().public_key) + "\n")
+    with contextlib.ExitStack() as stack:
+        checkouts = {"sealdrop": REPO}
+        if args.baseline_ref:
+            checkouts["previous"] = stack.enter_context(baseline_checkout(args.baseline_ref, work))
+        measured = []
+        for name, checkout in checkouts.items():
+            server, one = sealdrop_server(name, checkout, work, key, source, args.size)
+            stack.callback(server.stop)
+            measured.append(one)
+            results[name] = one.target
+        measure(measured, args)
+
+
+def against_previous(results: dict[str, Target]) -> list[tuple[str, float, bool]]:
+    """Issue 13's bound, sealdrop / previous measured in the same run: (figure, ratio,
+    met). Throughput (best of the rounds) may lose, peak RSS may gain, at most 10 %."""
+    if "sealdrop" not in results or "previous" not in results:
+        return []
+    this, previous = results["sealdrop"], results["previous"]
+    faster = [
+        ("MB/s, large upload", this.best().mb_s / previous.best().mb_s),
+        (
+            "burst submissions/s",
+            this.best_burst().per_second / previous.best_burst().per_second,
+        ),
+    ]
+    smaller = [
+        ("peak RSS, largest process", max(this.rss_mib) / max(previous.rss_mib)),
+        ("peak RSS, sum", sum(this.rss_mib) / sum(previous.rss_mib)),
+    ]
+    return [(name, ratio, ratio >= 1 - PREVIOUS_SLACK) for name, ratio in faster] + [
+        (name, ratio, ratio <= 1 + PREVIOUS_SLACK) for name, ratio in smaller
+    ]
+
+
+def report(results: dict[str, Target], args: argparse.Namespace, load: tuple[str, str]) -> None:
     print(
-        f"\nUpload over loopback, curl -F, best of {args.repeat}; "
-        f"{args.clients} clients x {args.rounds} x 1 MB"
+        f"\nUpload over loopback, curl -F, best of {args.repeat}; bursts of "
+        f"{args.clients} clients x {args.rounds} x 1 MB, best of {args.repeat}; "
+        f"load average {load[0]} before, {load[1]} after"
     )
     header = (
         f"{'server':<11} {'size MiB':>9} {'MB/s':>7} {'CPU s':>6} {'MB/CPU s':>9} "
@@ -470,20 +507,24 @@ def report(results: dict[str, Target], args: argparse.Namespace) -> None:
     print("-" * len(header))
     for target in results.values():
         best = target.best()
-        burst_ = target.burst
-        assert burst_ is not None
+        burst_ = target.best_burst()
         print(
             f"{target.name:<11} {best.bytes_sent / MIB:>9.0f} {best.mb_s:>7.0f} "
             f"{best.cpu_seconds:>6.2f} {best.bytes_sent / 1e6 / max(best.cpu_seconds, 1e-9):>9.0f} "
             f"{max(target.rss_mib):>8.1f} {sum(target.rss_mib):>8.1f} {len(target.rss_mib):>5} "
             f"{burst_.per_second:>7.1f} {burst_.percentile(0.5) * 1000:>7.0f} "
-            f"{burst_.percentile(0.99) * 1000:>7.0f} {burst_.failures:>4} "
+            f"{burst_.percentile(0.99) * 1000:>7.0f} {sum(b.failures for b in target.bursts):>4} "
             f"{max(target.rss_burst_mib):>9.1f}"
         )
     print(
         "\nRSS: peak (VmHWM) per process in MiB after the large uploads (max = the largest\n"
-        "process, sum = all of them); RSS burst: the largest process after the burst as well."
+        "process, sum = all of them); RSS burst: the largest process after the bursts as well;\n"
+        "fail: failed submissions over all bursts. Every round, MB/s (CPU s):"
     )
+    for target in results.values():
+        rounds = ", ".join(f"{u.mb_s:.0f} ({u.cpu_seconds:.1f})" for u in target.uploads)
+        bursts = ", ".join(f"{b.per_second:.1f}" for b in target.bursts)
+        print(f"  {target.name:<11} {rounds}; bursts, submissions/s: {bursts}")
     print("\nTargets:")
     ratios: dict[str, float] = {}
     for name, top, bottom, goal in TARGETS:
@@ -502,27 +543,40 @@ def report(results: dict[str, Target], args: argparse.Namespace) -> None:
             f"  {'sealdrop RSS, largest':<24} {rss:6.1f}  (target <= {RSS_LIMIT_MIB} MiB: "
             f"{'met' if rss <= RSS_LIMIT_MIB else 'MISSED'})"
         )
+    previous = against_previous(results)
+    if previous:
+        print(
+            f"\nsealdrop / previous ({args.baseline_ref}), same run, taking turns "
+            f"(issue 13: throughput >= {1 - PREVIOUS_SLACK:.2f}, peak RSS <= "
+            f"{1 + PREVIOUS_SLACK:.2f}):"
+        )
+        for name, ratio, met in previous:
+            print(f"  {'PASS' if met else 'FAIL'}  {name:<26} {ratio:6.2f}")
     line = {
         "size": args.size,
         "repeat": args.repeat,
         "clients": args.clients,
         "rounds": args.rounds,
+        "baseline_ref": args.baseline_ref,
+        "loadavg": list(load),
         "ratios": ratios,
+        "previous_ratios": {name: ratio for name, ratio, _ in previous},
         "results": {
             name: {
                 "uploads": [asdict(u) | {"mb_s": u.mb_s} for u in target.uploads],
                 "rss_mib": target.rss_mib,
                 "rss_burst_mib": target.rss_burst_mib,
-                "burst": None
-                if target.burst is None
-                else {
-                    "submissions": target.burst.submissions,
-                    "failures": target.burst.failures,
-                    "seconds": target.burst.seconds,
-                    "per_second": target.burst.per_second,
-                    "p50": target.burst.percentile(0.5),
-                    "p99": target.burst.percentile(0.99),
-                },
+                "bursts": [
+                    {
+                        "submissions": b.submissions,
+                        "failures": b.failures,
+                        "seconds": b.seconds,
+                        "per_second": b.per_second,
+                        "p50": b.percentile(0.5),
+                        "p99": b.percentile(0.99),
+                    }
+                    for b in target.bursts
+                ],
             }
             for name, target in results.items()
         },
@@ -538,18 +592,40 @@ def main() -> int:
         "--size", type=int, default=1024 * MIB, help="bytes of the large upload (default 1 GiB)"
     )
     parser.add_argument("--quick", action="store_true", help="64 MiB, one round each")
-    parser.add_argument("--repeat", type=int, default=2, help="large uploads per server; best kept")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="rounds (large upload, burst) per server; best kept"
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=4, help="1 MB submissions per client")
+    parser.add_argument(
+        "--baseline-ref",
+        default=DEFAULT_BASELINE_REF,
+        help=f"the git ref measured as `previous` (default {DEFAULT_BASELINE_REF})",
+    )
+    parser.add_argument(
+        "--no-previous",
+        dest="baseline_ref",
+        action="store_const",
+        const="",
+        help="leave the `previous` row out",
+    )
     parser.add_argument("--onionshare", help="path of onionshare-cli (default: looked for)")
     parser.add_argument("--dir", help="where the temporary folder goes (default $TMPDIR)")
     args = parser.parse_args()
     if args.quick:
         args.size, args.repeat, args.rounds = 64 * MIB, 1, 1
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if shutil.which("curl") is None:
         print("curl is needed (apt-get install curl)", file=sys.stderr)
         return 2
-    report(run(args), args)
+    before = loadavg()
+    try:
+        results = run(args)
+    except WrongCheckout as error:
+        print(f"not measured: {error}", file=sys.stderr)
+        return 2
+    report(results, args, (before, loadavg()))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,16 +279,63 @@ def start_server(
 # --- the private Tor network ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def tor_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorNetwork]:
-    """The private Tor network on 127.0.0.1 (tests/tor_network.py), one per session."""
-    from sealdrop.tests.tor_network import TorNetwork
+class _NetworkStart(threading.Thread):
+    """Builds the private Tor network and starts its relays, in the background."""
 
+    def __init__(self, root: Path) -> None:
+        super().__init__(name="private Tor network", daemon=True)
+        self.root = root
+        self.network: TorNetwork | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from sealdrop.tests.tor_network import TorNetwork
+
+        try:
+            self.network = TorNetwork(self.root)
+            self.network.start_relays()
+        except BaseException as error:  # re-raised by the tor_network fixture
+            self.error = error
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tor_network_start(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_NetworkStart | None]:
+    """Starts the private Tor network's relays as the session starts, when any selected
+    test uses it: the network spends its 15-25 s mostly waiting for its authorities'
+    first votes, time the tests before it use. Stopped at the session's end."""
+    from sealdrop.tests.tor_local import tor_binary
+
+    wanted = any(
+        "tor_network" in getattr(item, "fixturenames", ()) for item in request.session.items
+    )
+    if not wanted or tor_binary() is None:
+        yield None
+        return
     # Unix socket paths must stay short, so the network lives under a short temp root.
-    network = TorNetwork(tmp_path_factory.mktemp("tornet", numbered=True))
-    network.start(timeout=90)
-    print(f"private Tor network up in {network.startup_seconds:.1f} s")
+    start = _NetworkStart(tmp_path_factory.mktemp("tornet", numbered=True))
+    start.start()
     try:
-        yield network
+        yield start
     finally:
-        network.stop()
+        start.join()
+        if start.network is not None:
+            start.network.stop()
+
+
+@pytest.fixture(scope="session")
+def tor_network(_tor_network_start: _NetworkStart | None) -> TorNetwork:
+    """The private Tor network on 127.0.0.1 (tests/tor_network.py), one per session."""
+    if _tor_network_start is None:
+        pytest.fail("no private Tor network: no test asked for it, or no tor binary")
+    _tor_network_start.join()
+    if _tor_network_start.error is not None:
+        raise _tor_network_start.error
+    network = _tor_network_start.network
+    assert network is not None
+    # Here, not in the thread: waiting uses stem, whose DeprecationWarning only the tor
+    # tests' marks ignore (the suite turns warnings into errors).
+    network.finish_start(timeout=90)
+    print(f"private Tor network ready {network.startup_seconds:.1f} s after it was asked for")
+    return network

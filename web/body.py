@@ -151,14 +151,15 @@ class BodyReader:
         or the body ends. If the client goes meanwhile, what arrived stays at hand and
         the next `read` raises ClientGone (so it is still sealed and kept, cut); a
         body over the limit raises BodyTooLarge here."""
-        if len(self.buffer) < size + self._held_room:
-            larger = bytearray(size + self._held_room)
-            larger[: self.filled] = memoryview(self.buffer)[: self.filled]
-            _zero(self.buffer)
-            self.buffer = larger
         try:
-            while self.filled < size and self._receive(size - self.filled):
-                pass
+            while self.filled < size:
+                # The buffer grows a read at a time, as the bytes come: a client
+                # trickling its body holds what it sent, not `size` bytes at once.
+                step = min(self._read_size, size - self.filled)
+                if len(self.buffer) < self.filled + step + self._held_room:
+                    self._enlarge(self.filled + step + self._held_room)
+                if not self._receive(step):
+                    break
         except ClientGone as gone:
             self._gone = gone
 
@@ -208,11 +209,15 @@ class BodyReader:
 
     def _grow(self) -> None:
         """The body comes fast enough to fill the buffer: read READ_SIZE at a time now."""
-        bigger = bytearray(READ_SIZE + self._held_room)
+        self._enlarge(max(len(self.buffer), READ_SIZE + self._held_room))
+        self._read_size = READ_SIZE
+
+    def _enlarge(self, size: int) -> None:
+        """A buffer of `size` bytes holding what is at hand; the old one is zeroed."""
+        bigger = bytearray(size)
         bigger[: self.filled] = memoryview(self.buffer)[: self.filled]
         _zero(self.buffer)
         self.buffer = bigger
-        self._read_size = READ_SIZE
 
     def _read_into(self, target: memoryview) -> int:
         if self._readinto is not None:

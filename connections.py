@@ -11,9 +11,11 @@ from __future__ import annotations
 import resource
 
 # Worker processes (server.worker): each holds its share of the connections in an
-# event loop. Two, so that one's Python work (parsing) runs beside the other's on a
-# 2-core machine; more would cost a process's memory each (docs/PERFORMANCE.md).
-WORKERS = 2
+# event loop, and runs Argon2id, sealing and fsync in a pool of threads that use every
+# core. One: a second process costs about 60 MiB of RSS (most of it shared with the
+# master, counted again), and in the slow-client load it made no visitor faster
+# (docs/PERFORMANCE.md, "The web server's configuration").
+WORKERS = 1
 # Open files a worker needs besides its connections: the listening socket, gunicorn's
 # pipes and heartbeat file, logs, catalogs, the spool's folders, tor's control socket.
 OTHER_OPEN_FILES = 256

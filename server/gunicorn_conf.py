@@ -3,7 +3,7 @@
 Event-loop workers (server.worker: gunicorn's gevent worker): an upload over Tor holds
 its connection for minutes or hours and an attacker can open thousands of connections
 that trickle their requests, so a waiting connection must cost kilobytes, not a
-thread. 2 workers share `max_connections`; the head deadline and the body's rate floor
+thread. One worker holds up to `max_connections`; the head deadline and the body's rate floor
 close the connections that are only there to hold a place; the worker's ``timeout``
 is only a heartbeat and never cuts a long upload. Each worker limits glibc's malloc
 arenas and has glibc overwrite every block it frees (`prepare_worker`; serve also

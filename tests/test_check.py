@@ -687,12 +687,12 @@ def test_a_head_deadline_too_short_for_tor_is_warned_about(tmp_path: Path) -> No
 
 
 def test_the_open_file_limit_is_checked_against_max_connections(tmp_path: Path) -> None:
-    # 8000 connections over 2 workers: 4000 each, a socket and a spool file each, + 256.
+    # 8000 connections in one worker: a socket and a spool file each, + 256.
     low = check_open_files(codename_settings(tmp_path), hard_limit=1024)
     assert not low.ok
-    assert "max_connections 8000 needs 8256 open files per worker process" in low.text
+    assert "max_connections 8000 needs 16256 open files per worker process" in low.text
     assert "LimitNOFILE" in low.fix and "lower max_connections" in low.fix
-    enough = check_open_files(codename_settings(tmp_path), hard_limit=8256)
-    assert enough.ok and "needs 8256 open files" in enough.text
+    enough = check_open_files(codename_settings(tmp_path), hard_limit=16256)
+    assert enough.ok and "needs 16256 open files" in enough.text
     fewer = check_open_files(codename_settings(tmp_path, max_connections="500"), hard_limit=1024)
     assert fewer.ok

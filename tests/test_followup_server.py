@@ -251,8 +251,8 @@ def test_a_full_derivation_queue_gets_the_busy_page(
     env = {
         "SEALDROP_STATE_DIR": str(service_dirs["state"]),
         "SEALDROP_REPLIES_DIR": str(service_dirs["replies"]),
-        # Slow enough that 12 entries at once overlap on 2 workers, each with 1 slot
-        # and room for 1 entry to wait: the others are told to try again.
+        # Slow enough that 12 entries at once overlap on the worker's 1 slot with room
+        # for 1 entry to wait: the others are told to try again.
         "SEALDROP_CODENAME_KDF_MEMORY": "64 MiB",
         "SEALDROP_CODENAME_KDF_PASSES": "3",
         "SEALDROP_CODENAME_MAX_CONCURRENT": "1",

@@ -415,7 +415,7 @@ def test_serve_refuses_an_open_file_limit_below_max_connections(
         argv, capture_output=True, text=True, env=clean_env(), timeout=60, preexec_fn=low_limit
     )
     assert refused.returncode == 2
-    assert "max_connections 8000 needs 8256 open files" in refused.stderr
+    assert "max_connections 8000 needs 16256 open files" in refused.stderr
     assert "LimitNOFILE" in refused.stderr and "Traceback" not in refused.stderr
 
 

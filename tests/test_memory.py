@@ -33,6 +33,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from sealdrop import signing
+from sealdrop.connections import WORKERS
 from sealdrop.server.recycling import MAX_RETIRING
 
 from .canaries import canary
@@ -43,7 +44,6 @@ from .serving import Served, serve_env
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="reads other processes' memory")
 
 RECYCLE = 10  # recycle_after_requests for these servers; the jitter adds up to half
-WORKERS = 2
 # How long a retired worker may take to leave once it holds no request.
 EXIT_SECONDS = 20.0
 

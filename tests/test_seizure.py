@@ -39,6 +39,7 @@ from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
 from sealdrop import codename, replies, signing
+from sealdrop.connections import WORKERS
 from sealdrop.keys import KdfCost, encode_public_key
 from sealdrop.spool_names import POOL_DIR
 from sealdrop.storage.counters import REFUSED_FULL, WORKER_DIED, read_counts
@@ -117,7 +118,7 @@ class Server:
         while time.monotonic() < deadline:
             out = self.stdout.read_bytes()[self._start :]
             local, onion = LOCAL_RE.search(out), ONION_RE.search(out)
-            if local and onion and len(child_pids(self.process.pid)) >= 3:  # tor + 2 workers
+            if local and onion and len(child_pids(self.process.pid)) >= 1 + WORKERS:  # + tor
                 self.port, self.onion = int(local.group(1)), onion.group(1).decode()
                 return
             if self.process.poll() is not None:

@@ -46,7 +46,7 @@ SIZES = [(85, 0, 20_000), (13, 20_000, 500_000), (2, 500_000, 3_000_000)]
 # Allowed growth of the mean RSS from the first to the last quarter of the run.
 RSS_FLAT_BOUND = 12 * 1024 * 1024
 # Submissions before the RSS comparison starts: enough for every client to have gone
-# through both workers' threads (each thread's stack and state are allocated once).
+# through the worker's pool threads (each thread's stack and state are allocated once).
 WARM_UP = 256
 NOT_RECYCLED = {"SEALDROP_RECYCLE_AFTER_REQUESTS": "10000"}
 

@@ -694,5 +694,5 @@ def test_the_open_file_limit_is_checked_against_max_connections(tmp_path: Path) 
     assert "LimitNOFILE" in low.fix and "lower max_connections" in low.fix
     enough = check_open_files(codename_settings(tmp_path), hard_limit=16256)
     assert enough.ok and "needs 16256 open files" in enough.text
-    fewer = check_open_files(codename_settings(tmp_path, max_connections="500"), hard_limit=1024)
+    fewer = check_open_files(codename_settings(tmp_path, max_connections="300"), hard_limit=1024)
     assert fewer.ok

@@ -262,3 +262,43 @@ def _head_piece(
         if first_byte_by is not None:
             setattr(reader, HEAD_DEADLINE, (deadline, None))
     return data
+
+
+# Most of an unread request body gunicorn discards before reading the connection's
+# next request (`bound_body_drains`): a browser's requests carry none where nothing
+# reads them.
+DRAIN_MAX_BYTES = 64 * 1024
+
+
+def bound_body_drains(seconds: float) -> None:
+    """Bound how long and how much gunicorn reads to discard a request body the app
+    did not read (a GET or a 404 declaring a body) before the connection's next
+    request: at most `seconds` and DRAIN_MAX_BYTES, then the connection is closed.
+
+    gunicorn drains it with no deadline and no cap, after the app's socket timeouts
+    are gone and before the head deadline begins, so a request declaring a body it
+    never sends was held for ever: enough of them silenced the service (found by a
+    hostile review, tests/test_head_deadline.py). Called in the master before workers
+    fork."""
+    from gunicorn.http.parser import Parser
+
+    original = Parser.finish_body
+    if getattr(original, "_sealdrop_bounded", False):
+        return
+
+    def finish_body(self: Any, deadline: float | None = None, max_bytes: int | None = None) -> bool:
+        if deadline is None:
+            deadline = time.monotonic() + seconds
+        # gunicorn checks its deadline only between reads of 1 KiB, each of which
+        # waits for its whole KiB: a trickle would outlast it. The socket reader ends
+        # at the deadline instead, as it does for a request head.
+        setattr(self.unreader, HEAD_DEADLINE, (deadline, None))
+        try:
+            cap = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
+            done: bool = original(self, deadline, cap)
+        finally:
+            setattr(self.unreader, HEAD_DEADLINE, None)
+        return done and time.monotonic() < deadline
+
+    finish_body._sealdrop_bounded = True  # type: ignore[attr-defined]
+    Parser.finish_body = finish_body

@@ -29,6 +29,7 @@ from ..web.errors import server_refusal_pages
 from .gunicorn_conf import KEEPALIVE, gunicorn_options
 from .memory import with_memory_hygiene
 from .patches import (
+    bound_body_drains,
     hide_server_header,
     honour_connection_close,
     limit_request_heads,
@@ -150,6 +151,7 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
     honour_connection_close()
     watch_body_pieces()
     limit_request_heads(settings.head_timeout_seconds, KEEPALIVE)
+    bound_body_drains(KEEPALIVE)
     options = gunicorn_options(
         settings,
         when_ready=when_ready,

@@ -105,3 +105,32 @@ def test_slow_heads_are_closed_after_the_deadline_and_nothing_else_is(tmp_path: 
     result.notes.append("heads in time, a kept-alive connection's next request, a body: answered")
     result.write()
     assert result.opened == 1 and result.lost == 0
+
+
+def test_a_body_nothing_reads_is_not_waited_for_past_the_keep_alive_bound(
+    tmp_path: Path,
+) -> None:
+    """A GET declaring a 100 MB body it never sends, and one trickling such a body a
+    byte a second: each is answered, then closed within gunicorn's keep-alive bound
+    (server.patches.bound_body_drains). gunicorn used to drain an unread body with no
+    deadline, so each such connection was held for ever (a hostile review: 100 of
+    them silenced a service allowing 100 connections)."""
+    from sealdrop.server.gunicorn_conf import KEEPALIVE
+
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000000\r\n\r\n"
+    service = Service.create(tmp_path / "service")
+    with running(service, SETTINGS) as server:
+        silent, trickling = connect(server.port, 10), connect(server.port, 10)
+        try:
+            for sock in (silent, trickling):
+                sock.sendall(head)
+                answer = read_response(sock, time.monotonic() + 10)
+                assert answer.status_code == 200
+            held_for = closed_after(trickling, b"x" * 30, 1.0, KEEPALIVE + 5)
+            assert held_for is not None and held_for <= KEEPALIVE + 3, held_for
+            silent.settimeout(KEEPALIVE + 3)
+            assert silent.recv(1) == b""  # closed, not waited on
+        finally:
+            silent.close()
+            trickling.close()
+        assert get(server.port).status_code == 200

@@ -337,3 +337,35 @@ def test_every_limit_is_checked_as_the_bytes_arrive(
         < max(len(head), limits.max_body_bytes if error is BodyTooLarge else 0) + 2 * 65536
     )
     assert list(spool_dir.iterdir()) == []
+
+
+def test_a_boundary_repeated_inside_lines_is_data_and_after_line_breaks_is_refused(
+    tmp_path: Path, reviewer_key: PrivateKey, multipart: Callable[..., Any]
+) -> None:
+    """``--BOUNDARY`` inside a line is data (found in C, costing no step of Python:
+    a hostile review's `x--a` body held the event loop half a second per MiB); after a
+    line break but not a delimiter, a few are data and a body made of them is refused
+    (web.multipart.MAX_FALSE_DELIMITERS), as no browser sends one."""
+    from sealdrop import crypto, records
+    from sealdrop.web.multipart import MAX_FALSE_DELIMITERS
+
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    inside_lines = b"x--a" * 50_000 + b"\n--aX" * MAX_FALSE_DELIMITERS
+    body = multipart([("files", "f", inside_lines, None)], boundary="a")
+    path = seal(spool_dir, reviewer_key, body.body, "a")
+    with path.open("rb") as handle:
+        payload = crypto.open_payload(handle, reviewer_key)
+        data = b"".join(
+            e.data
+            for e in records.read_payload(payload, payload.version)
+            if isinstance(e, records.AttachmentBytes)
+        )
+    assert data == inside_lines
+    path.unlink()
+
+    repeated = b"\n--aX" * (MAX_FALSE_DELIMITERS + 1)
+    body = multipart([("files", "f", repeated, None)], boundary="a")
+    with pytest.raises(MalformedUpload, match="repeats its boundary"):
+        seal(spool_dir, reviewer_key, body.body, "a")
+    assert not any(spool_dir.iterdir())

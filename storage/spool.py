@@ -431,6 +431,9 @@ class Submission:
         self._before_next_step()
         size = len(memoryview(data))
         if size < PIPELINED_PIECE:
+            if self._spare:  # the upload slowed down: its large buffer goes
+                _zero(self._spare)
+                self._spare = bytearray()
             off_loop(self._payload.attachment_data, data)
             return
         if len(self._spare) < size:

@@ -167,3 +167,43 @@ def test_read_ahead_over_the_limit_is_refused() -> None:
     reader = BodyReader(io.BytesIO(BODY), None, 10_000, held_room=100)
     with pytest.raises(BodyTooLarge):
         reader.read_ahead(64 * 1024)
+
+
+class Slow(io.RawIOBase):
+    """Gives `data` in reads that each take `pause` seconds."""
+
+    def __init__(self, data: bytes, pause: float) -> None:
+        self._data = data
+        self._pause = pause
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        import time
+
+        time.sleep(self._pause)
+        take = min(len(buffer), len(self._data))
+        buffer[:take] = self._data[:take]
+        self._data = self._data[take:]
+        return take
+
+
+def test_a_slow_body_keeps_small_reads_and_a_fast_one_that_slows_returns_to_them() -> None:
+    """gunicorn waits for a whole read's worth: a large buffer for a slow upload would
+    be held for as long as it trickles (a hostile review: 1.3-2.6 MiB each)."""
+    slow = BodyReader(cast(Any, Slow(BODY, 0.05)), len(BODY), 1 << 30, held_room=100)
+    for _ in range(3):
+        assert slow.read() == FIRST_READ_SIZE  # 16 KiB in 50 ms: 320 KB/s
+        slow.filled = 0
+    assert len(slow.buffer) == FIRST_READ_SIZE + 100
+
+    fast = BodyReader(io.BytesIO(BODY * 8), len(BODY) * 8, 1 << 30, held_room=100)
+    fast.read()
+    fast.filled = 0
+    assert fast.read() == READ_SIZE and len(fast.buffer) == READ_SIZE + 100
+    fast.filled = 0
+    slowed = Slow(BODY, 1.1)  # 1 MiB in 1.1 s: under a quarter of the rate
+    fast._stream, fast._readinto = cast(Any, slowed), slowed.readinto
+    fast.read()
+    assert len(fast.buffer) < READ_SIZE

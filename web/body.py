@@ -30,6 +30,13 @@ READ_SIZE = 1024 * 1024
 # or an attacker sending slowly never needs more (tests/test_slow_clients.py; the
 # figures are in docs/PERFORMANCE.md).
 FIRST_READ_SIZE = 16 * 1024
+# Reads grow to READ_SIZE only while a body arrives at least this fast (a full read
+# of FIRST_READ_SIZE in 16 ms), and shrink back below a quarter of it: gunicorn waits
+# for a whole read's worth, so one large buffer per upload, and as much again in
+# gunicorn's and the sealer's, would be held by every slow upload (a hostile review:
+# 1.3 to 2.6 MiB each). Loopback and fast links read in large pieces; a Tor upload
+# (tens to hundreds of KB/s) reads 16 KiB at a time, which costs it nothing.
+FAST_BODY_RATE = 1024 * 1024
 # RateFloor remembers how much had arrived at most this many times per window.
 RATE_MARKS_PER_WINDOW = 16
 # The attribute of gunicorn's socket reader that server.patches.watch_body_pieces
@@ -141,9 +148,13 @@ class BodyReader:
             raise self._gone
         if self.filled > self._held_room:
             raise AssertionError("more held back than the framing's bound")
+        started = time.monotonic()
         count = self._receive(self._read_size)
-        if count == self._read_size < READ_SIZE:
+        rate = count / max(time.monotonic() - started, 1e-6)
+        if count == self._read_size < READ_SIZE and rate >= FAST_BODY_RATE:
             self._grow()
+        elif self._read_size == READ_SIZE and rate < FAST_BODY_RATE / 4:
+            self._shrink()
         return count
 
     def read_ahead(self, size: int) -> None:
@@ -208,12 +219,19 @@ class BodyReader:
         self.filled = 0
 
     def _grow(self) -> None:
-        """The body comes fast enough to fill the buffer: read READ_SIZE at a time now."""
+        """The body comes fast: read READ_SIZE at a time now."""
         self._enlarge(max(len(self.buffer), READ_SIZE + self._held_room))
         self._read_size = READ_SIZE
 
+    def _shrink(self) -> None:
+        """The body has slowed down (a stalling circuit, or a client that sent fast to
+        trickle afterwards): back to small reads and a small buffer."""
+        self._read_size = FIRST_READ_SIZE
+        self._enlarge(max(self.filled, FIRST_READ_SIZE) + self._held_room)
+
     def _enlarge(self, size: int) -> None:
-        """A buffer of `size` bytes holding what is at hand; the old one is zeroed."""
+        """A buffer of `size` bytes (larger or smaller) holding what is at hand; the
+        old one is zeroed."""
         bigger = bytearray(size)
         bigger[: self.filled] = memoryview(self.buffer)[: self.filled]
         _zero(self.buffer)

@@ -200,6 +200,14 @@ def watch_body_pieces() -> None:
 HEAD_DEADLINE = "sealdrop_head_deadline"
 # The attribute that marks a socket reader whose connection has had a request already.
 _KEPT_ALIVE = "sealdrop_kept_alive"
+# The bytes a request head may still bring (`limit_request_heads`): Tor Browser's
+# heads are under 1 KiB. gunicorn's own limits (50 fields of 8 KiB) let one connection
+# hold 400 KiB for the whole head deadline, and gunicorn copies its whole buffer for
+# each piece that arrives, so such heads also cost CPU quadratically (a hostile
+# review: 300 of them added 235 MiB and held the loop for seconds). A piece may bring
+# the body's first bytes along: those count too.
+MAX_HEAD_BYTES = 16 * 1024
+_HEAD_ROOM = "sealdrop_head_room"
 
 
 def limit_request_heads(seconds: float, idle_seconds: float) -> None:
@@ -224,12 +232,14 @@ def limit_request_heads(seconds: float, idle_seconds: float) -> None:
         now = time.monotonic()
         first_byte_by = now + idle_seconds if getattr(unreader, _KEPT_ALIVE, False) else None
         setattr(unreader, HEAD_DEADLINE, (now + seconds, first_byte_by))
+        setattr(unreader, _HEAD_ROOM, MAX_HEAD_BYTES)
         _awaiting_first_byte.add(unreader)
         try:
             return original(self, unreader)
         finally:
             _awaiting_first_byte.discard(unreader)
             setattr(unreader, HEAD_DEADLINE, None)
+            setattr(unreader, _HEAD_ROOM, None)
             setattr(unreader, _KEPT_ALIVE, True)
 
     parse._sealdrop_head_deadline = True  # type: ignore[attr-defined]
@@ -261,6 +271,11 @@ def _head_piece(
         _awaiting_first_byte.discard(reader)
         if first_byte_by is not None:
             setattr(reader, HEAD_DEADLINE, (deadline, None))
+        room: int | None = getattr(reader, _HEAD_ROOM, None)
+        if room is not None:
+            if len(data) > room:
+                return b""  # a head larger than any browser's: closed, unanswered
+            setattr(reader, _HEAD_ROOM, room - len(data))
     return data
 
 

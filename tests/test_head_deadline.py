@@ -134,3 +134,24 @@ def test_a_body_nothing_reads_is_not_waited_for_past_the_keep_alive_bound(
             silent.close()
             trickling.close()
         assert get(server.port).status_code == 200
+
+
+def test_a_head_larger_than_any_browsers_is_closed_unanswered(tmp_path: Path) -> None:
+    """A head within gunicorn's own limits (50 fields of 8 KiB) but over
+    server.patches.MAX_HEAD_BYTES is closed without an answer: each held up to
+    400 KiB for the head deadline, and gunicorn parses it in quadratic time."""
+    from sealdrop.server.patches import MAX_HEAD_BYTES
+
+    fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 4000) for i in range(6))
+    assert len(fields) > MAX_HEAD_BYTES
+    service = Service.create(tmp_path / "service")
+    with running(service, SETTINGS) as server:
+        sock = connect(server.port, 10)
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + fields + b"\r\n")
+            sock.settimeout(10)
+            assert sock.recv(100) == b""
+        finally:
+            sock.close()
+        # A browser's head with the start of its body in the same pieces is served.
+        assert get(server.port).status_code == 200

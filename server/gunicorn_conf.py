@@ -41,8 +41,15 @@ from .worker import worker_class as event_loop_worker
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 _M_PERTURB = -6
+_M_TRIM_THRESHOLD = -1
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 4 * MiB
+# Free memory at the top of the heap kept rather than given back to the kernel: at
+# glibc's 128 KiB, each freed 1 MiB read buffer went back and came again as fresh
+# pages, faulted in one by one (1.16 million faults per GiB uploaded on the event
+# loop's thread, +2.7 CPU s per GiB: bench/upload_bench.py, docs/PERFORMANCE.md).
+# What is kept was overwritten when freed (perturb).
+TRIM_THRESHOLD = 4 * MiB
 HEARTBEAT_TIMEOUT = 60
 # Seconds a kept-alive connection may wait for its next request's first byte
 # (server.patches.limit_request_heads; non-zero: connections are kept alive).
@@ -174,7 +181,7 @@ def _queued_signals(server: Any) -> list[int]:
 
 
 def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas, fix its mmap threshold and have it overwrite every
+    """Cap glibc's malloc arenas, fix its mmap and trim thresholds and have it overwrite every
     block it frees (a freed buffer or string no longer holds a source's bytes) in this
     process; does nothing under a C library without ``mallopt`` (musl).
 
@@ -191,4 +198,5 @@ def limit_malloc_arenas() -> None:
         return
     mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     mallopt(_M_PERTURB, FREED_BYTE)

@@ -119,3 +119,48 @@ def test_a_trickling_body_is_dropped_and_a_stalling_tor_upload_is_not(tmp_path: 
     assert slow_file.startswith(kept)
     whole = stored[tor_marker]
     assert whole.cut is None and whole.files == [("tor.bin", tor_file)]
+
+
+def test_a_trickled_codename_form_is_dropped_after_a_window(tmp_path: Path) -> None:
+    """The replies page's small form is read under the same floor: trickled a byte a
+    second (2 KiB would take half an hour, each byte inside body_idle_seconds) it is
+    dropped within about a window; sent at once it is answered."""
+    service = Service.create(tmp_path / "service")
+    state, replies_dir = service.root / "state", service.root / "replies"
+    for folder in (state, replies_dir):
+        folder.mkdir(mode=0o700)
+    settings = {
+        **SETTINGS,
+        "SEALDROP_STATE_DIR": str(state),
+        "SEALDROP_REPLIES_DIR": str(replies_dir),
+        "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
+        "SEALDROP_CODENAME_KDF_PASSES": "1",
+    }
+    form = b"codename=" + b"a" * 2000
+    head = (
+        "POST /replies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(form)}\r\n\r\n"
+    ).encode()
+    with running(service, settings) as server:
+        sock = connect(server.port, 10)
+        started = time.monotonic()
+        ended = None
+        try:
+            sock.sendall(head)
+            for byte in form[: 4 * WINDOW + 6]:
+                readable, _, _ = select.select([sock], [], [], 1.0)
+                if readable:
+                    ended = time.monotonic() - started
+                    break
+                sock.sendall(bytes([byte]))
+        finally:
+            sock.close()
+        assert ended is not None and ended < 3 * WINDOW + 2, ended
+        whole = connect(server.port, 10)
+        try:
+            whole.sendall(head + form)
+            answer = read_response(whole, time.monotonic() + 10)
+        finally:
+            whole.close()
+        assert answer.status_code == 400  # not a codename, but read and answered

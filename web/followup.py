@@ -42,6 +42,7 @@ from ..records.source import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
 from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
+from .body import RateFloor, watch_socket_reads
 from .derivations import DERIVE_AFTER_BYTES, DerivationQueue, DerivationsBusy, Kind
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
 from .language import current_language
@@ -111,12 +112,12 @@ def register_followup_routes(
         return refusal_page(TOO_MANY_REQUESTS)
 
     box = ReplyBox(settings.replies_dir, codenames.reply_signers)
-    _register_replies_pages(app, codenames, box, page_limits)
+    _register_replies_pages(app, codenames, box, limits, page_limits)
     _register_follow_up(app, settings, spool, codenames, limits)
 
 
 def _register_replies_pages(
-    app: Flask, codenames: Codenames, box: ReplyBox, page_limits: object
+    app: Flask, codenames: Codenames, box: ReplyBox, limits: UploadLimits, page_limits: object
 ) -> None:
     """Entering a codename, and the replies it is shown (or deletes)."""
 
@@ -126,7 +127,7 @@ def _register_replies_pages(
 
     @app.post("/replies")
     def show_replies() -> Response | str:
-        typed = _small_form().get(CODENAME_FIELD, "")
+        typed = _small_form(limits).get(CODENAME_FIELD, "")
         try:
             codename = normalise_codename(typed)
         except BadCodename:
@@ -135,7 +136,7 @@ def _register_replies_pages(
 
     @app.post("/replies/delete")
     def delete_reply() -> Response | str:
-        form = _small_form()
+        form = _small_form(limits)
         try:
             codename = normalise_codename(form.get(CODENAME_FIELD, ""))
         except BadCodename:
@@ -192,11 +193,24 @@ def _typed_codename(typed: bytearray) -> str:
         typed[:] = bytes(len(typed))
 
 
-def _small_form() -> dict[str, str]:
-    """Parse a small urlencoded form by hand: request.form is refused (web.request)."""
+def _small_form(limits: UploadLimits) -> dict[str, str]:
+    """Parse a small urlencoded form by hand: request.form is refused (web.request).
+
+    The body is read under the uploads' rate floor: without it a client trickling a
+    byte just inside `body_idle_seconds` held the connection for days (a hostile
+    review). A form a browser sends arrives at once; one still arriving after a
+    window is dropped (the socket reader reports its end: a short form, refused)."""
     if request.mimetype != "application/x-www-form-urlencoded":
         raise MalformedUpload("not a urlencoded form")
-    body = request.stream.read(MAX_SMALL_FORM_BYTES + 1)
+    floor = None
+    if limits.body_min_rate:
+        floor = RateFloor(limits.body_min_rate, limits.body_rate_window)
+        watch_socket_reads(request.environ.get("wsgi.input"), floor)
+    try:
+        body = request.stream.read(MAX_SMALL_FORM_BYTES + 1)
+    finally:
+        if floor is not None:
+            floor.unwatch()
     if len(body) > MAX_SMALL_FORM_BYTES:
         raise MalformedUpload("the form is too large")
     try:

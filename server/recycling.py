@@ -16,10 +16,9 @@ reaches its count while another still retires keeps serving and looks again at e
 request it finishes. Under such a flood recycling waits; what each request leaves in
 memory is still overwritten when freed (server.memory).
 
-The count of retiring workers lives in memory shared by the arbiter and its workers
-(made in the arbiter before any worker forks): a worker takes a place before it asks
-for its replacement, the arbiter gives it back when a worker beyond the configured
-number exits.
+The retiring places live in memory shared by the arbiter and its workers (made in
+the arbiter before any worker forks): a worker takes a place, with its pid, before it
+asks for its replacement; the arbiter frees it when that worker exits.
 """
 
 from __future__ import annotations
@@ -44,13 +43,18 @@ class Recycling:
 
     def __init__(self, after_requests: int) -> None:
         self._after = after_requests
-        # Created in the arbiter: forked workers share the value and its lock.
-        self._retiring = multiprocessing.get_context("fork").Value("i", 0)
+        # Created in the arbiter: forked workers share the places and their lock. A
+        # place holds the pid of the worker retiring in it, 0 when free, so that only
+        # that worker's exit frees it (a crash of another must not).
+        self._retiring = multiprocessing.get_context("fork").Array("i", MAX_RETIRING)
 
     @property
     def retiring(self) -> int:
         """Workers retiring now."""
-        return int(self._retiring.value)
+        return sum(1 for pid in self._pids() if pid)
+
+    def _pids(self) -> list[int]:
+        return [int(self._retiring[place]) for place in range(MAX_RETIRING)]
 
     def post_fork(self, server: Any, worker: Any) -> None:
         """Draw this worker's share: `after_requests` plus 0 to half as many more, so
@@ -65,17 +69,22 @@ class Recycling:
         if getattr(worker, _RETIRED, False) or done < getattr(worker, _LIMIT, done + 1):
             return
         with self._retiring.get_lock():
-            if self._retiring.value >= MAX_RETIRING:
+            free = [place for place, pid in enumerate(self._pids()) if not pid]
+            if not free:
                 return  # another is retiring: look again after the next request
-            self._retiring.value += 1
+            self._retiring[free[0]] = worker.pid
         setattr(worker, _RETIRED, True)
         worker.alive = False  # stops accepting; its loop ends once what it holds is done
         os.kill(worker.ppid, signal.SIGTTIN)
 
     def child_exit(self, server: Any, worker: Any) -> None:
-        """A worker left; if a replacement was added for it, go back to the configured
-        number of workers and free the retiring place."""
-        if server.num_workers > server.cfg.workers:
-            server.num_workers -= 1
-            with self._retiring.get_lock():
-                self._retiring.value = max(0, self._retiring.value - 1)
+        """A worker left. If it was retiring, free its place and drop the replacement
+        it asked for from the count (never below the configured number: its SIGTTIN
+        may not have been handled yet). Any other worker that left (a crash) is
+        replaced by gunicorn as usual."""
+        with self._retiring.get_lock():
+            places = [place for place, pid in enumerate(self._pids()) if pid == worker.pid]
+            for place in places:
+                self._retiring[place] = 0
+        if places:
+            server.num_workers = max(server.cfg.workers, server.num_workers - 1)

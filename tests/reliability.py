@@ -299,6 +299,14 @@ class Service:
         service.public_key_file.write_text(encode_public_key(service.key.public_key) + "\n")
         return service
 
+    def codename_settings(self) -> dict[str, str]:
+        """Codenames and replies on: the state and replies folders, made under `root`,
+        as settings for `running`."""
+        state, replies = self.root / "state", self.root / "replies"
+        for folder in (state, replies):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        return {"SEALDROP_STATE_DIR": str(state), "SEALDROP_REPLIES_DIR": str(replies)}
+
     def spool_names(self) -> list[str]:
         """The spool's names, without the pool of empty files the server keeps there."""
         from sealdrop.spool_names import POOL_DIR

@@ -126,13 +126,9 @@ def test_a_trickled_codename_form_is_dropped_after_a_window(tmp_path: Path) -> N
     second (2 KiB would take half an hour, each byte inside body_idle_seconds) it is
     dropped within about a window; sent at once it is answered."""
     service = Service.create(tmp_path / "service")
-    state, replies_dir = service.root / "state", service.root / "replies"
-    for folder in (state, replies_dir):
-        folder.mkdir(mode=0o700)
     settings = {
         **SETTINGS,
-        "SEALDROP_STATE_DIR": str(state),
-        "SEALDROP_REPLIES_DIR": str(replies_dir),
+        **service.codename_settings(),
         "SEALDROP_CODENAME_KDF_MEMORY": "8 KiB",
         "SEALDROP_CODENAME_KDF_PASSES": "1",
     }

@@ -76,12 +76,8 @@ def test_a_returning_source_reads_its_reply_through_a_codename_flood(
     tmp_path: Path, reply_signer: SigningKey, reply_signing_pub: Path
 ) -> None:
     service = Service.create(tmp_path / "service")
-    state, replies_dir = service.root / "state", service.root / "replies"
-    for folder in (state, replies_dir):
-        folder.mkdir(mode=0o700)
     settings = {
-        "SEALDROP_STATE_DIR": str(state),
-        "SEALDROP_REPLIES_DIR": str(replies_dir),
+        **service.codename_settings(),
         "SEALDROP_REPLY_SIGNING_KEY_FILE": str(reply_signing_pub),
         "SEALDROP_CODENAME_KDF_MEMORY": str(KDF.memlimit),
         "SEALDROP_CODENAME_KDF_PASSES": str(KDF.opslimit),
@@ -102,6 +98,7 @@ def test_a_returning_source_reads_its_reply_through_a_codename_flood(
     uploads: list[tuple[str, HttpResponse | None, float]] = []
     lock = threading.Lock()
 
+    state, replies_dir = service.root / "state", service.root / "replies"
     with running(service, settings) as server, RssSampler(server) as rss:
         # The source's first contact, and a reply waiting for it.
         body, ctype = multipart(markers[0], [("first.bin", b"f" * 1000)])
@@ -251,12 +248,8 @@ def test_uploads_held_open_take_no_derivation_ahead_of_a_source(
     head arrived, and 200 of them (about 0.1-0.25 s of Argon2id each, 4 at a time) kept
     the source waiting for tens of seconds."""
     service = Service.create(tmp_path / "service")
-    state, replies_dir = service.root / "state", service.root / "replies"
-    for folder in (state, replies_dir):
-        folder.mkdir(mode=0o700)
     settings = {
-        "SEALDROP_STATE_DIR": str(state),
-        "SEALDROP_REPLIES_DIR": str(replies_dir),
+        **service.codename_settings(),
         "SEALDROP_REPLY_SIGNING_KEY_FILE": str(reply_signing_pub),
     }
     marker = canary()

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -495,13 +496,20 @@ def test_serve_publishes_once_per_server_not_once_per_worker(
     server = Served([*argv, "--state", str(tmp_path / "state")], tmp_path)
     try:
         server.wait_for(rb"^http://[a-z2-7]{56}\.onion/$", 30)
-        # Both gunicorn workers come up well within this; none may publish on its own.
+        # The worker comes up well within this, and so does the one that replaces it
+        # when it dies: neither may publish on its own.
         deadline = time.monotonic() + 30
-        workers_seen = 0
-        while time.monotonic() < deadline and workers_seen < 2:
-            workers_seen = len(child_pids(server.pid))
+        first: list[int] = []
+        while time.monotonic() < deadline and not first:
+            first = child_pids(server.pid)
             time.sleep(0.1)
-        assert workers_seen >= 2
+        assert first
+        os.kill(first[0], signal.SIGKILL)
+        replaced: list[int] = []
+        while time.monotonic() < deadline and not replaced:
+            replaced = [pid for pid in child_pids(server.pid) if pid not in first]
+            time.sleep(0.1)
+        assert replaced
         time.sleep(1.0)
         assert proxy.count(b"ADD_ONION") == 1
         assert proxy.connections == 1

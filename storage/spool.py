@@ -45,6 +45,7 @@ from ..private_folder import folder_problem
 from ..records.source import SourceIdentity
 from ..records.writer import PayloadWriter
 from ..spool_names import POOL_DIR, is_part, part_name, random_name, sealed_name
+from ..wipe import zero
 
 # Empty files made ahead of time (see the module docstring).
 POOL_SIZE = 64
@@ -432,12 +433,12 @@ class Submission:
         size = len(memoryview(data))
         if size < PIPELINED_PIECE:
             if self._spare:  # the upload slowed down: its large buffer goes
-                _zero(self._spare)
+                zero(self._spare)
                 self._spare = bytearray()
             off_loop(self._payload.attachment_data, data)
             return
         if len(self._spare) < size:
-            _zero(self._spare)
+            zero(self._spare)
             self._spare = bytearray(size)
         view = memoryview(self._spare)[:size]
         view[:] = data
@@ -457,7 +458,7 @@ class Submission:
     def commit(self) -> str:
         """Finish, fsync and publish the spool file; return the receipt once it is durable."""
         self._before_next_step()
-        _zero(self._spare)
+        zero(self._spare)
         return off_loop(self._publish)
 
     def commit_partial(self, *, in_message: bool = False) -> bool:
@@ -471,7 +472,7 @@ class Submission:
         must be aborted instead.
         """
         self._before_next_step()
-        _zero(self._spare)
+        zero(self._spare)
         if not self._payload.holds_content:
             self.abort()
             return False
@@ -512,7 +513,7 @@ class Submission:
         # The piece in flight uses the file: let it end (its error no longer matters).
         with contextlib.suppress(Exception):
             self._finish_in_flight()
-        _zero(self._spare)
+        zero(self._spare)
         self._abort_now()
 
     def _abort_now(self) -> None:
@@ -581,11 +582,6 @@ class Submission:
     def _fail(self, err: OSError, doing: str) -> NoReturn:
         self._abort_now()
         raise _storage_error(err, doing, self._spool.directory) from None
-
-
-def _zero(buffer: bytearray) -> None:
-    """Overwrite a buffer that held a source's plaintext."""
-    buffer[:] = bytes(len(buffer))
 
 
 def _storage_error(err: OSError, doing: str, directory: Path) -> StorageError:

@@ -22,6 +22,7 @@ from typing import IO
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from ..wipe import zero
 from .refusals import BodyTooLarge, BodyTooSlow, ClientGone
 
 READ_SIZE = 1024 * 1024
@@ -168,7 +169,7 @@ class BodyReader:
                 # trickling its body holds what it sent, not `size` bytes at once.
                 step = min(self._read_size, size - self.filled)
                 if len(self.buffer) < self.filled + step + self._held_room:
-                    self._enlarge(self.filled + step + self._held_room)
+                    self._resize(self.filled + step + self._held_room)
                 if not self._receive(step):
                     break
         except ClientGone as gone:
@@ -215,27 +216,27 @@ class BodyReader:
 
     def wipe(self) -> None:
         """Zero the buffer: it held a source's plaintext."""
-        _zero(self.buffer)
+        zero(self.buffer)
         self.filled = 0
 
     def _grow(self) -> None:
         """The body comes fast: read READ_SIZE at a time now."""
-        self._enlarge(max(len(self.buffer), READ_SIZE + self._held_room))
+        self._resize(max(len(self.buffer), READ_SIZE + self._held_room))
         self._read_size = READ_SIZE
 
     def _shrink(self) -> None:
         """The body has slowed down (a stalling circuit, or a client that sent fast to
         trickle afterwards): back to small reads and a small buffer."""
         self._read_size = FIRST_READ_SIZE
-        self._enlarge(max(self.filled, FIRST_READ_SIZE) + self._held_room)
+        self._resize(max(self.filled, FIRST_READ_SIZE) + self._held_room)
 
-    def _enlarge(self, size: int) -> None:
+    def _resize(self, size: int) -> None:
         """A buffer of `size` bytes (larger or smaller) holding what is at hand; the
         old one is zeroed."""
-        bigger = bytearray(size)
-        bigger[: self.filled] = memoryview(self.buffer)[: self.filled]
-        _zero(self.buffer)
-        self.buffer = bigger
+        resized = bytearray(size)
+        resized[: self.filled] = memoryview(self.buffer)[: self.filled]
+        zero(self.buffer)
+        self.buffer = resized
 
     def _read_into(self, target: memoryview) -> int:
         if self._readinto is not None:
@@ -249,7 +250,3 @@ class BodyReader:
         piece = self._stream.read(len(target))
         target[: len(piece)] = piece
         return len(piece)
-
-
-def _zero(buffer: bytearray) -> None:
-    buffer[:] = bytes(len(buffer))

@@ -11,6 +11,7 @@ safe to use as file names).
 from __future__ import annotations
 
 from ..storage.spool import Submission
+from ..wipe import zero
 from .part_headers import PartHeaders
 from .refusals import EmptySubmission, MalformedUpload, MessageTooLong, TooManyFiles, UploadLimits
 
@@ -132,7 +133,7 @@ class SubmissionBuilder:
 
     def _wipe_message(self) -> None:
         """Zero the message's bytes (ours to zero; the text decoded from them is not)."""
-        self._message[:] = bytes(len(self._message))
+        zero(self._message)
         self._message = bytearray()
 
 

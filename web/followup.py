@@ -42,6 +42,7 @@ from ..records.source import FIRST_CONTACT, FOLLOW_UP, SourceIdentity
 from ..settings import Settings
 from ..storage.replies import ReplyBox
 from ..storage.spool import Spool
+from ..wipe import zero
 from .body import RateFloor, watch_socket_reads
 from .derivations import DERIVE_AFTER_BYTES, DerivationQueue, DerivationsBusy, Kind
 from .errors import SERVICE_UNAVAILABLE, error_page, refusal_page
@@ -190,7 +191,7 @@ def _typed_codename(typed: bytearray) -> str:
         # the rest of the body was read: web.errors, UploadRejected).
         raise MalformedUpload("the follow-up's codename is not valid") from None
     finally:
-        typed[:] = bytes(len(typed))
+        zero(typed)
 
 
 def _small_form(limits: UploadLimits) -> dict[str, str]:

@@ -195,8 +195,9 @@ def watch_body_pieces() -> None:
 
 
 # The attribute of gunicorn's socket reader holding, while gunicorn parses a request
-# head, when it must be complete by and (None once a byte came) when its first byte
-# must have come by (`limit_request_heads`).
+# head (or discards an unread body: `bound_body_drains`), when it must be complete by
+# and (None once a byte came) when its first byte must have come by
+# (`limit_request_heads`).
 HEAD_DEADLINE = "sealdrop_head_deadline"
 # The attribute that marks a socket reader whose connection has had a request already.
 _KEPT_ALIVE = "sealdrop_kept_alive"

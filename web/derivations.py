@@ -19,7 +19,7 @@ Requests that find every slot taken wait in a queue instead of being refused:
 
 A flood of codename entries (anyone can compute valid checksum words) is then a queue
 a returning source waits in, rather than a lottery they lose, and it holds at most
-`visit_queue` threads and `slots - 1` derivations of a worker. It cannot tell a flood
+`visit_queue` waiting requests and `slots - 1` derivations of a worker. It cannot tell a flood
 from a returning source: both post a codename to /replies (docs/ONION.md, "One
 circuit, one slot?", says why circuits are not told apart either).
 """

@@ -70,7 +70,7 @@ class ClientGone(UploadRejected):
 
 class BodyTooSlow(ClientGone):
     """The body arrived slower than `body_min_rate` bytes a second over the last
-    `body_rate_window_seconds`: a client holding a thread by trickling, or a circuit
+    `body_rate_window_seconds`: a client holding a connection by trickling, or a circuit
     too slow to be of use. Dropped like a client that went away: what arrived is kept,
     sealed and marked cut (a ClientGone, on purpose)."""
 

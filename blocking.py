@@ -57,7 +57,7 @@ class Pending(Generic[_R]):
         if self._running is not None:
             running, self._running = self._running, None
             try:
-                succeeded, outcome = running.get()
+                box = running.get()
             except BaseException:
                 # The waiting greenlet was interrupted (a worker killing its connections
                 # at the end of a stop): the thread is done with `work` only once
@@ -65,21 +65,33 @@ class Pending(Generic[_R]):
                 # what it uses (a file descriptor another file could reuse).
                 running.wait()
                 raise
+            succeeded, outcome = box
+            box.clear()
             if not succeeded:
-                raise outcome
+                try:
+                    raise outcome
+                finally:
+                    # The error's traceback holds this frame, whose locals hold the
+                    # error: a cycle (see `_outcome`).
+                    del outcome
             self._result = outcome
         result: _R = self._result
         return result
 
 
-def _outcome(work: Callable[..., Any], args: Any, kwargs: Any) -> tuple[bool, Any]:
+def _outcome(work: Callable[..., Any], args: Any, kwargs: Any) -> list[Any]:
     """Run `work` in a pool thread and hand back its result or its exception. Nothing
     may escape: gevent's pool would print the traceback of an exception raised in a
-    thread to stderr, and a traceback can quote what a source sent."""
+    thread to stderr, and a traceback can quote what a source sent.
+
+    Handed back as [succeeded, result or error] in a list that `Pending.wait` empties:
+    gevent's result object keeps what it is given and outlives the wait in a reference
+    cycle of its own, and with it an error, its traceback's frames and every buffer
+    they held stayed allocated until the garbage collector's next full pass."""
     try:
-        return True, work(*args, **kwargs)
+        return [True, work(*args, **kwargs)]
     except BaseException as error:
-        return False, error
+        return [False, error]
 
 
 def start_off_loop(work: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> Pending[_R]:

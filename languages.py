@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 
@@ -17,6 +18,9 @@ from babel import Locale, UnknownLocaleError
 # tests/test_i18n.py checks that this list and the folder agree.
 SHIPPED = ("en", "fr", "es", "pt", "sw", "id", "zh-Hans", "vi", "ru", "ar")
 SOURCE_LANGUAGE = "en"
+# The compiled catalogs, in the package: translations/<catalog>/LC_MESSAGES/messages.mo.
+TRANSLATIONS_FOLDER = "translations"
+TRANSLATIONS = Path(__file__).parent / TRANSLATIONS_FOLDER
 # The translations a native speaker has reviewed (docs/TRANSLATIONS.md's table and each
 # catalog's header say the same; tests/test_i18n.py checks the three agree). None yet:
 # `sealdrop check` warns about every other one a deployment offers.
@@ -42,10 +46,11 @@ class Language:
         # Parsed once per Language: every page asks each offered one for its name.
         return Locale.parse(self.tag, sep="-")
 
-    @cached_property
+    @property
     def catalog(self) -> str:
-        """Babel's locale name, the catalog folder's: ``zh_Hans``."""
-        return str(self.locale)
+        """Babel's locale name, the catalog folder's: ``zh_Hans``. Spelt from the tag,
+        not from the locale data, which a start-up check need not load."""
+        return self.tag.replace("-", "_")
 
     @cached_property
     def name(self) -> str:
@@ -114,3 +119,14 @@ class Languages:
                 if lang.locale.language == wanted.language and lang not in asked:
                     asked.append(lang)
         return (*asked, *(lang for lang in self.offered if lang not in asked))
+
+
+def missing_catalogs(languages: Languages) -> list[str]:
+    """The offered languages whose compiled catalog is not installed. Flask-Babel would
+    show those pages in English without a word: the caller refuses to start instead."""
+    return [
+        lang.tag
+        for lang in languages.offered
+        if lang.tag != SOURCE_LANGUAGE
+        and not (TRANSLATIONS / lang.catalog / "LC_MESSAGES" / "messages.mo").is_file()
+    ]

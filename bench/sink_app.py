@@ -11,6 +11,7 @@ logging as `sealdrop serve` (`gunicorn_options`); prints its URL when it listens
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def main() -> None:
     hide_server_header()
     options = gunicorn_options(settings, when_ready=when_ready)
     options["proc_name"] = "sealdrop-sink"
-    SealdropServer(create_sink_app(args.max_body_bytes), options).run()
+    SealdropServer(partial(create_sink_app, args.max_body_bytes), options).run()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +66,14 @@ def gunicorn_options(
     when_ready: Callable[[Any], None] | None = None,
     on_exit: Callable[[Any], None] | None = None,
     counters: FailureCounters | None = None,
-    refusal_pages: Mapping[int, bytes] | None = None,
 ) -> dict[str, Any]:
     """The gunicorn settings for this service (names as in gunicorn's documentation);
-    `counters` counts what the error log withholds (workers' deaths); `refusal_pages`
-    are our pages for the requests gunicorn refuses itself (patches)."""
+    `counters` counts what the error log withholds (workers' deaths)."""
 
     recycling = Recycling(settings.recycle_after_requests)
 
     def post_fork(server: Any, worker: Any) -> None:
-        prepare_worker(server, worker, refusal_pages)
+        prepare_worker(server, worker)
         recycling.post_fork(server, worker)
 
     options: dict[str, Any] = {
@@ -113,8 +111,10 @@ def gunicorn_options(
         "secure_scheme_headers": {},
         # No control socket: nothing but the listening address is opened.
         "control_socket_disable": True,
-        # The app is built (and the key and spool checked) once, in the master.
-        "preload_app": True,
+        # The master checks the keys and folders (startup.prepare) but holds no app:
+        # each worker builds its own, so that Flask and the catalogs are not counted
+        # twice (startup.py).
+        "preload_app": False,
         "http_protocols": "h1",
         "proc_name": "sealdrop",
         "post_fork": post_fork,
@@ -131,13 +131,12 @@ def gunicorn_options(
     return options
 
 
-def prepare_worker(
-    server: Any, worker: Any, refusal_pages: Mapping[int, bytes] | None = None
-) -> None:
-    """gunicorn's ``post_fork`` hook: runs in each new worker before its loop starts."""
+def prepare_worker(server: Any, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: runs in each new worker before its loop starts
+    (our pages for gunicorn's own refusals come once its app is built: server.serve)."""
     keep_stop_signals(server, worker)
     limit_malloc_arenas()
-    hide_error_details(refusal_pages)
+    hide_error_details()
 
 
 def keep_stop_signals(server: Any, worker: Any) -> None:

@@ -16,26 +16,30 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+_refusal_pages: dict[int, bytes] = {}
+
 
 def hide_error_details(pages: Mapping[int, bytes] | None = None) -> None:
     """Make the error pages gunicorn writes itself (unparseable requests) say only what
     we wrote: its own page quotes the offending method, version or header back.
 
-    With `pages` (status -> our HTML, web.errors.server_refusal_pages), a refusal gets
-    our calm page in the deployment's language, as UTF-8 with the app's security
-    headers; without, gunicorn's page with its message left out.
+    With `pages` (status -> our HTML, web.errors.server_refusal_pages; a later call
+    may give them, once the worker's app exists), a refusal gets our calm page in the
+    deployment's language, as UTF-8 with the app's security headers; without,
+    gunicorn's page with its message left out.
     """
     from gunicorn import util
 
     from ..web.headers import SECURITY_HEADERS
 
+    _refusal_pages.update(pages or {})
     original = util.write_error
     if getattr(original, "_sealdrop_hidden", False):
         return
 
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         # `reason` is gunicorn's fixed phrase for the status; `mesg` quotes the request.
-        body = (pages or {}).get(status_int)
+        body = _refusal_pages.get(status_int)
         if body is None:
             original(sock, status_int, reason, "")
             return

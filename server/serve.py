@@ -1,10 +1,12 @@
 """`sealdrop serve`: check everything, then run the app under gunicorn.
 
-The app is built once, in the gunicorn master, before any worker exists: a bad key
-or spool stops start-up with a plain message, and workers fork from a checked app.
-Whatever publishes the service (the onion service) is started once, in the master,
-from gunicorn's ``when_ready`` hook (the listening socket exists by then) and
-stopped from ``on_exit``; never once per worker.
+The keys, folders and languages are checked once, in the gunicorn master, before any
+worker exists (startup.prepare): a bad key or spool stops start-up with a plain
+message. The master holds no app and no Flask; each worker builds the app from what
+was checked, once its event loop is set up (startup.py says why). Whatever publishes
+the service (the onion service) is started once, in the master, from gunicorn's
+``when_ready`` hook (the listening socket exists by then) and stopped from
+``on_exit``; never once per worker.
 """
 
 from __future__ import annotations
@@ -13,23 +15,23 @@ import argparse
 import os
 import resource
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from ..app import REVIEWER_KEYS, SWEEPER, StartupRefused, create_app
 from ..connections import OPEN_FILES_FIX, open_files_needed, open_files_problem
 from ..onion.errors import OnionError
 from ..onion.publisher import OnionPublisher
 from ..onion.service import OnionConfig
 from ..settings import Settings, SettingsError, from_command_line
-from ..web.errors import server_refusal_pages
+from ..startup import Startup, StartupRefused, prepare
 from .gunicorn_conf import KEEPALIVE, gunicorn_options
 from .memory import with_memory_hygiene
 from .patches import (
     bound_body_drains,
+    hide_error_details,
     hide_server_header,
     honour_connection_close,
     limit_request_heads,
@@ -50,10 +52,10 @@ class Publisher(Protocol):
 
 
 class SealdropServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn run programmatically, with our options and an app built beforehand."""
+    """gunicorn run programmatically, with our options; each worker builds the app."""
 
-    def __init__(self, app: Flask, options: Mapping[str, Any]) -> None:
-        self._app = app
+    def __init__(self, build: Callable[[], Any], options: Mapping[str, Any]) -> None:
+        self._build = build
         self._options = dict(options)
         super().__init__()
 
@@ -61,23 +63,23 @@ class SealdropServer(BaseApplication):  # type: ignore[misc]
         for name, value in self._options.items():
             self.cfg.set(name, value)
 
-    def load(self) -> Flask:
-        # Called once in the master (preload_app): the workers inherit this app.
-        return self._app
+    def load(self) -> Any:
+        # Called in each worker (preload_app is off), after gevent patched it.
+        return self._build()
 
 
 def run_serve(args: argparse.Namespace) -> int:
     with_memory_hygiene()
     try:
         settings = from_command_line(args, os.environ)
-        app = create_app(settings)
+        startup = prepare(settings)
     except (SettingsError, StartupRefused) as err:
         print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
     if problem := fit_open_files(settings.max_connections):
         print(f"sealdrop serve: {problem}", file=sys.stderr)
         return EXIT_REFUSED
-    labels = app.extensions[REVIEWER_KEYS]
+    labels = startup.labels
     print(
         f"sealdrop serve: each submission is sealed to {len(labels)} reviewer "
         f"key{'' if len(labels) == 1 else 's'}: {', '.join(labels)}",
@@ -108,7 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
             )
         )
     try:
-        serve(app, settings, publisher)
+        serve(settings, startup, publisher)
     except OnionError as err:
         print(f"sealdrop serve: {err}", file=sys.stderr)
         return EXIT_REFUSED
@@ -127,10 +129,10 @@ def fit_open_files(max_connections: int) -> str:
     return ""
 
 
-def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
+def serve(settings: Settings, startup: Startup, publisher: Publisher | None) -> None:
     """Run gunicorn until it is told to stop (SIGTERM, SIGINT)."""
 
-    sweeper = app.extensions.get(SWEEPER)
+    sweeper = startup.sweeper
 
     def when_ready(server: Any) -> None:
         print(listening_url(server), flush=True)
@@ -138,14 +140,13 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
             # The onion URL on a line of its own; the publisher reports the rest.
             print(publisher.start(listening_target(server)), flush=True)
         # Once per server, in the master, like the publisher; before any worker forks.
-        if sweeper is not None and (problem := sweeper.start()):
+        if problem := sweeper.start():
             print(f"sealdrop serve: {problem}", file=sys.stderr, flush=True)
 
     def on_exit(server: Any) -> None:
         if publisher is not None:
             publisher.stop()
-        if sweeper is not None:
-            sweeper.stop()
+        sweeper.stop()
 
     hide_server_header()
     honour_connection_close()
@@ -156,10 +157,21 @@ def serve(app: Flask, settings: Settings, publisher: Publisher | None) -> None:
         settings,
         when_ready=when_ready,
         on_exit=on_exit,
-        counters=sweeper.counters if sweeper is not None else None,
-        refusal_pages=server_refusal_pages(app),
+        counters=sweeper.counters,
     )
-    SealdropServer(app, options).run()
+    SealdropServer(partial(build_app, settings, startup), options).run()
+
+
+def build_app(settings: Settings, startup: Startup) -> Any:
+    """A worker's app, and our pages for the requests gunicorn refuses itself, made
+    from it in the deployment's default language. Imported here, in the worker: the
+    master holds no Flask (startup.py)."""
+    from ..app import create_app
+    from ..web.errors import server_refusal_pages
+
+    app = create_app(settings, startup)
+    hide_error_details(server_refusal_pages(app))
+    return app
 
 
 def listening_target(server: Any) -> str:

@@ -13,10 +13,9 @@ server.patches applies unchanged), with these differences:
 - no keep-alive timer around reading a request head: gunicorn's async workers give
   each head `keepalive` seconds (5), first request included, which would cut a
   source whose first bytes take longer over Tor; the head deadline decides instead;
-- the thread pool gets its size and is registered with blocking.off_loop, and what
-  the app built in the master but must own per worker (a lock made before gevent
-  patched threading would block the whole loop) is renewed (app.WORKER_STARTS),
-  before the loop serves anything;
+- the thread pool gets its size and is registered with blocking.off_loop before the
+  loop serves anything (the app is built in the worker, after gevent patched it, so
+  its locks are the loop's: startup.py says why the master holds none);
 - its own end (`run`): a worker being replaced (server.recycling) finishes every
   request it holds, for up to RECYCLE_DRAIN_SECONDS, so no upload is cut; a worker
   told to stop (the whole service stopping: SIGTERM) gives them
@@ -40,7 +39,6 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 from gunicorn.workers.ggevent import GeventWorker
 
-from ..app import WORKER_STARTS
 from ..blocking import run_off_loop_in
 from .patches import close_idle_connections, end_every_input
 
@@ -111,8 +109,6 @@ class SealdropWorker(GeventWorker):  # type: ignore[misc]
         hub.threadpool.maxsize = self.pool_threads
         native_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
         run_off_loop_in(hub.threadpool, native_ident(), native_ident)
-        for start in getattr(self.wsgi, "extensions", {}).get(WORKER_STARTS, ()):
-            start()
 
     def _start_server(self, sock: Any) -> StreamServer:
         sock.setblocking(1)

@@ -30,7 +30,8 @@ import fcntl
 import os
 import secrets
 import stat
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time
 from pathlib import Path
 from types import TracebackType
@@ -395,7 +396,7 @@ class Submission:
         self._spare = bytearray()
         self._sealer = PayloadSealer(spool._recipients, version=RECIPIENTS_VERSION)
         self._file_write(self._sealer.header)
-        self._payload = PayloadWriter(self._seal, day, receipt, source, language)
+        self._payload = PayloadWriter(_seal_of(self), day, receipt, source, language)
 
     @property
     def bytes_written(self) -> int:
@@ -582,6 +583,25 @@ class Submission:
     def _fail(self, err: OSError, doing: str) -> NoReturn:
         self._abort_now()
         raise _storage_error(err, doing, self._spool.directory) from None
+
+
+def _seal_of(submission: Submission) -> Callable[[bytes | bytearray | memoryview], None]:
+    """`submission._seal`, for its PayloadWriter to keep, without keeping `submission`.
+
+    With the bound method the writer and the submission were a reference cycle, which
+    only the garbage collector's rare full passes free: every upload left its spare
+    buffer (a megabyte, zeroed) and its sealer (holding up to a chunk of plaintext)
+    allocated for minutes, and a loaded server's heap grew by a megabyte an upload
+    (docs/PERFORMANCE.md, "Reference cycles")."""
+    seal = weakref.WeakMethod(submission._seal)
+
+    def call(data: bytes | bytearray | memoryview) -> None:
+        method = seal()
+        if method is None:
+            raise RuntimeError("the submission was freed while its payload was written")
+        method(data)
+
+    return call
 
 
 def _storage_error(err: OSError, doing: str, directory: Path) -> StorageError:

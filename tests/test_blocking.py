@@ -141,3 +141,29 @@ def test_a_piece_sealed_in_the_background_fails_at_the_next_step(tmp_path: Path)
         tmp_path,
     )
     assert out.split("\n")[:3] == ["write returned", "StorageFull", "[]"]
+
+
+def test_an_error_from_off_the_loop_leaves_no_reference_cycle(tmp_path: Path) -> None:
+    # Raised from a local, the error and the waiting frame held each other: the failed
+    # step's buffers stayed allocated until the collector's next full pass.
+    out = run_on_loop(
+        """
+        import gc, weakref
+        class Buffers:
+            pass
+        def fails(held):
+            raise OSError("the disk went away")
+        def step():
+            held = Buffers()
+            try:
+                blocking.off_loop(fails, held)
+            except OSError:
+                pass
+            return weakref.ref(held)
+        gc.collect()
+        gc.disable()
+        print(step()() is None)
+        """,
+        tmp_path,
+    )
+    assert out.split() == ["True"]

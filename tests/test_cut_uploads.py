@@ -336,6 +336,51 @@ def test_a_cut_follow_up_is_kept_and_filed_with_its_source(
     assert (source / order[1] / "files" / "bill.pdf.partial").read_bytes() == opened.files[0][1]
 
 
+def source_records(path: Path, key: PrivateKey) -> list[records.SourceIdentity]:
+    with path.open("rb") as handle:
+        payload = crypto.open_payload(handle, key)
+        events = list(records.read_payload(payload, payload.version))
+    return [event for event in events if isinstance(event, records.SourceIdentity)]
+
+
+def test_a_first_submission_cut_before_its_codename_costs_no_derivation(
+    start_server: Callable[..., Any],
+    codenames_env: dict[str, str],
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+) -> None:
+    # A client gone during the read-ahead (web.derivations) never sees a codename: what
+    # it sent is kept, cut, with no reply key, and no Argon2id ran for it. Held bodies
+    # an attacker drops at once would otherwise each take a derivation.
+    server = start_server(env=codenames_env)
+    photo = random.Random(7).randbytes(200_000)
+    form = Form(message_and_photo(photo), 0, 0, [])
+    sent = form.body.body.index(photo) + 20_000  # well inside the first 64 KiB
+    # No .part exists before the read-ahead ends: every byte sent before the close is
+    # read before the server sees it.
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(head(server, form) + form.body.body[:sent])
+    (path,) = wait_for(lambda: list(spool_dir.glob("*.sealed")), "kept cut upload")
+    opened = open_sealed(path, reviewer_key)
+    assert opened.cut is not None and opened.files[0][1] == photo[: len(opened.files[0][1])]
+    assert source_records(path, reviewer_key) == []
+
+    # The same form sent whole is filed under the codename its page shows.
+    answer = send_complete(server, form)
+    assert re.search(rb'<p class="codename"', answer), answer[:300]
+    (complete,) = [p for p in spool_dir.glob("*.sealed") if p != path]
+    assert len(source_records(complete, reviewer_key)) == 1
+
+
+def message_and_photo(photo: bytes) -> Multipart:
+    return build_multipart(
+        [
+            ("message", None, b"Rhino horn, in the spare tyre.", None),
+            ("files", "p.jpg", photo, None),
+        ]
+    )
+
+
 def test_stopping_the_service_keeps_an_upload_in_progress_as_cut(
     start_server: Callable[..., Any], spool_dir: Path, reviewer_key: PrivateKey
 ) -> None:

@@ -139,6 +139,11 @@ class BodyReader:
         # The client went away during `read_ahead`: raised by the next `read`.
         self._gone: ClientGone | None = None
 
+    @property
+    def client_gone(self) -> bool:
+        """The client went away during `read_ahead` (the next `read` raises it)."""
+        return self._gone is not None
+
     def read(self) -> int:
         """Read more behind what is held; return how many bytes came (0: the body's end).
 
@@ -173,7 +178,10 @@ class BodyReader:
                 if not self._receive(step):
                     break
         except ClientGone as gone:
-            self._gone = gone
+            # A copy, without the traceback and the error it replaced: their frames
+            # hold this reader, and kept here they made a cycle that held the buffer
+            # until the garbage collector's next full pass.
+            self._gone = type(gone)(*gone.args)
 
     def _receive(self, size: int) -> int:
         """Read at most `size` bytes behind those at hand; the checks of `read`."""

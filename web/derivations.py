@@ -108,15 +108,6 @@ class DerivationQueue:
         finally:
             self.leave(ticket)
 
-    def renew_lock(self) -> None:
-        """Give the queue a lock of this process's own kind (server.worker calls it in
-        each worker, its event loop set up, before any request). The app, and this
-        queue with it, is built in the gunicorn master, where threading's locks are OS
-        locks; a greenlet waiting on one would block its whole worker."""
-        with self._changed:
-            assert not self._waiting and not self._running, "renewed while in use"
-        self._changed = threading.Condition()
-
     def join(self, kind: Kind, rank: float = 0.0) -> Ticket:
         """Take a place in the queue, or DerivationsBusy if it is a visit and
         `visit_queue` visits already wait. The ticket may be granted at once."""

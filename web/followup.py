@@ -32,9 +32,7 @@ from ..codename import (
     SourceKeys,
     derive,
     ending,
-    load_installation_salt,
     new_codename,
-    word_list,
 )
 from ..codename import normalise as normalise_codename
 from ..keys import KdfCost
@@ -70,16 +68,17 @@ class Codenames:
     reply_signers: tuple[VerifyKey, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Codenames:
-        assert settings.state_dir is not None
+    def from_settings(
+        cls, settings: Settings, salt: bytes, reply_signers: tuple[VerifyKey, ...] = ()
+    ) -> Codenames:
+        """With the installation's `salt` (made and checked by startup.prepare)."""
         cost = KdfCost(settings.codename_kdf_passes, settings.codename_kdf_memory)
         queue = DerivationQueue(
             settings.codename_max_concurrent,
             settings.codename_queue_length,
             settings.codename_wait_seconds,
         )
-        word_list()  # a changed word list must stop start-up, not fail a source later
-        return cls(load_installation_salt(settings.state_dir), cost, queue)
+        return cls(salt, cost, queue, reply_signers)
 
     def derive(self, codename: str, kind: Kind, rank: float = 0.0) -> SourceKeys:
         """Derive once a slot is free (web.derivations: DerivationsBusy only for a visit;

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request, url_for
 from flask_babel import Babel, format_date, format_decimal, get_translations, gettext
 
-from ..languages import SOURCE_LANGUAGE, Language, Languages
+from ..languages import SOURCE_LANGUAGE, TRANSLATIONS_FOLDER, Language, Languages
 from ..units import in_largest_unit
 
-TRANSLATIONS_FOLDER = "translations"
 _EXTENSION = "sealdrop.languages"
 _TAG_ARG = "lang"
 
@@ -96,18 +94,6 @@ def language_links() -> list[LanguageLink]:
         # Only `/` may order the list from the browser's languages; it never redirects.
         order = languages.by_preference(request.accept_languages.values())
     return [LanguageLink(lang, url_for(target, lang=lang.tag), lang == here) for lang in order]
-
-
-def missing_catalogs(app: Flask, languages: Languages) -> list[str]:
-    """The offered languages whose compiled catalog is not installed. Flask-Babel would
-    show those pages in English without a word: the caller refuses to start instead."""
-    folder = Path(app.root_path) / TRANSLATIONS_FOLDER
-    return [
-        lang.tag
-        for lang in languages.offered
-        if lang.tag != SOURCE_LANGUAGE
-        and not (folder / lang.catalog / "LC_MESSAGES" / "messages.mo").is_file()
-    ]
 
 
 def register_languages(app: Flask, languages: Languages) -> None:
@@ -182,11 +168,11 @@ def register_languages(app: Flask, languages: Languages) -> None:
 def load_every_language(app: Flask, languages: Languages) -> None:
     """Read each offered language's catalog and CLDR data now, while the app is built.
 
-    gunicorn builds the app once in its master and forks the workers (preload_app), so
-    what is read here is shared by every worker, a replacement one too, instead of being
-    read again by each worker on its first page in each language (docs/PERFORMANCE.md,
-    "Translated pages"). Only plain data is made: Flask-Babel's catalog cache and Babel's
-    locale data, dictionaries of strings; no lock, thread or file stays open.
+    Each worker builds its app once (startup.py says why not the master), so what is
+    read here is read once per worker, at its start, instead of on its first page in
+    each language (docs/PERFORMANCE.md, "Translated pages"). Only plain data is made:
+    Flask-Babel's catalog cache and Babel's locale data, dictionaries of strings; no
+    lock, thread or file stays open.
     """
     for lang in languages.offered:
         # The prefix picks the language (`current_language`) without routing or a view.

@@ -86,6 +86,11 @@ class UploadBody:
         self._body.read_ahead(size)
         return time.monotonic() - started
 
+    @property
+    def client_gone(self) -> bool:
+        """The client went away before the body's end (during `read_ahead`)."""
+        return self._body.client_gone
+
     def first_field(self, name: str, max_bytes: int) -> bytearray:
         """The value of the body's first part, which must be the field `name` of at most
         `max_bytes` (the follow-up's codename, needed before anything is sealed)."""

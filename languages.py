@@ -18,6 +18,23 @@ from babel import Locale, UnknownLocaleError
 # tests/test_i18n.py checks that this list and the folder agree.
 SHIPPED = ("en", "fr", "es", "pt", "sw", "id", "zh-Hans", "vi", "ru", "ar")
 SOURCE_LANGUAGE = "en"
+# Each shipped language's name in its own script, as CLDR spells it (capitalised), and
+# its writing direction: what every page's language list shows. Written here, not read
+# from Babel's locale data, which Babel loads whole (0.6-1.4 MiB a language) the first
+# time anything of a locale is read: read from it, the list put all ten in each worker
+# at its first page. tests/test_i18n.py checks the table against CLDR.
+NATIVE: dict[str, tuple[str, str]] = {
+    "en": ("English", "ltr"),
+    "fr": ("Français", "ltr"),
+    "es": ("Español", "ltr"),
+    "pt": ("Português", "ltr"),
+    "sw": ("Kiswahili", "ltr"),
+    "id": ("Indonesia", "ltr"),
+    "zh-Hans": ("中文 (简体)", "ltr"),
+    "vi": ("Tiếng Việt", "ltr"),
+    "ru": ("Русский", "ltr"),
+    "ar": ("العربية", "rtl"),
+}
 # The compiled catalogs, in the package: translations/<catalog>/LC_MESSAGES/messages.mo.
 TRANSLATIONS_FOLDER = "translations"
 TRANSLATIONS = Path(__file__).parent / TRANSLATIONS_FOLDER
@@ -37,7 +54,8 @@ class UnknownLanguage(ValueError):
 
 @dataclass(frozen=True)
 class Language:
-    """One language: its tag and what Babel's locale data says about it."""
+    """One language: its tag, its name and direction (`NATIVE`), and Babel's locale
+    data for it, loaded only when a page formats a number or a date in it."""
 
     tag: str
 
@@ -52,19 +70,18 @@ class Language:
         not from the locale data, which a start-up check need not load."""
         return self.tag.replace("-", "_")
 
-    @cached_property
+    @property
     def name(self) -> str:
         """The language's name in its own script, as CLDR spells it, capitalised."""
-        name = self.locale.get_display_name(self.locale) or self.tag
-        return name[:1].upper() + name[1:]
+        return NATIVE[self.tag][0]
 
     @property
     def english_name(self) -> str:
         return self.locale.get_display_name("en") or self.tag
 
-    @cached_property
+    @property
     def direction(self) -> str:
-        return "rtl" if self.locale.text_direction == "rtl" else "ltr"
+        return NATIVE[self.tag][1]
 
 
 def normalise_tag(raw: str) -> str:

@@ -38,6 +38,12 @@ FIRST_READ_SIZE = 16 * 1024
 # 1.3 to 2.6 MiB each). Loopback and fast links read in large pieces; a Tor upload
 # (tens to hundreds of KB/s) reads 16 KiB at a time, which costs it nothing.
 FAST_BODY_RATE = 1024 * 1024
+# Before anything is framed (`read_ahead`), a body is read this much at a time, into a
+# buffer that grows only by what came: a body trickling its first bytes, as hundreds
+# held open by an attacker do, holds what it sent and a few KiB, not a read's worth
+# reserved here and another accumulating in gunicorn's reader (docs/PERFORMANCE.md,
+# "Slow clients").
+READ_AHEAD_STEP = 4 * 1024
 # RateFloor remembers how much had arrived at most this many times per window.
 RATE_MARKS_PER_WINDOW = 16
 # The attribute of gunicorn's socket reader that server.patches.watch_body_pieces
@@ -132,7 +138,8 @@ class BodyReader:
         self._max_bytes = max_bytes
         self._held_room = held_room
         self._read_size = min(READ_SIZE, FIRST_READ_SIZE)
-        self.buffer = bytearray(self._read_size + held_room)
+        # Made large enough for a whole read by `read`, when the body is framed.
+        self.buffer = bytearray(READ_AHEAD_STEP + held_room)
         self.filled = 0
         self.received = 0
         self._readinto = getattr(stream, "readinto", None)
@@ -154,6 +161,8 @@ class BodyReader:
             raise self._gone
         if self.filled > self._held_room:
             raise AssertionError("more held back than the framing's bound")
+        if len(self.buffer) < self._held_room + self._read_size:
+            self._resize(self._held_room + self._read_size)
         started = time.monotonic()
         count = self._receive(self._read_size)
         rate = count / max(time.monotonic() - started, 1e-6)
@@ -172,7 +181,7 @@ class BodyReader:
             while self.filled < size:
                 # The buffer grows a read at a time, as the bytes come: a client
                 # trickling its body holds what it sent, not `size` bytes at once.
-                step = min(self._read_size, size - self.filled)
+                step = min(READ_AHEAD_STEP, size - self.filled)
                 if len(self.buffer) < self.filled + step + self._held_room:
                     self._resize(self.filled + step + self._held_room)
                 if not self._receive(step):

@@ -7,6 +7,8 @@ web/language.py; the reviewer's commands use this module to name a submission's 
 
 from __future__ import annotations
 
+import gettext
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,23 +20,6 @@ from babel import Locale, UnknownLocaleError
 # tests/test_i18n.py checks that this list and the folder agree.
 SHIPPED = ("en", "fr", "es", "pt", "sw", "id", "zh-Hans", "vi", "ru", "ar")
 SOURCE_LANGUAGE = "en"
-# Each shipped language's name in its own script, as CLDR spells it (capitalised), and
-# its writing direction: what every page's language list shows. Written here, not read
-# from Babel's locale data, which Babel loads whole (0.6-1.4 MiB a language) the first
-# time anything of a locale is read: read from it, the list put all ten in each worker
-# at its first page. tests/test_i18n.py checks the table against CLDR.
-NATIVE: dict[str, tuple[str, str]] = {
-    "en": ("English", "ltr"),
-    "fr": ("Français", "ltr"),
-    "es": ("Español", "ltr"),
-    "pt": ("Português", "ltr"),
-    "sw": ("Kiswahili", "ltr"),
-    "id": ("Indonesia", "ltr"),
-    "zh-Hans": ("中文 (简体)", "ltr"),
-    "vi": ("Tiếng Việt", "ltr"),
-    "ru": ("Русский", "ltr"),
-    "ar": ("العربية", "rtl"),
-}
 # The compiled catalogs, in the package: translations/<catalog>/LC_MESSAGES/messages.mo.
 TRANSLATIONS_FOLDER = "translations"
 TRANSLATIONS = Path(__file__).parent / TRANSLATIONS_FOLDER
@@ -54,8 +39,7 @@ class UnknownLanguage(ValueError):
 
 @dataclass(frozen=True)
 class Language:
-    """One language: its tag, its name and direction (`NATIVE`), and Babel's locale
-    data for it, loaded only when a page formats a number or a date in it."""
+    """One language: its tag and what Babel's locale data says about it."""
 
     tag: str
 
@@ -70,18 +54,19 @@ class Language:
         not from the locale data, which a start-up check need not load."""
         return self.tag.replace("-", "_")
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The language's name in its own script, as CLDR spells it, capitalised."""
-        return NATIVE[self.tag][0]
+        name = self.locale.get_display_name(self.locale) or self.tag
+        return name[:1].upper() + name[1:]
 
     @property
     def english_name(self) -> str:
         return self.locale.get_display_name("en") or self.tag
 
-    @property
+    @cached_property
     def direction(self) -> str:
-        return NATIVE[self.tag][1]
+        return "rtl" if self.locale.text_direction == "rtl" else "ltr"
 
 
 def normalise_tag(raw: str) -> str:
@@ -139,11 +124,22 @@ class Languages:
 
 
 def missing_catalogs(languages: Languages) -> list[str]:
-    """The offered languages whose compiled catalog is not installed. Flask-Babel would
-    show those pages in English without a word: the caller refuses to start instead."""
+    """The offered languages whose compiled catalog is not installed or cannot be read.
+    Flask-Babel would show those pages in English without a word, or fail them: the
+    caller refuses to start instead. Read with the standard library's parser, so that
+    the check loads neither Babel's catalogs nor its locale data."""
     return [
         lang.tag
         for lang in languages.offered
         if lang.tag != SOURCE_LANGUAGE
-        and not (TRANSLATIONS / lang.catalog / "LC_MESSAGES" / "messages.mo").is_file()
+        and not _catalog_reads(TRANSLATIONS / lang.catalog / "LC_MESSAGES" / "messages.mo")
     ]
+
+
+def _catalog_reads(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            gettext.GNUTranslations(handle)
+    except (OSError, ValueError, LookupError, struct.error):
+        return False
+    return True

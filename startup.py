@@ -73,8 +73,9 @@ def prepare(settings: Settings) -> Startup:
     languages = _languages(settings)
     if missing := missing_catalogs(languages):
         raise StartupRefused(
-            f"the compiled translations for {', '.join(missing)} are not installed (no "
-            "translations/<language>/LC_MESSAGES/messages.mo in the package); reinstall "
+            f"the compiled translations for {', '.join(missing)} are not installed or "
+            "cannot be read (translations/<language>/LC_MESSAGES/messages.mo in the "
+            "package); reinstall "
             "sealdrop, or leave those out of the setting languages / SEALDROP_LANGUAGES"
         )
     counters = FailureCounters()

@@ -39,6 +39,8 @@ from .patches import (
 )
 
 EXIT_REFUSED = 2
+# gunicorn's exit codes for a worker that could not load the app (Arbiter).
+BUILD_FAILED = (3, 4)
 
 
 class Publisher(Protocol):
@@ -159,7 +161,23 @@ def serve(settings: Settings, startup: Startup, publisher: Publisher | None) -> 
         on_exit=on_exit,
         counters=sweeper.counters,
     )
-    SealdropServer(partial(build_app, settings, startup), options).run()
+    master = os.getpid()
+    try:
+        SealdropServer(partial(build_app, settings, startup), options).run()
+    except SystemExit as stopped:
+        # gunicorn stops the whole service when a worker cannot build the app. The
+        # master checked everything the app is built from, so what is left is the
+        # installation itself (a file removed, or changed by an upgrade while the
+        # service ran); a worker's own exit passes through here too, silently.
+        if os.getpid() == master and stopped.code in BUILD_FAILED:
+            print(
+                "sealdrop serve: a worker could not build the web app (the error is "
+                "above); the installation is broken or was changed while the service "
+                "ran: reinstall sealdrop, then start it again",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise
 
 
 def build_app(settings: Settings, startup: Startup) -> Any:

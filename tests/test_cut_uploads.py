@@ -372,6 +372,34 @@ def test_a_first_submission_cut_before_its_codename_costs_no_derivation(
     assert len(source_records(complete, reviewer_key)) == 1
 
 
+def test_a_whole_form_whose_connection_ends_early_still_gets_its_codename(
+    start_server: Callable[..., Any],
+    codenames_env: dict[str, str],
+    spool_dir: Path,
+    reviewer_key: PrivateKey,
+) -> None:
+    # The closing delimiter came, then the connection's sending side ended before the
+    # declared length (a proxy, a stalling circuit tripping the floor after the last
+    # piece): the form is whole, so the source is answered with a codename as usual.
+    server = start_server(env=codenames_env)
+    form = message_and_photo(random.Random(8).randbytes(20_000))
+    head = (
+        f"POST /submit HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+        f"Content-Type: {form.content_type}\r\nContent-Length: {len(form.body) + 2}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(head + form.body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while piece := sock.recv(65536):
+            answer += piece
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert re.search(rb'<p class="codename"', answer), answer[:300]
+    (path,) = list(spool_dir.glob("*.sealed"))
+    assert open_sealed(path, reviewer_key).cut is None
+    assert len(source_records(path, reviewer_key)) == 1
+
+
 def message_and_photo(photo: bytes) -> Multipart:
     return build_multipart(
         [

@@ -520,3 +520,55 @@ def test_a_stop_signal_that_reaches_a_booting_worker_stops_it() -> None:
     # Anything else (a replacement asked with SIGTTIN, a child's exit) is no stop.
     assert worker_alive_after([signal.SIGTTIN, signal.SIGCHLD], None)
     assert worker_alive_after([], None)
+
+
+# Loaded by every interpreter on its path (site): breaks the web app's build in whatever
+# process builds it, as a broken or half-upgraded installation would.
+BREAK_THE_APP = """
+import builtins, os, sys
+if os.environ.get("BREAK_SEALDROP_APP"):
+    real_import = builtins.__import__
+
+    def breaking_import(name, *args, **kwargs):
+        module = real_import(name, *args, **kwargs)
+        app = sys.modules.get("sealdrop.app")
+        if hasattr(app, "create_app") and not hasattr(app, "broken"):
+            def create_app(*given, **named):
+                raise RuntimeError("a module of the web app is missing")
+            app.create_app, app.broken = create_app, True
+        return module
+
+    builtins.__import__ = breaking_import
+"""
+
+
+def test_a_worker_that_cannot_build_the_app_stops_the_service_saying_so(
+    tmp_path: Path, spool_dir: Path, public_key_file: Path
+) -> None:
+    # The master checks what the app is built from but builds none (startup.py); a
+    # worker that still cannot build it (the installation changed under the service)
+    # stops the service, and the operator is told what to do.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BREAK_THE_APP)
+    paths = [str(site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = clean_env(
+        {
+            "SEALDROP_RESERVE_BYTES": "0",
+            "BREAK_SEALDROP_APP": "1",
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
+    )
+    args = ["serve", "--spool", str(spool_dir), "--public-key", str(public_key_file)]
+    done = subprocess.run(
+        sealdrop_command(*args, "--listen", "127.0.0.1:0", "--local-only"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("a worker could not build the web app") == 1, done.stderr
+    assert "reinstall sealdrop" in done.stderr
+    assert not spool_entries(spool_dir)

@@ -162,3 +162,26 @@ def register_languages(app: Flask, languages: Languages) -> None:
         ngettext=lambda one, many, n: translations().ungettext(one, many, n),
         newstyle=True,
     )
+    load_every_language(app, languages)
+
+
+def load_every_language(app: Flask, languages: Languages) -> None:
+    """Read each offered language's catalog and CLDR data now, while the app is built.
+
+    Each worker builds its app (startup.py says why the master holds none) before it
+    serves anything. Read later, on each language's first page, a worker's first page
+    in a language takes 10-45 ms longer than the next ones: a visitor could time
+    whether anyone was served in that language since the worker started, and a
+    source's language narrows where they are (docs/PERFORMANCE.md, "Translated
+    pages"). Only plain data is made: Flask-Babel's catalog cache and Babel's locale
+    data, dictionaries of strings; no lock, thread or file stays open.
+    """
+    for lang in languages.offered:
+        # The prefix picks the language (`current_language`) without routing or a view.
+        with app.test_request_context(f"/{lang.tag}/"):
+            get_translations()
+            # The locale data a page reads: the language list's names and directions,
+            # numbers (`size_text`, the limits) and a reply's day.
+            _ = lang.name, lang.direction
+            format_decimal(1.5)
+            format_date(date(2026, 1, 1), format="long")

@@ -90,6 +90,11 @@ class MultipartFraming:
         # Where the next header line starts, counted from the start of the headers.
         self._header_line = 0
 
+    def may_close_within(self, data: bytearray, end: int) -> bool:
+        """Whether `data[:end]` holds ``--BOUNDARY--``: only then can a body that ends
+        there be a whole form (a browser never sends its boundary inside a part)."""
+        return data.find(self._dash_boundary + b"--", 0, end) >= 0
+
     @property
     def held_bound(self) -> int:
         """The most bytes `feed` ever leaves unused: part headers not yet ended, or a

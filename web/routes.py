@@ -61,11 +61,11 @@ def register_routes(
                 # shows it is arriving, and is never refused for lack of one: the body
                 # is on its way (web.derivations).
                 rank = body.read_ahead(DERIVE_AFTER_BYTES)
-                if not body.client_gone:
+                if not body.ends_cut:
                     codename, source = codenames.new_source(rank)
-                # A client already gone never sees a codename: what it sent is kept,
-                # cut, with no reply key, and costs no derivation (held bodies that
-                # an attacker drops would otherwise each take one).
+                # An upload that can only be kept cut is never answered with a
+                # codename: it is sealed with no reply key and costs no derivation
+                # (held bodies that an attacker drops would otherwise each take one).
             with spool.begin(source, current_language().tag) as submission:
                 body.seal_into(submission)
                 receipt = submission.commit()

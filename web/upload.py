@@ -87,9 +87,12 @@ class UploadBody:
         return time.monotonic() - started
 
     @property
-    def client_gone(self) -> bool:
-        """The client went away before the body's end (during `read_ahead`)."""
-        return self._body.client_gone
+    def ends_cut(self) -> bool:
+        """The client went away during `read_ahead` (or sent below the rate floor)
+        before the form's closing delimiter came: the upload can only be kept cut. One
+        whose closing delimiter is at hand is whole whatever came after it."""
+        body = self._body
+        return body.client_gone and not self._framing.may_close_within(body.buffer, body.filled)
 
     def first_field(self, name: str, max_bytes: int) -> bytearray:
         """The value of the body's first part, which must be the field `name` of at most

@@ -14,7 +14,10 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..web.body import RateFloor
 
 _refusal_pages: dict[int, bytes] = {}
 
@@ -163,8 +166,6 @@ def watch_body_pieces() -> None:
     """
     from gunicorn.http.unreader import SocketUnreader
 
-    from ..web.body import BODY_WATCHER, RateFloor
-
     original = SocketUnreader.chunk
     if getattr(SocketUnreader, "sealdrop_watchable", False):
         return
@@ -198,6 +199,11 @@ def watch_body_pieces() -> None:
     SocketUnreader.sealdrop_watchable = True
 
 
+# The attribute of gunicorn's socket reader holding the body's RateFloor while a request
+# body is read (web.body.watch_socket_reads sets it; `watch_body_pieces` reports to it).
+# Here, not in web.body, so that the master, which applies the patches, imports no
+# Werkzeug: every page it holds is counted again in its worker (startup.py).
+BODY_WATCHER = "sealdrop_body_watcher"
 # The attribute of gunicorn's socket reader holding, while gunicorn parses a request
 # head (or discards an unread body: `bound_body_drains`), when it must be complete by
 # and (None once a byte came) when its first byte must have come by

@@ -22,6 +22,7 @@ from typing import IO
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from ..server.patches import BODY_WATCHER
 from ..wipe import zero
 from .refusals import BodyTooLarge, BodyTooSlow, ClientGone
 
@@ -46,9 +47,6 @@ FAST_BODY_RATE = 1024 * 1024
 READ_AHEAD_STEP = 4 * 1024
 # RateFloor remembers how much had arrived at most this many times per window.
 RATE_MARKS_PER_WINDOW = 16
-# The attribute of gunicorn's socket reader that server.patches.watch_body_pieces
-# reports each received piece to (set by `watch_socket_reads`).
-BODY_WATCHER = "sealdrop_body_watcher"
 
 
 class RateFloor:

@@ -19,9 +19,10 @@ Four servers are measured in one run:
 The sink and OnionShare run alone, one after the other, before and after the pair.
 Each server gets ``--repeat`` large ``curl -F`` uploads (MB/s, best kept), with the
 server's CPU seconds (utime + stime of the master and workers, from /proc/PID/stat,
-over the upload) and peak RSS (VmHWM of each process, since its start, read after the
-large uploads). Then ``--repeat`` bursts (best kept): 50 concurrent clients each send
-``--rounds`` 1 MB submissions: submissions per second, p50/p99 latency.
+over the upload) and peak RSS (VmHWM of each process over the large uploads: reset
+before the first, read after the last; a worker's start-up is not an upload's).
+Then ``--repeat`` bursts (best kept): 50 concurrent clients each send ``--rounds``
+1 MB submissions: submissions per second, p50/p99 latency.
 
     .venv/bin/python bench/upload_bench.py            # 1 GiB
     .venv/bin/python bench/upload_bench.py --quick    # 64 MiB, one round
@@ -146,6 +147,15 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / CLK_TCK
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's VmHWM afresh (Linux: 5 written to /proc/PID/clear_refs), so
+    that the peak read after the large uploads is theirs, not start-up's: a worker that
+    builds its app itself (sealdrop, whose master holds none) has its start-up peak
+    in its own VmHWM, a worker forked from a master that built the app (previous) in
+    the master's."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -303,6 +313,9 @@ def measure(measured: Sequence[Measured], args: argparse.Namespace) -> None:
     """`--repeat` rounds of one large upload to each server in turn, the peak RSS of
     each, then `--repeat` rounds of one burst each in turn. The bursts come last: they
     make the workers recycle, which would lose the large uploads' peaks."""
+    for one in measured:
+        for pid in one.server.pids():
+            reset_peak_rss(pid)
     for round_ in range(args.repeat):
         for one in turns(measured, round_):
             os.sync()
@@ -517,7 +530,7 @@ def report(results: dict[str, Target], args: argparse.Namespace, load: tuple[str
             f"{max(target.rss_burst_mib):>9.1f}"
         )
     print(
-        "\nRSS: peak (VmHWM) per process in MiB after the large uploads (max = the largest\n"
+        "\nRSS: peak (VmHWM) per process in MiB over the large uploads (max = the largest\n"
         "process, sum = all of them); RSS burst: the largest process after the bursts as well;\n"
         "fail: failed submissions over all bursts. Every round, MB/s (CPU s):"
     )

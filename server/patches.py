@@ -171,13 +171,13 @@ def watch_body_pieces() -> None:
         return
 
     def chunk(self: Any, size_hint: int | None = None) -> bytes:
-        if _inputs_ended() or getattr(self, _ENDED_IDLE, False):
+        if _input_over(self):
             return b""
         try:
             return piece(self, size_hint)
         except OSError:
             # A read woken by the shutdown of end_every_input or close_idle_connections.
-            if _inputs_ended() or getattr(self, _ENDED_IDLE, False):
+            if _input_over(self):
                 return b""
             raise
 
@@ -197,6 +197,102 @@ def watch_body_pieces() -> None:
 
     SocketUnreader.chunk = chunk
     SocketUnreader.sealdrop_watchable = True
+
+
+def _input_over(reader: Any) -> bool:
+    """The socket reader must report the end of what its client sends: every input
+    ended (`end_every_input`), or this connection closed as idle."""
+    return _inputs_ended() or getattr(reader, _ENDED_IDLE, False)
+
+
+def read_bodies_in_place() -> None:
+    """Give gunicorn's request body a ``readinto`` that receives straight into the
+    caller's buffer, and returns what has arrived rather than waiting for all it asked.
+
+    gunicorn's own body only has ``read``: each megabyte of an upload was received into
+    a new bytes object, gathered in a BytesIO, copied out of it and sliced (five
+    copies, about 5 MiB of short-lived buffers at a time), and a read waited until its
+    whole size had come, so a client that sent one fast piece and then trickled had a
+    megabyte gathered for it as slowly as it liked. Werkzeug's stream uses
+    ``readinto`` when the body has one: a body of declared length, with nothing held
+    back in gunicorn's buffers, is then received into the upload's own buffer
+    (web.body.BodyReader) with what `watch_body_pieces` does for each piece: the rate
+    floor told, the end reported once inputs end. Anything else (a chunked body,
+    bytes gunicorn already holds) goes through gunicorn's ``read``. Called in the
+    master before workers fork.
+    """
+    from gunicorn.http.body import Body, LengthReader
+
+    if getattr(Body, "sealdrop_readinto", False):
+        return
+
+    def readinto(self: Any, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        reader = self.reader
+        unreader: Any = getattr(reader, "unreader", None)
+        if not (
+            isinstance(reader, LengthReader)
+            and isinstance(getattr(unreader, "sock", None), socket.socket)
+        ):
+            return _read_into(self, view, len(view))  # a chunked body: gunicorn's way
+        held = _held(self.buf) + _held(unreader.buf)
+        if held:
+            # What gunicorn received along with the head, first: no wait for more.
+            return _read_into(self, view, min(len(view), held))
+        size = min(len(view), reader.length)
+        if size <= 0:
+            return 0
+        # The first bytes are waited for; then whatever has already arrived, so that
+        # a fast upload still fills large pieces and a slow one is handed what came.
+        count = _receive_into(unreader, view[:size])
+        while 0 < count < size and _readable_now(unreader.sock):
+            more = _receive_into(unreader, view[count:size])
+            if not more:
+                break
+            count += more
+        reader.length -= count
+        return count
+
+    Body.readinto = readinto
+    Body.sealdrop_readinto = True
+
+
+def _held(buffer: Any) -> int:
+    """The bytes in one of gunicorn's BytesIO buffers."""
+    buffer.seek(0, 2)
+    return int(buffer.tell())
+
+
+def _read_into(body: Any, view: memoryview, size: int) -> int:
+    data = body.read(size)
+    view[: len(data)] = data
+    return len(data)
+
+
+def _receive_into(unreader: Any, view: memoryview) -> int:
+    """One receive from `unreader`'s socket into `view`, as `watch_body_pieces`'s
+    ``chunk`` would: 0 once the input is over or the rate floor tripped."""
+    if _input_over(unreader):
+        return 0
+    floor: RateFloor | None = getattr(unreader, BODY_WATCHER, None)
+    if floor is not None and floor.tripped:
+        return 0
+    try:
+        count: int = unreader.sock.recv_into(view)
+    except OSError:
+        if _input_over(unreader):
+            return 0
+        raise
+    if floor is not None:
+        floor.arrived(count)
+    return count
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    """Whether `sock` has bytes waiting, without waiting for any."""
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 # The attribute of gunicorn's socket reader holding the body's RateFloor while a request

@@ -35,6 +35,7 @@ from .patches import (
     hide_server_header,
     honour_connection_close,
     limit_request_heads,
+    read_bodies_in_place,
     watch_body_pieces,
 )
 
@@ -153,6 +154,7 @@ def serve(settings: Settings, startup: Startup, publisher: Publisher | None) -> 
     hide_server_header()
     honour_connection_close()
     watch_body_pieces()
+    read_bodies_in_place()
     limit_request_heads(settings.head_timeout_seconds, KEEPALIVE)
     bound_body_drains(KEEPALIVE)
     options = gunicorn_options(

@@ -207,3 +207,45 @@ def test_a_slow_body_keeps_small_reads_and_a_fast_one_that_slows_returns_to_them
     fast._stream, fast._readinto = cast(Any, slowed), slowed.readinto
     fast.read()
     assert len(fast.buffer) < READ_SIZE
+
+
+class Packets(io.RawIOBase):
+    """Hands over at most `packet` bytes a read, like a socket on a slow link, then
+    raises `error`."""
+
+    def __init__(self, data: bytes, packet: int, error: BaseException) -> None:
+        self._data = data
+        self._packet = packet
+        self._error = error
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.reads += 1
+        if not self._data:
+            raise self._error
+        take = min(len(buffer), len(self._data), self._packet)
+        buffer[:take] = self._data[:take]
+        self._data = self._data[take:]
+        return take
+
+
+def test_short_reads_are_gathered_into_a_small_reads_worth() -> None:
+    # A stream that hands over what has arrived (server.patches.read_bodies_in_place)
+    # still gives the framing and the sealer pieces of FIRST_READ_SIZE, not packets.
+    stream = Packets(BODY * 4, 1500, ClientDisconnected())
+    reader = BodyReader(cast(Any, stream), len(BODY) * 4, 1 << 30, held_room=100)
+    assert reader.read() == FIRST_READ_SIZE
+    assert stream.reads == -(-FIRST_READ_SIZE // 1500)
+
+
+def test_a_client_gone_between_short_reads_keeps_what_came_for_the_framing() -> None:
+    # The bytes gathered before the client went are handed over; the next read raises.
+    stream = Packets(BODY[:5000], 1500, ClientDisconnected())
+    reader = BodyReader(cast(Any, stream), len(BODY), 1 << 30, held_room=100)
+    assert reader.read() == 5000
+    assert bytes(reader.buffer[: reader.filled]) == BODY[:5000]
+    with pytest.raises(ClientGone):
+        reader.read()

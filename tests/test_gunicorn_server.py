@@ -572,3 +572,38 @@ def test_a_worker_that_cannot_build_the_app_stops_the_service_saying_so(
     assert done.stderr.count("a worker could not build the web app") == 1, done.stderr
     assert "reinstall sealdrop" in done.stderr
     assert not spool_entries(spool_dir)
+
+
+def test_a_body_is_received_in_place_and_what_came_is_handed_over() -> None:
+    # server.patches.read_bodies_in_place: gunicorn's body gets a readinto that
+    # receives into the caller's buffer and returns what has arrived, with the rate
+    # floor told of each piece; bytes gunicorn already holds go through its read.
+    from gunicorn.http.body import Body, LengthReader
+    from gunicorn.http.unreader import SocketUnreader
+
+    from sealdrop.server.patches import BODY_WATCHER, read_bodies_in_place
+    from sealdrop.web.body import RateFloor
+
+    read_bodies_in_place()
+    client, server = socket.socketpair()
+    with client, server:
+        unreader = SocketUnreader(server)
+        unreader.unread(b"held")  # read along with the request head
+        body = Body(LengthReader(unreader, 4 + 3000 + 3000 + 67_000))
+        floor = RateFloor(500, 120)
+        setattr(unreader, BODY_WATCHER, floor)
+        client.sendall(b"x" * 3000)
+        target = bytearray(65536)
+        # What gunicorn holds goes through its own read, and only that much is asked.
+        assert body.readinto(memoryview(target)) == 4 and target[:4] == b"held"
+        assert body.readinto(memoryview(target)) == 3000 and target[:3000] == b"x" * 3000
+        client.sendall(b"y" * 3000)
+        # Then in place: what has come, not the 64 KiB asked for.
+        assert body.readinto(memoryview(target)) == 3000 and target[:3000] == b"y" * 3000
+        assert floor.received == 3000
+        client.sendall(b"z" * 67_000)
+        got = 0
+        while got < 67_000:
+            got += body.readinto(memoryview(target)[: 67_000 - got])
+        assert body.readinto(memoryview(target)) == 0  # the declared length is reached
+        assert floor.received == 3000 + 67_000

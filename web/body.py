@@ -163,6 +163,20 @@ class BodyReader:
             self._resize(self._held_room + self._read_size)
         started = time.monotonic()
         count = self._receive(self._read_size)
+        # A stream may hand over what has arrived (server.patches.read_bodies_in_place):
+        # gather at least a small read's worth, so that a slow upload is still sealed
+        # in pieces of FIRST_READ_SIZE, not in one thread hop per network packet.
+        least = min(FIRST_READ_SIZE, self._read_size)
+        while 0 < count < least and not self._ended():
+            try:
+                more = self._receive(self._read_size - count)
+            except ClientGone as gone:
+                # What came is handed over first; the next read raises (`_keep_gone`).
+                self._keep_gone(gone)
+                break
+            if not more:
+                break
+            count += more
         rate = count / max(time.monotonic() - started, 1e-6)
         if count == self._read_size < READ_SIZE and rate >= FAST_BODY_RATE:
             self._grow()
@@ -185,10 +199,14 @@ class BodyReader:
                 if not self._receive(step):
                     break
         except ClientGone as gone:
-            # A copy, without the traceback and the error it replaced: their frames
-            # hold this reader, and kept here they made a cycle that held the buffer
-            # until the garbage collector's next full pass.
-            self._gone = type(gone)(*gone.args)
+            self._keep_gone(gone)
+
+    def _keep_gone(self, gone: ClientGone) -> None:
+        """Have the next `read` raise `gone`, once the bytes at hand are used. A copy,
+        without the traceback and the error it replaced: their frames hold this reader,
+        and kept here they made a cycle that held the buffer until the garbage
+        collector's next full pass."""
+        self._gone = type(gone)(*gone.args)
 
     def _receive(self, size: int) -> int:
         """Read at most `size` bytes behind those at hand; the checks of `read`."""
@@ -215,6 +233,10 @@ class BodyReader:
         if count and floor is not None and not floor.watched:
             floor.check(self.received)
         return count
+
+    def _ended(self) -> bool:
+        """The whole declared body has come."""
+        return self._content_length is not None and self.received >= self._content_length
 
     def consume(self, used: int) -> None:
         """Drop `buffer[:used]`; the rest moves to the front for the next read."""

@@ -11,6 +11,7 @@ rather than silently undoing the patch.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -244,9 +245,9 @@ def read_bodies_in_place() -> None:
             return 0
         # The first bytes are waited for; then whatever has already arrived, so that
         # a fast upload still fills large pieces and a slow one is handed what came.
-        count = _receive_into(unreader, view[:size])
-        while 0 < count < size and _readable_now(unreader.sock):
-            more = _receive_into(unreader, view[count:size])
+        count = _receive_into(unreader, view[:size], wait=True)
+        while 0 < count < size:
+            more = _receive_into(unreader, view[count:size], wait=False)
             if not more:
                 break
             count += more
@@ -269,30 +270,37 @@ def _read_into(body: Any, view: memoryview, size: int) -> int:
     return len(data)
 
 
-def _receive_into(unreader: Any, view: memoryview) -> int:
+def _receive_into(unreader: Any, view: memoryview, *, wait: bool) -> int:
     """One receive from `unreader`'s socket into `view`, as `watch_body_pieces`'s
-    ``chunk`` would: 0 once the input is over or the rate floor tripped."""
+    ``chunk`` would: 0 once the input is over or the rate floor tripped. Without
+    `wait`, only what has already arrived (0 if nothing has): the socket's descriptor
+    is read directly, which the event loop's sockets allow (non-blocking); a blocking
+    one is never read so."""
     if _input_over(unreader):
         return 0
     floor: RateFloor | None = getattr(unreader, BODY_WATCHER, None)
     if floor is not None and floor.tripped:
         return 0
     try:
-        count: int = unreader.sock.recv_into(view)
+        count = unreader.sock.recv_into(view) if wait else _arrived_into(unreader.sock, view)
     except OSError:
         if _input_over(unreader):
             return 0
         raise
     if floor is not None:
         floor.arrived(count)
-    return count
+    return int(count)
 
 
-def _readable_now(sock: socket.socket) -> bool:
-    """Whether `sock` has bytes waiting, without waiting for any."""
-    import select
-
-    return bool(select.select([sock], [], [], 0)[0])
+def _arrived_into(sock: socket.socket, view: memoryview) -> int:
+    """What has already arrived on `sock`, into `view`; 0 if nothing has."""
+    descriptor = sock.fileno()
+    if os.get_blocking(descriptor):
+        return 0
+    try:
+        return os.readv(descriptor, [view])
+    except BlockingIOError:
+        return 0
 
 
 # The attribute of gunicorn's socket reader holding the body's RateFloor while a request

@@ -341,7 +341,7 @@ class Settings:
         fix="give the bytes a second an upload must average over body_rate_window_seconds "
         "(0 to 1000000; 0 turns the floor off)",
         meaning="An upload that brings fewer than this many bytes a second over the last "
-        "`body_rate_window_seconds` is dropped (what had arrived is kept, marked cut): a "
+        "`body_rate_window_seconds` is dropped and nothing of it is kept: a "
         "client trickling bytes must not hold a connection. 0: no floor. A Tor upload "
         "at 20 KB/s with 60 s stalls is far above the default.",
     )

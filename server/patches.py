@@ -162,7 +162,7 @@ def watch_body_pieces() -> None:
     gunicorn's body reads block until the whole size asked for has come, so only the
     socket reader sees a trickle as it arrives. Once the floor is tripped the reader
     answers as if the client had stopped sending: what arrived is handed over, and
-    the upload ends as BodyTooSlow (a ClientGone: kept, marked cut). Called in the
+    the upload ends as BodyTooSlow (refused: nothing kept). Called in the
     master before workers fork.
     """
     from gunicorn.http.unreader import SocketUnreader

@@ -1,5 +1,5 @@
 """The body's rate floor (web.body.RateFloor): a trickling body is dropped as a
-ClientGone (so what arrived is kept, marked cut), a Tor-like upload with a minute's
+ClientGone that keeps nothing (web.upload), a Tor-like upload with a minute's
 stalls never is. A simulated clock: hours of sending in milliseconds."""
 
 from __future__ import annotations

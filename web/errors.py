@@ -106,7 +106,7 @@ def register_error_handlers(app: Flask, counters: FailureCounters) -> None:
 
     @app.errorhandler(BodyTooSlow)
     def body_too_slow(error: BodyTooSlow) -> Response:
-        # What arrived was kept, marked cut. Reading the rest at the rate that got the
+        # Nothing of it was kept (web.upload). Reading the rest at the rate that got the
         # body dropped would hold the connection again: answer now, and close.
         response = error_page(error.status)
         response.headers["Connection"] = "close"

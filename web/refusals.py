@@ -62,17 +62,18 @@ class ClientGone(UploadRejected):
     decides it; every other early ending is a MalformedUpload.
 
     The one refusal that keeps anything: web.upload seals what arrived, marked cut
-    (records CUT), before it goes on. A drop of a client sending too slowly must be
-    one of these (a subclass), never another refusal."""
+    (records CUT), before it goes on. BodyTooSlow is one of these for the reading code
+    (the body is over, answered at once, the connection closed) but keeps nothing."""
 
     status = 400
 
 
 class BodyTooSlow(ClientGone):
     """The body arrived slower than `body_min_rate` bytes a second over the last
-    `body_rate_window_seconds`: a client holding a connection by trickling, or a circuit
-    too slow to be of use. Dropped like a client that went away: what arrived is kept,
-    sealed and marked cut (a ClientGone, on purpose)."""
+    `body_rate_window_seconds`: a client holding a connection by trickling. Ended like a
+    client that went away (a ClientGone: nothing more is read, the answer comes at once
+    and closes the connection), but refused: nothing of it is kept, so that such bodies
+    leave no partial submissions for the reviewer to sift (web.upload)."""
 
 
 class TooLarge(UploadRejected):

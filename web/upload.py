@@ -10,7 +10,8 @@ written anywhere, and the buffer is zeroed when the body is done.
 
 Every limit is checked as the bytes arrive. Whatever goes wrong, the caller's
 ``with spool.begin()`` block aborts the submission, so nothing is left behind; only
-a client that went away (ClientGone) leaves what had arrived, sealed, marked cut. The
+a client that went away (ClientGone, but not BodyTooSlow: a body below the rate floor is
+refused) leaves what had arrived, sealed, marked cut. The
 reasons for a refusal are in web.refusals; reading the rest of a refused body, so
 that the browser shows the answer, is web.discard.
 """
@@ -28,7 +29,7 @@ from .body import BodyReader, RateFloor, watch_socket_reads
 from .builder import SubmissionBuilder
 from .multipart import MultipartFraming, PartSink
 from .part_headers import PartHeaders
-from .refusals import BodyTooLarge, ClientGone, MalformedUpload, UploadLimits
+from .refusals import BodyTooLarge, BodyTooSlow, ClientGone, MalformedUpload, UploadLimits
 
 _MAX_BOUNDARY = 70  # RFC 2046
 
@@ -115,6 +116,12 @@ class UploadBody:
         try:
             while not self._framing.closed:
                 self._frame(builder)
+        except BodyTooSlow:
+            # Dropped by the server, not cut by the client: a refusal like the others,
+            # so nothing is kept (issue 13: a trickle below the floor is what a client
+            # holding a connection does; a real circuit brings far more, or stalls and
+            # meets the idle bound, and is kept cut).
+            raise
         except ClientGone:
             # The one early end that keeps anything: what arrived is sealed and marked
             # cut before the refusal goes on. Every other fault is a refusal, aborted by

@@ -11,10 +11,11 @@ rather than silently undoing the patch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -160,10 +161,11 @@ def watch_body_pieces() -> None:
     floor is broken; and end every body at once after `end_every_input`.
 
     gunicorn's body reads block until the whole size asked for has come, so only the
-    socket reader sees a trickle as it arrives. Once the floor is tripped the reader
-    answers as if the client had stopped sending: what arrived is handed over, and
-    the upload ends as BodyTooSlow (refused: nothing kept). Called in the
-    master before workers fork.
+    socket reader sees a trickle as it arrives (a body of declared length is received
+    in place instead, with the same checks: `read_bodies_in_place`). Once the floor is
+    tripped the reader answers as if the client had stopped sending: what arrived is
+    handed over, and the upload ends as BodyTooSlow (refused: nothing kept). Called in
+    the master before workers fork.
     """
     from gunicorn.http.unreader import SocketUnreader
 
@@ -243,14 +245,20 @@ def read_bodies_in_place() -> None:
         size = min(len(view), reader.length)
         if size <= 0:
             return 0
-        # The first bytes are waited for; then whatever has already arrived, so that
-        # a fast upload still fills large pieces and a slow one is handed what came.
-        count = _receive_into(unreader, view[:size], wait=True)
-        while 0 < count < size:
-            more = _receive_into(unreader, view[count:size], wait=False)
-            if not more:
-                break
-            count += more
+        # The first bytes are waited for; then whatever has already arrived, read from
+        # the descriptor itself (the event loop's sockets are non-blocking; a blocking
+        # one is never read so), so that a fast upload still fills large pieces and a
+        # slow one is handed what came.
+        sock = unreader.sock
+        count = _receive_into(unreader, view[:size], sock.recv_into)
+        descriptor = sock.fileno()
+        if count and not os.get_blocking(descriptor):
+            arrived = functools.partial(_arrived_into, descriptor)
+            while count < size:
+                more = _receive_into(unreader, view[count:size], arrived)
+                if not more:
+                    break
+                count += more
         reader.length -= count
         return count
 
@@ -270,19 +278,16 @@ def _read_into(body: Any, view: memoryview, size: int) -> int:
     return len(data)
 
 
-def _receive_into(unreader: Any, view: memoryview, *, wait: bool) -> int:
-    """One receive from `unreader`'s socket into `view`, as `watch_body_pieces`'s
-    ``chunk`` would: 0 once the input is over or the rate floor tripped. Without
-    `wait`, only what has already arrived (0 if nothing has): the socket's descriptor
-    is read directly, which the event loop's sockets allow (non-blocking); a blocking
-    one is never read so."""
+def _receive_into(unreader: Any, view: memoryview, receive: Callable[[memoryview], int]) -> int:
+    """One `receive` from `unreader`'s socket into `view`, as `watch_body_pieces`'s
+    ``chunk`` would: 0 once the input is over or the rate floor tripped."""
     if _input_over(unreader):
         return 0
     floor: RateFloor | None = getattr(unreader, BODY_WATCHER, None)
     if floor is not None and floor.tripped:
         return 0
     try:
-        count = unreader.sock.recv_into(view) if wait else _arrived_into(unreader.sock, view)
+        count = receive(view)
     except OSError:
         if _input_over(unreader):
             return 0
@@ -292,11 +297,8 @@ def _receive_into(unreader: Any, view: memoryview, *, wait: bool) -> int:
     return int(count)
 
 
-def _arrived_into(sock: socket.socket, view: memoryview) -> int:
-    """What has already arrived on `sock`, into `view`; 0 if nothing has."""
-    descriptor = sock.fileno()
-    if os.get_blocking(descriptor):
-        return 0
+def _arrived_into(descriptor: int, view: memoryview) -> int:
+    """What has already arrived on a non-blocking socket, into `view`; 0 if nothing has."""
     try:
         return os.readv(descriptor, [view])
     except BlockingIOError:

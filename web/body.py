@@ -57,12 +57,12 @@ class RateFloor:
     any 120 s window, far above the default floor of 500 B/s (60 KB per window).
 
     Under gunicorn it watches each piece the socket delivers (`arrived`, called by
-    server.patches.watch_body_pieces): a body read blocks until a whole read's worth
-    has come, so a trickle would otherwise never be looked at. Once below the floor
-    it is `tripped`: the socket reader then reports the body's end, everything that
-    arrived is handed over, and BodyReader raises BodyTooSlow. Without that hook (the
-    test client) BodyReader checks it at each read. A body that sends nothing at
-    all is the idle bound's (web.idle).
+    server.patches.watch_body_pieces and read_bodies_in_place): a body read waits for
+    at least FIRST_READ_SIZE, so a trickle would otherwise not be looked at for long.
+    Once below the floor it is `tripped`: the socket reader then reports the body's
+    end, everything that arrived is handed over, and BodyReader raises BodyTooSlow.
+    Without that hook (the test client) BodyReader checks it at each read. A body that
+    sends nothing at all is the idle bound's (web.idle).
     """
 
     def __init__(
